@@ -1,0 +1,312 @@
+"""From a raw export to the canonical log, with every unusable row accounted for.
+
+``read_log`` is the one entry point: read the file, apply the mapping, check every
+row. Rows that cannot be used are never dropped silently: each goes to the quarantine
+with a reason and a detail naming the column and the value, and the report keeps the
+books (rows in = rows kept + rows quarantined).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.errors import EventLogError
+from features.io import read_raw, sidecar_path
+from features.mapping import Mapping, default_mapping, resolve_columns
+from features.schema import (
+    CANONICAL_KINDS,
+    NON_NEGATIVE,
+    ROW_COLUMN,
+    TIMESTAMP_DTYPE,
+    empty_column,
+)
+
+REASONS = (
+    "excluded_by_mapping",
+    "empty_case_id",
+    "empty_activity",
+    "unparseable_timestamp",
+    "unparseable_number",
+    "negative_amount",
+    "unknown_activity",
+    "duplicate_event",
+    "event_after_case_end",
+)
+_EXAMPLES_PER_REASON = 5
+_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+@dataclass
+class ValidationReport:
+    """What happened to every row, and what a user should look at."""
+
+    source: str
+    rows_in: int = 0
+    rows_kept: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    unknown_activities: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+    @property
+    def warnings(self) -> list[str]:
+        if not self.unknown_activities:
+            return []
+        listed = ", ".join(f"{name!r} ({n})" for name, n in self.unknown_activities.most_common(10))
+        return [
+            f"{self.source}: {sum(self.unknown_activities.values())} event(s) with "
+            f"{len(self.unknown_activities)} activity name(s) the mapping does not list: {listed}"
+        ]
+
+    def note(self, reason: str, messages: list[str], count: int) -> None:
+        if count:
+            self.quarantined[reason] += count
+            self.examples.setdefault(reason, []).extend(messages)
+
+
+@dataclass
+class EventLog:
+    """A canonical log with the mapping that produced it and the books on its rows."""
+
+    events: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: ValidationReport
+    mapping: Mapping
+
+
+# ------------------------------------------------------------------ parsing steps
+def _as_text(series: pd.Series) -> pd.Series:
+    """Text with surrounding blanks removed and empty strings as missing."""
+    text = series.astype("str").str.strip()
+    return text.mask(series.isna() | (text == ""))
+
+
+def _parse_timestamps(raw: pd.Series, mapping: Mapping) -> pd.Series:
+    fmt = mapping.format
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        return raw.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE)
+    if pd.api.types.is_datetime64_dtype(raw.dtype):
+        return raw.dt.tz_localize(fmt.timezone).dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE)
+    text = _as_text(raw)
+    has_offset = text.str.contains(_OFFSET, regex=True, na=False)
+    result = pd.Series(pd.NaT, index=raw.index, dtype=TIMESTAMP_DTYPE)
+    if has_offset.any():
+        aware = pd.to_datetime(text[has_offset], format=fmt.timestamp_format, errors="coerce",
+                               utc=True)
+        result[has_offset] = aware.astype(TIMESTAMP_DTYPE)
+    naive_mask = ~has_offset & text.notna()
+    if naive_mask.any():
+        naive = pd.to_datetime(text[naive_mask], format=fmt.timestamp_format, errors="coerce")
+        local = naive.dt.tz_localize(fmt.timezone, ambiguous="NaT", nonexistent="NaT")
+        result[naive_mask] = local.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE)
+    return result
+
+
+def _parse_numbers(raw: pd.Series, mapping: Mapping) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.astype("float64")
+    text = _as_text(raw)
+    fmt = mapping.format
+    if fmt.thousands:
+        text = text.str.replace(fmt.thousands, "", regex=False)
+    if fmt.decimal != ".":
+        text = text.str.replace(fmt.decimal, ".", regex=False)
+    return pd.to_numeric(text, errors="coerce").astype("float64")
+
+
+def _terms_days(terms: pd.Series, mapping: Mapping) -> pd.Series:
+    days = terms.str.extract(mapping.payment_terms.pattern, expand=False)
+    parsed = pd.to_numeric(days, errors="coerce").astype("float64")
+    if mapping.payment_terms.default_days is not None:
+        parsed = parsed.fillna(mapping.payment_terms.default_days)
+    return parsed
+
+
+def _row_messages(
+    source: str, rows: pd.Series, column: str, values: pd.Series, why: str
+) -> list[str]:
+    head = min(_EXAMPLES_PER_REASON, len(rows))
+    return [
+        f"{source}: row {int(r)}, column {column!r}: {why} (value {v!r})"
+        for r, v in zip(rows.iloc[:head], values.iloc[:head], strict=True)
+    ]
+
+
+# ----------------------------------------------------------------- canonicalise
+def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -> EventLog:
+    """Apply the mapping to a raw frame; quarantine, with reasons, what cannot be used."""
+    if ROW_COLUMN not in raw.columns:
+        raw = raw.assign(**{ROW_COLUMN: np.arange(1, len(raw) + 1, dtype="int64")})
+    raw = raw.reset_index(drop=True)
+    available = [c for c in raw.columns if c != ROW_COLUMN]
+    columns = resolve_columns(mapping, available, source)
+    report = ValidationReport(source=source, rows_in=len(raw))
+    n = len(raw)
+    reason = pd.Series([None] * n, dtype="str")
+    detail = pd.Series([None] * n, dtype="str")
+
+    def flag(mask: pd.Series, why: str, column: str, values: pd.Series, text: str) -> None:
+        fresh = mask & reason.isna()
+        if not fresh.any():
+            return
+        reason[fresh] = why
+        shown = values[fresh].astype("str")
+        detail[fresh] = f"column {column!r}: {text}: " + shown
+        report.note(why, _row_messages(source, raw.loc[fresh, ROW_COLUMN], column,
+                                       values[fresh], text), int(fresh.sum()))
+
+    out: dict[str, pd.Series] = {}
+    if "__keep_rows__" in columns:
+        col = columns["__keep_rows__"]
+        keep_values = set(mapping.keep_rows.values) if mapping.keep_rows else set()
+        flag(~_as_text(raw[col]).isin(keep_values), "excluded_by_mapping", col, raw[col],
+             f"not one of {sorted(keep_values)} (keep_rows in the mapping)")
+
+    case_col = columns["case_id"]
+    out["case_id"] = _as_text(raw[case_col])
+    flag(out["case_id"].isna(), "empty_case_id", case_col, raw[case_col], "empty case id")
+
+    act_col = columns["activity"]
+    exported = _as_text(raw[act_col])
+    flag(exported.isna(), "empty_activity", act_col, raw[act_col], "empty activity")
+    if "__activity_qualifier__" in columns:
+        qualifier = _as_text(raw[columns["__activity_qualifier__"]])
+        exported = exported.where(qualifier.isna(), exported + "+" + qualifier)
+    out["activity"] = _translate_activities(exported, mapping)
+
+    ts_col = columns["timestamp"]
+    out["timestamp"] = _parse_timestamps(raw[ts_col], mapping)
+    expected = mapping.format.timestamp_format
+    flag(out["timestamp"].isna(), "unparseable_timestamp", ts_col, raw[ts_col],
+         f"cannot parse as a timestamp (expected format {expected})")
+
+    for role, kind in CANONICAL_KINDS.items():
+        if role in out or role == "payment_terms_days":
+            continue
+        if role not in columns:
+            out[role] = empty_column(kind, n)
+            continue
+        source_col = columns[role]
+        if kind == "number":
+            out[role] = _parse_numbers(raw[source_col], mapping)
+            bad = out[role].isna() & _as_text(raw[source_col]).notna()
+            flag(bad, "unparseable_number", source_col, raw[source_col], "not a number")
+        else:
+            out[role] = _as_text(raw[source_col])
+    out["payment_terms_days"] = _terms_days(out["payment_terms"], mapping)
+
+    for name, extra in mapping.extra_columns.items():
+        source_col = columns[name]
+        if extra.type == "number":
+            out[name] = _parse_numbers(raw[source_col], mapping)
+            bad = out[name].isna() & _as_text(raw[source_col]).notna()
+            flag(bad, "unparseable_number", source_col, raw[source_col], "not a number")
+        else:
+            out[name] = _as_text(raw[source_col])
+
+    for role in NON_NEGATIVE:
+        if role in columns:
+            flag(out[role] < 0, "negative_amount", columns.get(role, role), out[role],
+                 "negative amount")
+
+    unknown = out["activity"].notna() & ~out["activity"].isin(mapping.known_activities)
+    if mapping.activities and unknown.any() and mapping.unknown_activities == "quarantine":
+        flag(unknown, "unknown_activity", act_col, raw[act_col],
+             "activity not listed in the mapping")
+
+    events = pd.DataFrame(out)
+    events[ROW_COLUMN] = raw[ROW_COLUMN].to_numpy()
+    usable = reason.isna()
+    _flag_duplicates(events, usable, reason, detail, report, source)
+    _flag_after_case_end(events, usable, reason, detail, report, source, mapping)
+
+    if mapping.activities and mapping.unknown_activities == "keep":
+        still_unknown = unknown & reason.isna()
+        report.unknown_activities.update(out["activity"][still_unknown].value_counts().to_dict())
+    kept = events[reason.isna()]
+    kept = kept.sort_values(["case_id", "timestamp", ROW_COLUMN], kind="stable")
+    kept = kept.reset_index(drop=True)
+    quarantine = raw[reason.notna()].copy()
+    quarantine.insert(0, "quarantine_detail", detail[reason.notna()])
+    quarantine.insert(0, "quarantine_reason", reason[reason.notna()])
+    report.rows_kept = len(kept)
+    if report.rows_kept + report.rows_quarantined != report.rows_in:  # pragma: no cover
+        raise AssertionError("row books do not balance: a row was lost")
+    return EventLog(events=kept, quarantine=quarantine.reset_index(drop=True),
+                    report=report, mapping=mapping)
+
+
+def _translate_activities(exported: pd.Series, mapping: Mapping) -> pd.Series:
+    if not mapping.activities:
+        return exported
+    translated = exported.map(mapping.activities)
+    return translated.fillna(exported).astype("str").mask(exported.isna())
+
+
+def _flag_duplicates(events: pd.DataFrame, usable: pd.Series, reason: pd.Series,
+                     detail: pd.Series, report: ValidationReport, source: str) -> None:
+    """Exact duplicates (every mapped value equal) keep their first row only."""
+    content = [c for c in events.columns if c != ROW_COLUMN]
+    candidates = events[usable]
+    dup = candidates.duplicated(subset=content, keep="first")
+    dup_index = candidates.index[dup]
+    if len(dup_index) == 0:
+        return
+    first_row = candidates.groupby(content, dropna=False, sort=False)[ROW_COLUMN].transform("first")
+    reason[dup_index] = "duplicate_event"
+    detail[dup_index] = "exact duplicate of row " + first_row[dup].astype("str")
+    rows = events.loc[dup_index, ROW_COLUMN]
+    messages = [f"{source}: row {int(r)}: exact duplicate of row {int(f)}"
+                for r, f in zip(rows.iloc[:_EXAMPLES_PER_REASON],
+                                first_row[dup].iloc[:_EXAMPLES_PER_REASON], strict=True)]
+    report.note("duplicate_event", messages, len(dup_index))
+
+
+def _flag_after_case_end(events: pd.DataFrame, usable: pd.Series, reason: pd.Series,
+                         detail: pd.Series, report: ValidationReport, source: str,
+                         mapping: Mapping) -> None:
+    """Events strictly later than a case's first end event cannot belong to that case."""
+    ends = mapping.roles.end_activities
+    if not ends:
+        return
+    live = events[reason.isna()]
+    end_times = live.loc[live["activity"].isin(ends)].groupby("case_id")["timestamp"].min()
+    if end_times.empty:
+        return
+    case_end = live["case_id"].map(end_times)
+    after = live.index[(live["timestamp"] > case_end).to_numpy()]
+    if len(after) == 0:
+        return
+    reason[after] = "event_after_case_end"
+    ended = case_end[after].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    detail[after] = "after the case's end event at " + ended
+    rows = events.loc[after, ROW_COLUMN]
+    messages = [f"{source}: row {int(r)}: event after its case's end event at {e}"
+                for r, e in zip(rows.iloc[:_EXAMPLES_PER_REASON],
+                                ended.iloc[:_EXAMPLES_PER_REASON], strict=True)]
+    report.note("event_after_case_end", messages, len(after))
+
+
+def read_log(path: str | Path, mapping: Mapping | str | Path | None = None) -> EventLog:
+    """Read any supported file through a mapping (the simulator's by default)."""
+    if mapping is None:
+        mapping = default_mapping()
+    elif not isinstance(mapping, Mapping):
+        mapping = Mapping.load(mapping)
+    raw = read_raw(path, mapping.format)
+    if raw.empty:
+        raise EventLogError(f"{path}: the file holds no events")
+    return canonicalize(raw, mapping, source=str(path))
+
+
+def quarantine_path(output: str | Path) -> Path:
+    """Where the quarantine of a log goes: beside it, with a recognisable name."""
+    return sidecar_path(output, "quarantine")

@@ -1,0 +1,211 @@
+"""Mapping files: how one export's names and formats map onto the canonical log.
+
+Users bring logs from Salesforce, SAP, Dynamics or a spreadsheet, in any language.
+Everything that differs between exports lives in a YAML mapping, so reading a new
+system's log is a matter of writing a mapping, never of changing code.
+
+A column may be given as one name or as a list of candidates (the first one the file
+has wins). A name ``X`` that the file lacks also matches ``case:X``: XES stores case
+attributes on the trace, which our XES reader exposes as ``case:<key>``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from features.errors import MappingError, MissingColumnsError
+from features.schema import CANONICAL_KINDS, REQUIRED_ROLES
+
+ColumnRef = str | list[str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileFormat(_Strict):
+    """How values are written in the export (CSV dialect, numbers, dates)."""
+
+    separator: str = ","
+    decimal: str = "."
+    thousands: str | None = None
+    encoding: str = "utf-8"
+    timestamp_format: str = Field(
+        "ISO8601", description="strftime pattern, or ISO8601 for any ISO 8601 form"
+    )
+    timezone: str = Field("UTC", description="zone of timestamps written without an offset")
+    sheet: str | int = Field(0, description="Excel sheet name or index")
+
+
+class ExtraColumn(_Strict):
+    """An attribute outside the canonical roles that should still become a feature."""
+
+    column: ColumnRef
+    type: Literal["category", "number"] = "category"
+    level: Literal["case", "event"] = "case"
+
+
+class Roles(_Strict):
+    """Which canonical activities carry meaning for the labels and the process."""
+
+    won: list[str] = Field(default_factory=list)
+    lost: list[str] = Field(default_factory=list)
+    invoice: list[str] = Field(default_factory=list)
+    payment: list[str] = Field(default_factory=list)
+    case_end: list[str] | None = Field(
+        None, description="activities after which a case has no events; default lost+payment"
+    )
+    stage_order: list[str] = Field(
+        default_factory=list, description="sales stages from first to last, for regressions"
+    )
+    expected_order: list[str] = Field(
+        default_factory=list, description="the happy path, for out-of-order conformance features"
+    )
+    outcome_rule: Literal["any", "last_of_won_lost"] = Field(
+        "any",
+        description=(
+            "'any': a case is won/lost when it contains a won/lost activity; "
+            "'last_of_won_lost': the last of them decides (e.g. BPIC 2012 offers)"
+        ),
+    )
+
+    @property
+    def end_activities(self) -> list[str]:
+        return self.case_end if self.case_end is not None else [*self.lost, *self.payment]
+
+
+class PaymentTerms(_Strict):
+    """How to read payment terms in days out of the exported terms column."""
+
+    pattern: str = r"(\d+)"
+    default_days: float | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles_with_one_group(cls, value: str) -> str:
+        if re.compile(value).groups < 1:
+            raise ValueError("payment_terms.pattern needs one capture group for the days")
+        return value
+
+
+class RowFilter(_Strict):
+    """Keep only rows whose column holds one of the values; the rest are quarantined."""
+
+    column: ColumnRef
+    values: list[str]
+
+
+class Mapping(_Strict):
+    """A whole mapping file. See ``features/mappings/simulator.yaml`` for a documented one."""
+
+    name: str = "unnamed"
+    format: FileFormat = Field(default_factory=FileFormat)
+    columns: dict[str, ColumnRef]
+    extra_columns: dict[str, ExtraColumn] = Field(default_factory=dict)
+    activities: dict[str, str] = Field(
+        default_factory=dict, description="export activity name -> canonical activity name"
+    )
+    activity_qualifier: ColumnRef | None = Field(
+        None, description="column appended to the activity name, e.g. lifecycle:transition"
+    )
+    unknown_activities: Literal["keep", "quarantine"] = "keep"
+    keep_rows: RowFilter | None = None
+    roles: Roles = Field(default_factory=Roles)
+    payment_terms: PaymentTerms = Field(default_factory=PaymentTerms)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_roles_and_required(cls, value: dict[str, ColumnRef]) -> dict[str, ColumnRef]:
+        unknown = sorted(set(value) - set(CANONICAL_KINDS))
+        if unknown:
+            raise ValueError(
+                f"unknown canonical role(s) {unknown}; known: {list(CANONICAL_KINDS)} "
+                "(put other attributes under extra_columns)"
+            )
+        missing = [role for role in REQUIRED_ROLES if role not in value]
+        if missing:
+            raise ValueError(f"required role(s) {missing} not mapped")
+        return value
+
+    @field_validator("extra_columns")
+    @classmethod
+    def _extras_do_not_shadow_roles(cls, value: dict[str, ExtraColumn]) -> dict[str, ExtraColumn]:
+        clash = sorted(set(value) & set(CANONICAL_KINDS))
+        if clash:
+            raise ValueError(f"extra column name(s) {clash} clash with canonical roles")
+        return value
+
+    @cached_property
+    def known_activities(self) -> frozenset[str]:
+        """Canonical activity names this mapping knows (targets of the translation)."""
+        return frozenset(self.activities.values())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Mapping:
+        """Read and check a mapping file; errors name the file and the offending key."""
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise MappingError(f"mapping file {path} does not exist") from exc
+        except yaml.YAMLError as exc:
+            raise MappingError(f"mapping file {path} is not valid YAML: {exc}") from exc
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: object, source: str = "<mapping>") -> Mapping:
+        if not isinstance(raw, dict):
+            raise MappingError(f"{source}: a mapping must be a YAML mapping of keys")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise MappingError(f"{source}: invalid mapping: {problems}") from exc
+
+
+def default_mapping() -> Mapping:
+    """The mapping for the simulator's export and the Excel data template."""
+    text = resources.files("features.mappings").joinpath("simulator.yaml").read_text("utf-8")
+    return Mapping.from_dict(yaml.safe_load(text), source="features/mappings/simulator.yaml")
+
+
+def resolve_column(ref: ColumnRef, available: list[str]) -> str | None:
+    """The first candidate the file has, trying ``case:<name>`` for XES trace attributes."""
+    candidates = [ref] if isinstance(ref, str) else list(ref)
+    present = set(available)
+    for name in candidates:
+        if name in present:
+            return name
+        if f"case:{name}" in present:
+            return f"case:{name}"
+    return None
+
+
+def resolve_columns(mapping: Mapping, available: list[str], source: str) -> dict[str, str]:
+    """Canonical/extra name -> file column; a named column the file lacks is an error."""
+    wanted: dict[str, ColumnRef] = dict(mapping.columns)
+    wanted.update({name: extra.column for name, extra in mapping.extra_columns.items()})
+    if mapping.activity_qualifier is not None:
+        wanted["__activity_qualifier__"] = mapping.activity_qualifier
+    if mapping.keep_rows is not None:
+        wanted["__keep_rows__"] = mapping.keep_rows.column
+    resolved: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for role, ref in wanted.items():
+        column = resolve_column(ref, available)
+        if column is None:
+            missing[role] = ref if isinstance(ref, str) else " | ".join(ref)
+        else:
+            resolved[role] = column
+    if missing:
+        raise MissingColumnsError(source, missing, available)
+    return resolved

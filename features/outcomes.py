@@ -1,0 +1,45 @@
+"""Case outcomes and completion, defined once for the summary, the labels and the API.
+
+The domain brief defines won/lost by the presence of outcome activities; some logs
+(BPI Challenge 2012 offers) decide by the last of them instead, which the mapping
+selects with ``roles.outcome_rule``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.mapping import Roles
+
+WON, LOST, OPEN = "won", "lost", "open"
+
+
+def outcome_events(events: pd.DataFrame, roles: Roles) -> pd.DataFrame:
+    """Per case: the deciding outcome activity's time and whether it is a win."""
+    is_won = events["activity"].isin(roles.won)
+    is_lost = events["activity"].isin(roles.lost)
+    decisive = events.loc[is_won | is_lost, ["case_id", "timestamp"]].assign(
+        won=is_won[is_won | is_lost].to_numpy()
+    )
+    if roles.outcome_rule == "last_of_won_lost":
+        chosen = decisive.groupby("case_id", sort=False).tail(1)
+    else:
+        chosen = decisive.groupby("case_id", sort=False).head(1)
+    return chosen.set_index("case_id")[["timestamp", "won"]].rename(
+        columns={"timestamp": "outcome_time"}
+    )
+
+
+def case_outcomes(events: pd.DataFrame, roles: Roles) -> pd.Series:
+    """'won', 'lost' or 'open' per case id (index), following the mapping's rule."""
+    cases = pd.Index(events["case_id"].unique(), name="case_id")
+    decided = outcome_events(events, roles)["won"].reindex(cases)
+    result = np.where(decided.isna(), OPEN, np.where(decided.fillna(False).astype(bool), WON, LOST))
+    return pd.Series(result, index=cases, name="outcome", dtype="str")
+
+
+def completed_cases(events: pd.DataFrame, roles: Roles) -> pd.Series:
+    """True per case whose end event (payment or loss, by default) is in the log."""
+    ended = events["activity"].isin(roles.end_activities)
+    return ended.groupby(events["case_id"], sort=False).any().rename("completed")

@@ -1,0 +1,125 @@
+"""The ``l2c`` command line: one entry point for data checks, training and serving.
+
+Heavy libraries are imported inside each command so ``l2c --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="l2c",
+    help="Predictive Lead-to-Cash analytics: simulate, validate, train, compare, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+MappingOption = Annotated[
+    Path | None,
+    typer.Option("--mapping", "-m", help="YAML mapping of the export; default: simulator's."),
+]
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Log to write: .csv, .parquet, "
+                                      ".xlsx, .xes or .xes.gz.")],
+    cases: Annotated[int, typer.Option("--cases", "-n", min=1, help="Opportunities.")] = 5000,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed.")] = 1,
+) -> None:
+    """Write a realistic simulated Lead-to-Cash log and its truth file."""
+    import time
+
+    from features.simulate import simulate_log
+
+    from features.io import sidecar_path, write_frame
+
+    started = time.perf_counter()
+    events, truth = simulate_log(n_cases=cases, seed=seed)
+    write_frame(events, out, case_column="opportunity_id", activity_column="activity",
+                timestamp_column="event_time", resource_column="user")
+    truth_file = sidecar_path(out, "truth")
+    truth.to_csv(truth_file, index=False)
+    console.print(
+        f"wrote {len(events):,} events of {cases:,} cases to [bold]{out}[/] and the truth "
+        f"to {truth_file} in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@app.command()
+def validate(
+    log: Annotated[Path, typer.Argument(help="Event log file (CSV, Parquet, XLSX, XES).")],
+    mapping: MappingOption = None,
+    quarantine: Annotated[Path | None, typer.Option(
+        help="Where to write quarantined rows; default: beside the log.")] = None,
+) -> None:
+    """Check a log through its mapping and summarise it; exit 1 when it is unusable."""
+    from features.errors import EventLogError
+    from features.log import quarantine_path, read_log
+    from features.summary import is_usable, summarize
+
+    try:
+        result = read_log(log, mapping)
+    except EventLogError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    summary = summarize(result)
+    _print_summary(summary)
+    if not result.quarantine.empty:
+        target = quarantine or quarantine_path(log)
+        result.quarantine.to_csv(target, index=False)
+        console.print(f"quarantined rows written to [bold]{target}[/]")
+        for reason, examples in result.report.examples.items():
+            for message in examples[:3]:
+                console.print(f"  [yellow]{reason}[/]: {message}")
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if not is_usable(summary):
+        err_console.print("[red]the log is not usable: no event survived validation[/]")
+        raise typer.Exit(1)
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table(title=f"Event log {summary['source']}", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    span = f"{summary['first_event']:%Y-%m-%d} .. {summary['last_event']:%Y-%m-%d}"
+    rows = [
+        ("cases", f"{summary['cases']:,}"),
+        ("events", f"{summary['events']:,}"),
+        ("activities", f"{summary['activities']:,}"),
+        ("time span", span),
+        ("completed cases", f"{summary['completed_cases']:,}"),
+        ("open cases", f"{summary['open_cases']:,}"),
+        ("won", f"{summary['won']:,}"),
+        ("lost", f"{summary['lost']:,}"),
+        ("rows in", f"{summary['rows_in']:,}"),
+        ("rows kept", f"{summary['rows_kept']:,}"),
+        ("rows quarantined", f"{summary['rows_quarantined']:,}"),
+    ]
+    rows += [(f"  quarantined: {r}", f"{n:,}") for r, n in summary["quarantined_by_reason"].items()]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+@app.command()
+def template(
+    out: Annotated[Path, typer.Argument(help="Excel file to write, e.g. template.xlsx.")],
+) -> None:
+    """Write the Excel data template (events sheet plus column and activity guides)."""
+    from features.template import write_template
+
+    write_template(out)
+    console.print(f"wrote the data template to [bold]{out}[/]")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
