@@ -51,6 +51,7 @@ class ValidationReport:
     quarantined: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     unknown_activities: Counter[str] = field(default_factory=Counter)
+    absent_optional: list[str] = field(default_factory=list)
 
     @property
     def rows_quarantined(self) -> int:
@@ -58,12 +59,17 @@ class ValidationReport:
 
     @property
     def warnings(self) -> list[str]:
+        notes = []
+        if self.absent_optional:
+            notes.append(f"{self.source}: optional role(s) not in the file, left empty: "
+                         f"{', '.join(self.absent_optional)}")
         if not self.unknown_activities:
-            return []
+            return notes
         listed = ", ".join(f"{name!r} ({n})" for name, n in self.unknown_activities.most_common(10))
         return [
+            *notes,
             f"{self.source}: {sum(self.unknown_activities.values())} event(s) with "
-            f"{len(self.unknown_activities)} activity name(s) the mapping does not list: {listed}"
+            f"{len(self.unknown_activities)} activity name(s) the mapping does not list: {listed}",
         ]
 
     def note(self, reason: str, messages: list[str], count: int) -> None:
@@ -149,6 +155,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     available = [c for c in raw.columns if c != ROW_COLUMN]
     columns = resolve_columns(mapping, available, source)
     report = ValidationReport(source=source, rows_in=len(raw))
+    report.absent_optional = [r for r in mapping.optional if r not in columns]
     n = len(raw)
     reason = pd.Series([None] * n, dtype="str")
     detail = pd.Series([None] * n, dtype="str")
@@ -204,6 +211,9 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     out["payment_terms_days"] = _terms_days(out["payment_terms"], mapping)
 
     for name, extra in mapping.extra_columns.items():
+        if name not in columns:
+            out[name] = empty_column(extra.type, n)
+            continue
         source_col = columns[name]
         if extra.type == "number":
             out[name] = _parse_numbers(raw[source_col], mapping)
@@ -225,7 +235,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     events = pd.DataFrame(out)
     events[ROW_COLUMN] = raw[ROW_COLUMN].to_numpy()
     usable = reason.isna()
-    _flag_duplicates(events, usable, reason, detail, report, source)
+    _flag_duplicates(raw, usable, reason, detail, report, source)
     _flag_after_case_end(events, usable, reason, detail, report, source, mapping)
 
     if mapping.activities and mapping.unknown_activities == "keep":
@@ -251,11 +261,15 @@ def _translate_activities(exported: pd.Series, mapping: Mapping) -> pd.Series:
     return translated.fillna(exported).astype("str").mask(exported.isna())
 
 
-def _flag_duplicates(events: pd.DataFrame, usable: pd.Series, reason: pd.Series,
+def _flag_duplicates(raw: pd.DataFrame, usable: pd.Series, reason: pd.Series,
                      detail: pd.Series, report: ValidationReport, source: str) -> None:
-    """Exact duplicates (every mapped value equal) keep their first row only."""
-    content = [c for c in events.columns if c != ROW_COLUMN]
-    candidates = events[usable]
+    """Exact duplicates (every column of the file equal) keep their first row only.
+
+    Judged on the file's own columns, not the mapped ones: two partial payments on one
+    day differ in an unmapped amount column and are both real.
+    """
+    content = [c for c in raw.columns if c != ROW_COLUMN]
+    candidates = raw[usable]
     dup = candidates.duplicated(subset=content, keep="first")
     dup_index = candidates.index[dup]
     if len(dup_index) == 0:
@@ -263,7 +277,7 @@ def _flag_duplicates(events: pd.DataFrame, usable: pd.Series, reason: pd.Series,
     first_row = candidates.groupby(content, dropna=False, sort=False)[ROW_COLUMN].transform("first")
     reason[dup_index] = "duplicate_event"
     detail[dup_index] = "exact duplicate of row " + first_row[dup].astype("str")
-    rows = events.loc[dup_index, ROW_COLUMN]
+    rows = raw.loc[dup_index, ROW_COLUMN]
     messages = [f"{source}: row {int(r)}: exact duplicate of row {int(f)}"
                 for r, f in zip(rows.iloc[:_EXAMPLES_PER_REASON],
                                 first_row[dup].iloc[:_EXAMPLES_PER_REASON], strict=True)]

@@ -116,6 +116,11 @@ class Mapping(_Strict):
         None, description="column appended to the activity name, e.g. lifecycle:transition"
     )
     unknown_activities: Literal["keep", "quarantine"] = "keep"
+    optional: list[str] = Field(
+        default_factory=list,
+        description="roles/extra columns the file may lack (left empty, with a warning); "
+        "any other named column the file lacks is an error",
+    )
     keep_rows: RowFilter | None = None
     roles: Roles = Field(default_factory=Roles)
     payment_terms: PaymentTerms = Field(default_factory=PaymentTerms)
@@ -200,12 +205,13 @@ def resolve_columns(mapping: Mapping, available: list[str], source: str) -> dict
         wanted["__keep_rows__"] = mapping.keep_rows.column
     resolved: dict[str, str] = {}
     missing: dict[str, str] = {}
+    optional = set(mapping.optional) - set(REQUIRED_ROLES)
     for role, ref in wanted.items():
         column = resolve_column(ref, available)
-        if column is None:
-            missing[role] = ref if isinstance(ref, str) else " | ".join(ref)
-        else:
+        if column is not None:
             resolved[role] = column
+        elif role not in optional:
+            missing[role] = ref if isinstance(ref, str) else " | ".join(ref)
     if missing:
         raise MissingColumnsError(source, missing, available)
     return resolved

@@ -1,0 +1,191 @@
+"""Validation: every unusable row is named, quarantined with a reason and counted."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.errors import EventLogError, MappingError, MissingColumnsError
+from features.log import read_log
+from features.mapping import Mapping, default_mapping
+from features.summary import summarize
+
+HEADER = "opportunity_id,activity,event_time,user,amount,owner,payment_terms,discount_pct\n"
+GOOD_ROWS = [
+    "O1,Lead Captured,2024-01-01T09:00:00Z,ann,1000,ann,Net 30,",
+    "O1,Quote Issued,2024-01-03T09:00:00Z,ann,1000,ann,Net 30,10",
+    "O1,Opportunity Won,2024-01-09T09:00:00Z,ann,1000,ann,Net 30,",
+    "O2,Lead Captured,2024-01-02T09:00:00Z,bob,500,bob,Net 60,",
+    "O2,Opportunity Lost,2024-01-05T09:00:00Z,bob,500,bob,Net 60,",
+]
+
+
+def write_csv(tmp_path: Path, rows: list[str], header: str = HEADER, name: str = "log.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_clean_log_reads_into_canonical_form(tmp_path: Path) -> None:
+    log = read_log(write_csv(tmp_path, GOOD_ROWS))
+    events = log.events
+    assert list(events.columns[:4]) == ["case_id", "activity", "timestamp", "resource"]
+    assert str(events["timestamp"].dtype) == "datetime64[us, UTC]"
+    assert events["value"].dtype == "float64"
+    assert events["payment_terms_days"].tolist() == [30.0, 30.0, 30.0, 60.0, 60.0]
+    assert events.loc[1, "discount_pct"] == 10.0
+    assert events["rep"].tolist() == ["ann", "ann", "ann", "bob", "bob"]
+    assert log.report.rows_in == 5 and log.report.rows_kept == 5 and log.quarantine.empty
+    summary = summarize(log)
+    assert (summary["won"], summary["lost"], summary["cases"]) == (1, 1, 2)
+    assert (summary["completed_cases"], summary["open_cases"]) == (1, 1)
+
+
+def test_unparseable_timestamp_names_file_row_and_value(tmp_path: Path) -> None:
+    rows = [f"C{i},Lead Captured,2024-01-01T09:00:00Z,ann,10,ann,Net 30," for i in range(1, 1234)]
+    rows.append("C9999,Lead Captured,31/02/2024 25:61,ann,10,ann,Net 30,")
+    rows += [f"D{i},Lead Captured,2024-01-01T09:00:00Z,ann,10,ann,Net 30," for i in range(10)]
+    path = write_csv(tmp_path, rows)
+    log = read_log(path)
+    assert log.report.quarantined == {"unparseable_timestamp": 1}
+    message = log.report.examples["unparseable_timestamp"][0]
+    assert str(path) in message and "row 1234" in message and "'31/02/2024 25:61'" in message
+    assert "event_time" in message
+    bad = log.quarantine.iloc[0]
+    assert bad["source_row"] == 1234 and bad["event_time"] == "31/02/2024 25:61"
+    assert log.report.rows_kept + log.report.rows_quarantined == log.report.rows_in == 1244
+
+
+def test_each_row_problem_is_quarantined_with_its_reason(tmp_path: Path) -> None:
+    rows = [
+        *GOOD_ROWS,
+        ",Lead Captured,2024-01-01T09:00:00Z,ann,10,ann,Net 30,",  # empty case id
+        "O3,Lead Captured,2024-01-01T09:00:00Z,ann,-5,ann,Net 30,",  # negative amount
+        GOOD_ROWS[1],  # exact duplicate of row 2
+        "O2,Quote Issued,2024-01-07T09:00:00Z,bob,500,bob,Net 60,5",  # after the loss
+        "O4,Lead Captured,2024-01-01T09:00:00Z,ann,lots,ann,Net 30,",  # not a number
+        "O5,Mystery Step,2024-01-01T09:00:00Z,ann,10,ann,Net 30,",  # unknown: kept, warned
+    ]
+    log = read_log(write_csv(tmp_path, rows))
+    assert dict(log.report.quarantined) == {
+        "empty_case_id": 1,
+        "negative_amount": 1,
+        "duplicate_event": 1,
+        "event_after_case_end": 1,
+        "unparseable_number": 1,
+    }
+    by_row = log.quarantine.set_index("source_row")["quarantine_reason"].to_dict()
+    assert by_row == {6: "empty_case_id", 7: "negative_amount", 8: "duplicate_event",
+                      9: "event_after_case_end", 10: "unparseable_number"}
+    assert "exact duplicate of row 2" in log.report.examples["duplicate_event"][0]
+    assert "'lots'" in log.report.examples["unparseable_number"][0]
+    assert log.report.unknown_activities == {"Mystery Step": 1}
+    assert "Mystery Step" in log.report.warnings[-1]
+    assert "left empty: currency, stage, region" in log.report.warnings[0]
+    assert log.report.rows_kept == 6 and log.report.rows_in == 11
+
+
+def test_unknown_activities_can_be_quarantined_by_the_mapping(tmp_path: Path) -> None:
+    mapping = default_mapping().model_copy(update={"unknown_activities": "quarantine"})
+    rows = [*GOOD_ROWS, "O5,Mystery Step,2024-01-01T09:00:00Z,ann,10,ann,Net 30,"]
+    log = read_log(write_csv(tmp_path, rows), mapping)
+    assert log.report.quarantined == {"unknown_activity": 1}
+    assert not any("Mystery" in w for w in log.report.warnings)
+
+
+def test_missing_required_column_names_expected_and_found(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, ["O1,Lead Captured,ann"], header="opportunity_id,activity,user\n")
+    with pytest.raises(MissingColumnsError) as info:
+        read_log(path)
+    text = str(info.value)
+    assert "timestamp -> 'event_time | time:timestamp'" in text
+    assert "'opportunity_id'" in text and "'user'" in text
+
+
+def test_mapping_naming_a_column_the_file_lacks_is_an_error(tmp_path: Path) -> None:
+    mapping = Mapping.from_dict({
+        "columns": {"case_id": "opportunity_id", "activity": "activity",
+                    "timestamp": "event_time", "region": "Territory"},
+    })
+    with pytest.raises(MissingColumnsError, match="region -> 'Territory'"):
+        read_log(write_csv(tmp_path, GOOD_ROWS), mapping)
+
+
+def test_malformed_mapping_files_fail_with_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("columns: {case_id: a, activity: b}\n")
+    with pytest.raises(MappingError, match="required role.*timestamp"):
+        Mapping.load(bad)
+    bad.write_text("columns: {case_id: a, activity: b, timestamp: c, colour: d}\n")
+    with pytest.raises(MappingError, match="unknown canonical role.*colour"):
+        Mapping.load(bad)
+    bad.write_text("columns: [unclosed\n")
+    with pytest.raises(MappingError, match="not valid YAML"):
+        Mapping.load(bad)
+
+
+def test_a_german_export_reads_through_a_mapping_alone(tmp_path: Path) -> None:
+    mapping_file = tmp_path / "crm-de.yaml"
+    mapping_file.write_text(textwrap.dedent("""\
+        name: crm-de
+        format: {separator: ";", decimal: ",", thousands: ".", encoding: latin-1,
+                 timestamp_format: "%d.%m.%Y %H:%M", timezone: Europe/Berlin}
+        columns:
+          case_id: Verkaufschance
+          activity: Aktivität
+          timestamp: Zeitpunkt
+          resource: Bearbeiter
+          value: Betrag
+          rep: Verantwortlicher
+          payment_terms: Zahlungsziel
+          lost_reason: Verlustgrund
+        activities:
+          Lead erfasst: Lead Captured
+          Angebot erstellt: Quote Issued
+          Auftrag gewonnen: Opportunity Won
+          Zahlung eingegangen: Payment Received
+        roles:
+          won: [Opportunity Won]
+          payment: [Payment Received]
+          invoice: [Invoice Created]
+        payment_terms: {pattern: '(\\d+) Tage'}
+        """), encoding="utf-8")
+    export = tmp_path / "export.csv"
+    export.write_text(
+        "Verkaufschance;Aktivität;Zeitpunkt;Bearbeiter;Betrag;Verantwortlicher;Zahlungsziel;"
+        "Verlustgrund\n"
+        "VC-1;Lead erfasst;01.03.2024 09:30;Müller;12.345,50;Müller;30 Tage;\n"
+        "VC-1;Angebot erstellt;15.07.2024 14:00;Müller;12.345,50;Müller;30 Tage;\n"
+        "VC-1;Auftrag gewonnen;20.07.2024 10:00;Müller;12.345,50;Müller;30 Tage;\n",
+        encoding="latin-1",
+    )
+    log = read_log(export, mapping_file)
+    events = log.events
+    assert events["activity"].tolist() == ["Lead Captured", "Quote Issued", "Opportunity Won"]
+    assert events["value"].tolist() == [12345.5] * 3
+    assert events["resource"].iloc[0] == "Müller"
+    assert events["payment_terms_days"].iloc[0] == 30.0
+    # 09:30 in Berlin in winter is 08:30 UTC; 14:00 in summer is 12:00 UTC
+    assert events["timestamp"].iloc[0] == pd.Timestamp("2024-03-01T08:30:00Z")
+    assert events["timestamp"].iloc[1] == pd.Timestamp("2024-07-15T12:00:00Z")
+    assert summarize(log)["won"] == 1
+
+
+def test_wrong_encoding_or_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(EventLogError, match="no such file"):
+        read_log(tmp_path / "absent.csv")
+    path = tmp_path / "latin.csv"
+    path.write_bytes((HEADER + "O1,Lead Captured,2024-01-01T09:00:00Z,J\xf6rg,1,x,Net 30,\n")
+                     .encode("latin-1"))
+    with pytest.raises(EventLogError, match="set format.encoding"):
+        read_log(path)
+
+
+def test_input_order_does_not_change_the_canonical_log(tmp_path: Path) -> None:
+    forward = read_log(write_csv(tmp_path, GOOD_ROWS, name="a.csv")).events
+    backward = read_log(write_csv(tmp_path, GOOD_ROWS[::-1], name="b.csv")).events
+    pd.testing.assert_frame_equal(forward.drop(columns="source_row"),
+                                  backward.drop(columns="source_row"))
