@@ -117,10 +117,10 @@ def test_mapping_naming_a_column_the_file_lacks_is_an_error(tmp_path: Path) -> N
 def test_malformed_mapping_files_fail_with_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("columns: {case_id: a, activity: b}\n")
-    with pytest.raises(MappingError, match="required role.*timestamp"):
+    with pytest.raises(MappingError, match=r"required role.*timestamp"):
         Mapping.load(bad)
     bad.write_text("columns: {case_id: a, activity: b, timestamp: c, colour: d}\n")
-    with pytest.raises(MappingError, match="unknown canonical role.*colour"):
+    with pytest.raises(MappingError, match=r"unknown canonical role.*colour"):
         Mapping.load(bad)
     bad.write_text("columns: [unclosed\n")
     with pytest.raises(MappingError, match="not valid YAML"):
@@ -180,7 +180,7 @@ def test_wrong_encoding_or_missing_file_is_a_clear_error(tmp_path: Path) -> None
     path = tmp_path / "latin.csv"
     path.write_bytes((HEADER + "O1,Lead Captured,2024-01-01T09:00:00Z,J\xf6rg,1,x,Net 30,\n")
                      .encode("latin-1"))
-    with pytest.raises(EventLogError, match="set format.encoding"):
+    with pytest.raises(EventLogError, match=r"set format\.encoding"):
         read_log(path)
 
 
