@@ -43,3 +43,32 @@ def completed_cases(events: pd.DataFrame, roles: Roles) -> pd.Series:
     """True per case whose end event (payment or loss, by default) is in the log."""
     ended = events["activity"].isin(roles.end_activities)
     return ended.groupby(events["case_id"], sort=False).any().rename("completed")
+
+
+def first_time_of(events: pd.DataFrame, activities: list[str]) -> pd.Series:
+    """Per case, the time of its first event among ``activities`` (absent: not in index)."""
+    hits = events.loc[events["activity"].isin(activities), ["case_id", "timestamp"]]
+    return hits.groupby("case_id", sort=False)["timestamp"].min()
+
+
+def payment_timing(events: pd.DataFrame, roles: Roles) -> pd.DataFrame:
+    """Per invoiced case: invoice time, due time, payment time and the delay in days.
+
+    Delay = payment - (invoice + payment terms); without known terms, payment - invoice
+    (the brief's definition). Only won cases count when the mapping defines a win, so a
+    lost deal's stray invoice never becomes a payment label. Payment is NaT while unpaid.
+    """
+    invoice = first_time_of(events, roles.invoice)
+    payment = first_time_of(events, roles.payment)
+    terms = events.groupby("case_id", sort=False)["payment_terms_days"].last()
+    frame = pd.DataFrame({"invoice_time": invoice})
+    if roles.won:
+        won = outcome_events(events, roles)
+        won_cases = won.index[won["won"].astype(bool)]
+        frame = frame[frame.index.isin(won_cases)]
+    frame["terms_days"] = terms.reindex(frame.index).fillna(0.0).astype("float64")
+    frame["due_time"] = frame["invoice_time"] + pd.to_timedelta(frame["terms_days"], unit="D")
+    frame["payment_time"] = payment.reindex(frame.index)
+    late = frame["payment_time"] - frame["due_time"]
+    frame["delay_days"] = late / pd.Timedelta(days=1)
+    return frame

@@ -1,0 +1,60 @@
+"""Prefixes: one row per (case, k), the unit every feature and label is computed for.
+
+A prefix ends at an event, so the sorted event table *is* the prefix table: row i of
+case c is the prefix made of c's first k events. Every encoder computes cumulative
+quantities over that table (groupby cumsum/cummax/ffill), which makes each feature
+depend only on events at or before the prefix end by construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.schema import ROW_COLUMN
+
+KEY_COLUMNS = ("case_id", "prefix_len", "prefix_end")
+
+
+def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
+    """A sorted copy with prefix keys; the caller's frame is never modified.
+
+    Sorting by case, time and the row's place in the file makes the result independent
+    of the input row order; without a source row, the activity name breaks ties so that
+    a shuffled frame still gives one answer.
+    """
+    tie_break = ROW_COLUMN if ROW_COLUMN in events.columns else "activity"
+    ordered = events.sort_values(["case_id", "timestamp", tie_break], kind="stable")
+    ordered = ordered.reset_index(drop=True)
+    group = ordered.groupby("case_id", sort=False)
+    ordered["prefix_len"] = group.cumcount().to_numpy(dtype="int64") + 1
+    ordered["prefix_end"] = ordered["timestamp"]
+    ordered["case_start"] = group["timestamp"].transform("first")
+    return ordered
+
+
+def seconds(ts: pd.Series) -> np.ndarray:
+    """UTC timestamps as int64 seconds since the epoch, for searchsorted and arithmetic."""
+    return ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[s]").astype(np.int64)
+
+
+def days_between(later: pd.Series, earlier: pd.Series) -> np.ndarray:
+    return (seconds(later) - seconds(earlier)) / 86400.0
+
+
+def select_prefixes(
+    prepared: pd.DataFrame, max_prefix_len: int | None, thin_after: int | None, thin_step: int
+) -> np.ndarray:
+    """Boolean mask of the prefix rows to keep.
+
+    Long cases would dominate training with near-identical prefixes; ``thin_after`` keeps
+    every ``thin_step``-th prefix beyond that length. Selection depends on k alone, so a
+    prefix's presence never depends on events after it.
+    """
+    k = prepared["prefix_len"].to_numpy()
+    keep = np.ones(len(k), dtype=bool)
+    if max_prefix_len is not None:
+        keep &= k <= max_prefix_len
+    if thin_after is not None and thin_step > 1:
+        keep &= (k <= thin_after) | ((k - thin_after) % thin_step == 0)
+    return keep
