@@ -78,7 +78,8 @@ class _AsOf:
     @classmethod
     def build(cls, codes: np.ndarray, times: np.ndarray, values: np.ndarray, span: int) -> _AsOf:
         known = (codes >= 0) & (times < _NEVER)
-        keys = codes[known] * span + times[known]
+        # facts later than every query still sort after them within their group
+        keys = codes[known] * span + np.minimum(times[known], span - 1)
         order = np.argsort(keys, kind="stable")
         vals = np.nan_to_num(values[known][order].astype("float64"))
         sums = np.vstack([np.zeros((1, vals.shape[1])), np.cumsum(vals, axis=0)])

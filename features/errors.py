@@ -31,3 +31,7 @@ class MissingColumnsError(MappingError):
 
 class UnsupportedFormatError(EventLogError):
     """The file extension names no format we can read or write."""
+
+
+class FeatureSchemaError(EventLogError):
+    """Features do not match the schema the model was trained on."""

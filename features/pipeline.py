@@ -1,0 +1,185 @@
+"""One fitted object from raw canonical events to the prefix feature frame.
+
+The same ``PrefixPipeline`` builds the training matrix and scores one running case at
+the API, so training and serving can never compute a feature two ways. It stores the
+feature schema (names, dtypes, categories) and refuses frames that do not match.
+
+Example (runs as it stands)::
+
+    >>> from features.simulate import simulate_log
+    >>> from features.log import canonicalize
+    >>> from features.mapping import default_mapping
+    >>> mapping = default_mapping()
+    >>> log = canonicalize(simulate_log(n_cases=200, seed=3)[0], mapping)
+    >>> pipe = PrefixPipeline(roles=mapping.roles).fit(log.events)
+    >>> frame = pipe.transform(log.events)
+    >>> list(frame.columns[:4])
+    ['case_id', 'prefix_len', 'prefix_end', 'case_start']
+    >>> len(frame) == len(log.events)
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from features.crosscase import CrossCaseEncoder
+from features.encoders import (
+    ActivityCountEncoder,
+    AttributeEncoder,
+    ConformanceEncoder,
+    LastStateEncoder,
+    NumericHistoryEncoder,
+    PrefixEncoder,
+    TimeEncoder,
+)
+from features.errors import FeatureSchemaError
+from features.labels import build_labels
+from features.mapping import Roles
+from features.prefixes import KEY_COLUMNS, prepare_events, select_prefixes
+from features.schema import CORE_COLUMNS, LABEL_ONLY_COLUMNS, ROW_COLUMN
+
+FRAME_KEYS = (*KEY_COLUMNS, "case_start")
+#: read by dedicated encoders (last state, cross-case) rather than as plain attributes
+_NOT_ATTRIBUTES = {*CORE_COLUMNS, *LABEL_ONLY_COLUMNS, ROW_COLUMN, "account", "stage",
+                   "payment_terms"}
+
+
+class PrefixPipeline(BaseEstimator):
+    """Canonical events -> one feature row per prefix (keys first, then features).
+
+    Parameters are the knobs a data scientist tunes; everything learned from the
+    training log (categories, activities, the cross-case history) ends in ``_``.
+    """
+
+    def __init__(self, roles: Roles | None = None, max_prefix_len: int | None = None,
+                 thin_after: int | None = None, thin_step: int = 1, min_frequency: int = 5,
+                 max_categories: int = 100, fiscal_year_start_month: int = 1,
+                 recent_days: float = 30.0) -> None:
+        self.roles = roles
+        self.max_prefix_len = max_prefix_len
+        self.thin_after = thin_after
+        self.thin_step = thin_step
+        self.min_frequency = min_frequency
+        self.max_categories = max_categories
+        self.fiscal_year_start_month = fiscal_year_start_month
+        self.recent_days = recent_days
+
+    # ----------------------------------------------------------------- fitting
+    def _roles(self) -> Roles:
+        return self.roles if self.roles is not None else Roles()
+
+    def _encoders(self, events: pd.DataFrame) -> list[PrefixEncoder]:
+        roles = self._roles()
+        attributes = [c for c in events.columns if c not in _NOT_ATTRIBUTES]
+        categorical = [c for c in attributes if not pd.api.types.is_numeric_dtype(events[c])]
+        numeric = [c for c in attributes if pd.api.types.is_numeric_dtype(events[c])]
+        varying = events.groupby("case_id")[numeric].nunique().gt(1).any()
+        history = [c for c in numeric if bool(varying.get(c, False))]
+        return [
+            AttributeEncoder(categorical=categorical, numeric=numeric,
+                             min_frequency=self.min_frequency, max_categories=self.max_categories),
+            ActivityCountEncoder(),
+            NumericHistoryEncoder(columns=history),
+            LastStateEncoder(min_frequency=self.min_frequency, max_categories=self.max_categories),
+            TimeEncoder(invoice_activities=roles.invoice,
+                        fiscal_year_start_month=self.fiscal_year_start_month),
+            ConformanceEncoder(expected_order=roles.expected_order, stage_order=roles.stage_order),
+            CrossCaseEncoder(roles=roles, recent_days=self.recent_days),
+        ]
+
+    def fit(self, events: pd.DataFrame, y: object = None) -> PrefixPipeline:
+        prepared = prepare_events(events)
+        self.encoders_ = [enc.fit(prepared) for enc in self._encoders(events)]
+        self.feature_names_out_ = [n for enc in self.encoders_ for n in enc.feature_names_out_]
+        if len(set(self.feature_names_out_)) != len(self.feature_names_out_):
+            raise FeatureSchemaError("two encoders produce a feature of the same name")
+        sample = self._features(prepared.head(1))
+        self.schema_ = {name: _dtype_spec(sample[name]) for name in self.feature_names_out_}
+        self.extra_columns_ = [c for c in events.columns if c not in _NOT_ATTRIBUTES]
+        return self
+
+    # ----------------------------------------------------------- transforming
+    def _features(self, prepared: pd.DataFrame) -> pd.DataFrame:
+        parts = [enc.transform(prepared) for enc in self.encoders_]
+        return pd.concat(parts, axis=1)
+
+    def transform(self, events: pd.DataFrame, last_only: bool = False) -> pd.DataFrame:
+        """Keys (case, prefix length, prefix end, case start) then the features.
+
+        ``last_only`` keeps each case's latest prefix: what the API scores for a
+        running case. Otherwise the prefixes chosen by ``max_prefix_len``/thinning.
+        """
+        check_is_fitted(self, "schema_")
+        self._check_input(events)
+        prepared = prepare_events(events)
+        features = self._features(prepared)
+        if last_only:
+            keep = np.r_[prepared["case_id"].to_numpy()[1:] != prepared["case_id"].to_numpy()[:-1],
+                         True] if len(prepared) else np.zeros(0, dtype=bool)
+        else:
+            keep = select_prefixes(prepared, self.max_prefix_len, self.thin_after, self.thin_step)
+        frame = pd.concat([prepared[list(FRAME_KEYS)], features], axis=1)[keep]
+        return frame.reset_index(drop=True)
+
+    def fit_transform(self, events: pd.DataFrame, y: object = None) -> pd.DataFrame:
+        return self.fit(events).transform(events)
+
+    def labels(self, events: pd.DataFrame,
+               extraction_time: pd.Timestamp | None = None) -> pd.DataFrame:
+        """Labels aligned row by row with ``transform(events)`` (same prefix selection)."""
+        prepared = prepare_events(events)
+        labels = build_labels(prepared, self._roles(), extraction_time)
+        keep = select_prefixes(prepared, self.max_prefix_len, self.thin_after, self.thin_step)
+        return labels[keep].reset_index(drop=True)
+
+    # ------------------------------------------------------------- the schema
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        check_is_fitted(self, "feature_names_out_")
+        return np.asarray(self.feature_names_out_, dtype=object)
+
+    def readable_names(self) -> dict[str, str]:
+        """Feature name -> words for explanations."""
+        check_is_fitted(self, "encoders_")
+        names: dict[str, str] = {}
+        for enc in self.encoders_:
+            names.update(enc.readable_names())
+        return names
+
+    def feature_matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Only the features, in schema order, after checking the schema."""
+        self.check_features(frame)
+        return frame[self.feature_names_out_]
+
+    def check_features(self, frame: pd.DataFrame) -> None:
+        """Refuse a frame whose features differ from the training schema, saying how."""
+        check_is_fitted(self, "schema_")
+        missing = [n for n in self.feature_names_out_ if n not in frame.columns]
+        if missing:
+            raise FeatureSchemaError(f"features missing from the frame: {missing}")
+        for name, spec in self.schema_.items():
+            found = _dtype_spec(frame[name])
+            if found != spec:
+                raise FeatureSchemaError(
+                    f"feature {name!r}: expected {spec}, found {found}; the frame was not "
+                    "built by this pipeline")
+
+    def _check_input(self, events: pd.DataFrame) -> None:
+        needed = {"case_id", "activity", "timestamp", *self.extra_columns_}
+        missing = sorted(needed - set(events.columns))
+        if missing:
+            raise FeatureSchemaError(
+                f"event log lacks column(s) {missing} that the pipeline was trained with")
+        if not isinstance(events["timestamp"].dtype, pd.DatetimeTZDtype):
+            raise FeatureSchemaError("column 'timestamp' must be tz-aware (canonical log)")
+
+
+def _dtype_spec(column: pd.Series) -> dict[str, Any]:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return {"dtype": "category", "categories": [str(c) for c in column.cat.categories]}
+    return {"dtype": "float64" if pd.api.types.is_float_dtype(column) else str(column.dtype)}
