@@ -165,7 +165,7 @@ class CrossCaseEncoder(PrefixEncoder):
             started = _AsOf.build(codes, known_from, ones, span)
             recent = int(self.recent_days * _DAY)
             stats["rep_started_recent"] = (
-                lambda q, t, s=started: (s.at(q, t) - s.at(q, np.maximum(t - recent, 0)))[:, 0])
+                lambda q, t, s=started: (s.at(q, t) - s.at(q, np.maximum(t - recent, -1)))[:, 0])
             decided = _AsOf.build(codes, np.maximum(hist_time["outcome_sec"], known_from),
                                   np.c_[ones, history["won"].to_numpy()], span)
             stats["rep_decided_cases"] = lambda q, t, d=decided: d.at(q, t)[:, 0]

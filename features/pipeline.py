@@ -28,7 +28,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from features.crosscase import CrossCaseEncoder
+from features.crosscase import CrossCaseEncoder, case_history
 from features.encoders import (
     ActivityCountEncoder,
     AttributeEncoder,
@@ -102,6 +102,15 @@ class PrefixPipeline(BaseEstimator):
         sample = self._features(prepared.head(1))
         self.schema_ = {name: _dtype_spec(sample[name]) for name in self.feature_names_out_}
         self.extra_columns_ = [c for c in events.columns if c not in _NOT_ATTRIBUTES]
+        return self
+
+    def refresh_history(self, events: pd.DataFrame) -> PrefixPipeline:
+        """Replace the stored cross-case history (e.g. with the whole extract before
+        deployment) without touching anything else the pipeline learned."""
+        check_is_fitted(self, "encoders_")
+        for enc in self.encoders_:
+            if isinstance(enc, CrossCaseEncoder):
+                enc.history_ = case_history(prepare_events(events), self._roles())
         return self
 
     # ----------------------------------------------------------- transforming

@@ -3,8 +3,8 @@
 Random splits leak the future (a test case's rep record, the market of next month)
 into training. Here cases are ordered by start; the training log is cut at the split
 time so that no training event lies after it (the strict protocol of Teinemaa et
-al.'s outcome-oriented benchmark), and its labels are computed from that cut log:
-a case still running at the split time is open for training, as it really was.
+al.'s outcome-oriented benchmark). As in that protocol, a training case's label comes
+from the whole case: only its events (hence its prefixes and features) are cut.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ class TemporalSplit:
     train: pd.DataFrame
     test: pd.DataFrame
     split_time: pd.Timestamp
+    too_recent: tuple[str, ...] = ()
+    """Cases left out because they started within ``horizon`` of the extraction."""
 
 
 def case_starts_sorted(events: pd.DataFrame) -> pd.Series:
@@ -30,19 +32,33 @@ def case_starts_sorted(events: pd.DataFrame) -> pd.Series:
     return frame.set_index("case_id")["start"]
 
 
-def temporal_split(events: pd.DataFrame, test_fraction: float = 0.2) -> TemporalSplit:
-    """First cases by start train, last ``test_fraction`` test; training cut at the split."""
+def temporal_split(events: pd.DataFrame, test_fraction: float = 0.2,
+                   horizon: pd.Timedelta | None = None) -> TemporalSplit:
+    """First cases by start train, last ``test_fraction`` test; training cut at the split.
+
+    ``horizon``: cases that started less than this before the last event of the log had
+    no time to finish; judging a model on the few that did would favour quick outcomes
+    (quick losses, fast payers). They are left out of train and test and listed in
+    ``too_recent``. Typically a high quantile of the cycle time.
+    """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
     starts = case_starts_sorted(events)
+    too_recent: tuple[str, ...] = ()
+    if horizon is not None:
+        recent = starts > events["timestamp"].max() - horizon
+        too_recent = tuple(starts.index[recent])
+        starts = starts[~recent]
     if len(starts) < 2:
-        raise ValueError("a temporal split needs at least two cases")
+        raise ValueError("a temporal split needs at least two cases old enough to evaluate")
     n_train = min(max(round(len(starts) * (1 - test_fraction)), 1), len(starts) - 1)
     split_time = starts.iloc[n_train]
     test_cases = starts.index[n_train:]
     in_test = events["case_id"].isin(test_cases)
-    train = events[~in_test & (events["timestamp"] < split_time)]
-    return TemporalSplit(train=train.copy(), test=events[in_test].copy(), split_time=split_time)
+    in_train = events["case_id"].isin(starts.index[:n_train])
+    train = events[in_train & (events["timestamp"] < split_time)]
+    return TemporalSplit(train=train.copy(), test=events[in_test].copy(),
+                         split_time=split_time, too_recent=too_recent)
 
 
 class TimeOrderedCaseSplit:
@@ -77,3 +93,16 @@ class TimeOrderedCaseSplit:
             train = np.flatnonzero((row_block <= i) & (prefix_end < cut.to_datetime64()))
             valid = np.flatnonzero(row_block == i + 1)
             yield train, valid
+
+
+def case_blocks(frame: pd.DataFrame, fractions: tuple[float, ...]) -> np.ndarray:
+    """Block number per prefix row: cases in start order cut into consecutive blocks.
+
+    Used to fit on the earliest cases, stop early on the next ones and calibrate on
+    the latest, so every step is judged on cases later than those it learned from.
+    """
+    starts = frame.groupby("case_id")["case_start"].first().reset_index()
+    order = starts.sort_values(["case_start", "case_id"], kind="stable")["case_id"].to_numpy()
+    edges = np.round(np.cumsum(fractions) / np.sum(fractions) * len(order)).astype(int)
+    block = np.searchsorted(edges, np.arange(len(order)), side="right")
+    return frame["case_id"].map(pd.Series(block, index=order)).to_numpy()

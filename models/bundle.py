@@ -1,0 +1,71 @@
+"""The bundle: fitted feature pipeline + model + mapping, one object per target.
+
+What MLflow stores and the API loads is this object, so a prediction from raw events
+runs through exactly the code that built the training matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.log import canonicalize
+from features.mapping import Mapping
+from features.pipeline import FRAME_KEYS, PrefixPipeline
+from models.estimators import IntervalRegressor, WinProbabilityModel
+from models.targets import TARGETS, Target
+
+PREDICTION_COLUMNS = {
+    "classification": ["p_win"],
+    "regression": ["prediction_days", "lower_days", "upper_days"],
+}
+
+
+@dataclass
+class TargetBundle:
+    target_name: str
+    mapping: Mapping
+    pipeline: PrefixPipeline
+    model: WinProbabilityModel | IntervalRegressor
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target(self) -> Target:
+        return TARGETS[self.target_name]
+
+    def features(self, events: pd.DataFrame, last_only: bool = True) -> pd.DataFrame:
+        return self.pipeline.transform(events, last_only=last_only)
+
+    def predict_features(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Keys plus this target's prediction columns for a frame from ``features``."""
+        X = self.pipeline.feature_matrix(frame)
+        out = frame[list(FRAME_KEYS)].copy()
+        if isinstance(self.model, WinProbabilityModel):
+            out["p_win"] = self.model.predict_proba(X) if len(X) else np.zeros(0)
+        else:
+            if len(X):
+                point, lower, upper = self.model.predict_interval(X)
+            else:
+                point = lower = upper = np.zeros(0)
+            out["prediction_days"], out["lower_days"], out["upper_days"] = point, lower, upper
+        return out
+
+    def predict_events(self, events: pd.DataFrame, last_only: bool = True) -> pd.DataFrame:
+        """Predictions for canonical events (each case's latest prefix by default)."""
+        return self.predict_features(self.features(events, last_only=last_only))
+
+    def predict_raw(self, raw: pd.DataFrame, last_only: bool = True) -> pd.DataFrame:
+        """Predictions for events in the export's own format, read through the mapping."""
+        log = canonicalize(raw, self.mapping, source="request")
+        return self.predict_events(log.events, last_only=last_only)
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """SHAP values (TreeSHAP, by LightGBM itself) plus the base value in the last column.
+
+        For the win model they are in log-odds of the *uncalibrated* model; callers that
+        show probabilities must say so (see the API's explanation).
+        """
+        return np.asarray(self.model.booster.predict(X, pred_contrib=True))

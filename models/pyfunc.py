@@ -1,0 +1,31 @@
+"""The MLflow pyfunc flavour of a bundle: raw events of running cases in, predictions out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import joblib
+import mlflow.pyfunc
+import pandas as pd
+
+BUNDLE_ARTIFACT = "bundle"
+
+
+class BundlePyfunc(mlflow.pyfunc.PythonModel):
+    """Loads the pickled bundle; ``predict`` takes events in the mapping's columns."""
+
+    def load_context(self, context: Any) -> None:
+        self.bundle = joblib.load(context.artifacts[BUNDLE_ARTIFACT])
+
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
+        result = self.bundle.predict_raw(model_input)
+        result["prefix_end"] = result["prefix_end"].astype("str")
+        result["case_start"] = result["case_start"].astype("str")
+        return result
+
+
+def load_bundle(model_uri: str) -> Any:
+    """The native bundle (pipeline + LightGBM booster) behind a logged pyfunc model."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    return model.unwrap_python_model().bundle

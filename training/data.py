@@ -1,0 +1,151 @@
+"""From a log file to the matrices of one training run: read, split, featurise, label.
+
+All of this happens before an MLflow run starts, so a log that cannot be trained on
+fails with a clear message and leaves no half-written run behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.errors import EventLogError
+from features.io import sidecar_path
+from features.log import EventLog, read_log
+from features.mapping import Mapping
+from features.pipeline import PrefixPipeline
+from features.split import TemporalSplit, case_blocks, temporal_split
+from models.targets import Target
+from training.config import TrainConfig
+
+
+class NotTrainableError(EventLogError):
+    """The log reads, but holds too little labelled history to train a target."""
+
+
+@dataclass
+class TrainingData:
+    log: EventLog
+    split: TemporalSplit
+    pipeline: PrefixPipeline
+    train_frame: pd.DataFrame
+    train_labels: pd.DataFrame
+    test_frame: pd.DataFrame
+    test_labels: pd.DataFrame
+    fingerprint: dict[str, Any]
+    truth: pd.DataFrame | None = None
+    blocks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(path: str | Path, log: EventLog) -> dict[str, Any]:
+    events = log.events
+    return {
+        "path": str(path),
+        "sha256": file_sha256(path),
+        "cases": int(events["case_id"].nunique()),
+        "events": len(events),
+        "rows_quarantined": log.report.rows_quarantined,
+        "first_event": events["timestamp"].min().isoformat(),
+        "last_event": events["timestamp"].max().isoformat(),
+    }
+
+
+def load_truth(path: str | Path) -> pd.DataFrame | None:
+    """The simulator's truth beside the log, if there is one (for the oracle)."""
+    truth_file = sidecar_path(path, "truth")
+    if not truth_file.is_file():
+        return None
+    truth = pd.read_csv(truth_file)
+    return truth.rename(columns={"opportunity_id": "case_id"}).set_index("case_id")
+
+
+def prepare_training_data(path: str | Path, mapping: Mapping | str | Path | None,
+                          config: TrainConfig, targets: list[Target]) -> TrainingData:
+    """Read, split in time, fit the feature pipeline on training events, build matrices."""
+    log = read_log(path, mapping)
+    if log.events["case_id"].nunique() < 50:
+        raise NotTrainableError(
+            f"{path}: only {log.events['case_id'].nunique()} usable case(s) after validation "
+            f"({log.report.rows_quarantined} row(s) quarantined: "
+            f"{dict(log.report.quarantined)}); at least 50 are needed to train")
+    horizon = evaluation_horizon(log, config)
+    split = temporal_split(log.events, config.test_fraction, horizon)
+    pipeline = PrefixPipeline(roles=log.mapping.roles, max_prefix_len=config.max_prefix_len,
+                              thin_after=config.thin_after, thin_step=config.thin_step,
+                              min_frequency=config.min_frequency)
+    pipeline.fit(split.train)
+    # Features are as-of by construction, so prefixes of the whole log that end before
+    # the split equal those of the cut log; labels come from the whole case, as in the
+    # literature's protocol (training cases are cut, their outcomes are not censored).
+    frame = pipeline.transform(log.events)
+    labels = pipeline.labels(log.events)
+    test_cases = split.test["case_id"].unique()
+    in_test = frame["case_id"].isin(test_cases).to_numpy()
+    in_train = ~in_test & (frame["prefix_end"] < split.split_time).to_numpy()
+    pipeline.refresh_history(log.events)  # deployment sees the whole extract's history
+    train_frame = frame[in_train].reset_index(drop=True)
+    data = TrainingData(
+        log=log, split=split, pipeline=pipeline,
+        train_frame=train_frame, train_labels=labels[in_train].reset_index(drop=True),
+        test_frame=frame[in_test].reset_index(drop=True),
+        test_labels=labels[in_test].reset_index(drop=True),
+        fingerprint=fingerprint(path, log), truth=load_truth(path),
+        blocks=case_blocks(train_frame, config.fold_fractions),
+    )
+    for target in targets:
+        _check_enough_labels(data, target, path)
+    return data
+
+
+def evaluation_horizon(log: EventLog, config: TrainConfig) -> pd.Timedelta | None:
+    """How long a case needs to finish: configured, or the cycle time of completed cases.
+
+    Measured on cases that started in the first half of the log, where even slow cases
+    had time to complete (in the second half, only fast ones would count).
+    """
+    if config.horizon_days is not None:
+        return pd.Timedelta(days=config.horizon_days)
+    events = log.events
+    ends = log.mapping.roles.end_activities
+    if not ends:
+        return None
+    by_case = events.groupby("case_id")["timestamp"]
+    start = by_case.min()
+    end = events[events["activity"].isin(ends)].groupby("case_id")["timestamp"].min()
+    first_half = start < start.min() + (start.max() - start.min()) / 2
+    cycle = (end.reindex(start.index) - start)[first_half].dropna()
+    if len(cycle) < 20:
+        return None
+    return cycle.quantile(0.95)
+
+
+def _check_enough_labels(data: TrainingData, target: Target, path: str | Path) -> None:
+    train_rows = target.rows(data.train_labels)
+    test_rows = target.rows(data.test_labels)
+    per_block = [int((train_rows & (data.blocks == b)).sum()) for b in range(3)]
+    problems = []
+    if min(per_block) < 20:
+        problems.append(f"labelled training prefixes per fold {per_block} (need 20 each)")
+    if test_rows.sum() < 20:
+        problems.append(f"{int(test_rows.sum())} labelled test prefixes (need 20)")
+    if target.kind == "classification":
+        y = data.train_labels.loc[train_rows, target.label]
+        if y.nunique() < 2:
+            problems.append("only one outcome class among training prefixes")
+    if problems:
+        raise NotTrainableError(
+            f"{path}: cannot train {target.name}: {'; '.join(problems)}. Check the mapping's "
+            "roles (won/lost/invoice/payment activities) and the log's time span")
