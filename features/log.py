@@ -324,3 +324,27 @@ def read_log(path: str | Path, mapping: Mapping | str | Path | None = None) -> E
 def quarantine_path(output: str | Path) -> Path:
     """Where the quarantine of a log goes: beside it, with a recognisable name."""
     return sidecar_path(output, "quarantine")
+
+
+def export_frame(events: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
+    """Canonical events written back in the export's own column and activity names.
+
+    The inverse of the mapping, for input examples and for tests: what a client of a
+    model trained through this mapping sends.
+    """
+    out = {}
+    for role, ref in mapping.columns.items():
+        column = ref if isinstance(ref, str) else ref[0]
+        if role == "payment_terms_days" or role not in events.columns:
+            continue
+        values = events[role]
+        if role == "timestamp":
+            values = values.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        elif role == "activity" and mapping.activities:
+            back = {canonical: exported for exported, canonical in mapping.activities.items()}
+            values = values.map(back).fillna(values)
+        out[column] = values
+    for name, extra in mapping.extra_columns.items():
+        if name in events.columns:
+            out[extra.column if isinstance(extra.column, str) else extra.column[0]] = events[name]
+    return pd.DataFrame(out).reset_index(drop=True)

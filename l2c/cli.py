@@ -37,11 +37,11 @@ def simulate(
     """Write a realistic simulated Lead-to-Cash log and its truth file."""
     import time
 
+    from features.io import sidecar_path, write_frame
     from features.simulate import simulate_log
 
-    from features.io import sidecar_path, write_frame
-
     started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
     events, truth = simulate_log(n_cases=cases, seed=seed)
     write_frame(events, out, case_column="opportunity_id", activity_column="activity",
                 timestamp_column="event_time", resource_column="user")
@@ -119,6 +119,104 @@ def template(
 
     write_template(out)
     console.print(f"wrote the data template to [bold]{out}[/]")
+
+
+@app.command()
+def train(
+    log: Annotated[Path, typer.Argument(help="Event log file (CSV, Parquet, XLSX, XES).")],
+    mapping: MappingOption = None,
+    target: Annotated[str, typer.Option(
+        help="all, outcome, remaining_time or payment_delay.")] = "all",
+    max_prefix_len: Annotated[int, typer.Option(help="Longest prefix used.")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed of the models.")] = 0,
+) -> None:
+    """Train models for the targets, compare with baselines, log and register in MLflow."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from features.errors import EventLogError
+    from training.config import TrainConfig
+    from training.train import train as run_training
+
+    config = TrainConfig(max_prefix_len=max_prefix_len, seed=seed)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        try:
+            outcome = run_training(log, mapping, target, config,
+                                   progress=lambda m: progress.update(task, description=m))
+        except (EventLogError, ValueError) as exc:
+            err_console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from exc
+    _print_training(outcome)
+
+
+def _print_training(outcome) -> None:
+    from training.tracking import run_metrics_table
+
+    rows = run_metrics_table(outcome.results)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    table = Table(title="Test metrics (temporal split) vs baselines")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("target", "metric") else "right")
+    for row in rows:
+        table.add_row(*(_fmt(row.get(c)) for c in columns))
+    console.print(table)
+    fp = outcome.data.fingerprint
+    console.print(f"data: {fp['cases']:,} cases, {fp['events']:,} events, sha256 "
+                  f"{fp['sha256'][:12]}; split at {outcome.data.split.split_time:%Y-%m-%d}")
+    console.print(f"MLflow run [bold]{outcome.run_id}[/] in {outcome.tracking_uri}")
+    for name, version in outcome.versions.items():
+        console.print(f"  registered {name}: version {version}")
+    console.print("Open the UI: [bold].venv/bin/mlflow ui --backend-store-uri "
+                  f"{outcome.tracking_uri}[/]")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+@app.command()
+def runs(
+    max_runs: Annotated[int, typer.Option(help="How many recent runs to show.")] = 5,
+) -> None:
+    """Compare recent training runs side by side: data, parameters, metrics."""
+    from training.runs import compare_runs
+
+    table_frame = compare_runs(max_runs=max_runs)
+    if table_frame.empty:
+        console.print("no runs yet: train one with `l2c train LOG`")
+        return
+    table = Table(title="Runs (newest first)")
+    table.add_column("")
+    for column in table_frame.columns:
+        table.add_column(str(column), justify="right")
+    for name, row in table_frame.iterrows():
+        table.add_row(str(name), *(_fmt(v) for v in row))
+    console.print(table)
+
+
+@app.command()
+def promote(
+    run_or_version: Annotated[str, typer.Argument(help="Run id or model version number.")],
+    target: Annotated[str, typer.Option(help="outcome, remaining_time or payment_delay.")],
+    force: Annotated[bool, typer.Option(help="Promote even if worse than the champion.")] = False,
+) -> None:
+    """Make a model the champion, unless it is worse than the current one."""
+    from training.promote import PromotionError
+    from training.promote import promote as run_promotion
+
+    try:
+        result = run_promotion(target, run_or_version, force=force)
+    except PromotionError as exc:
+        err_console.print(f"[red]refused:[/] {exc}")
+        raise typer.Exit(1) from exc
+    line = f"{target}: version {result.version} is now the champion"
+    if result.previous is not None and result.candidate_score is not None:
+        line += (f" (was version {result.previous}; {result.metric} "
+                 f"{result.candidate_score:.4f} vs {result.champion_score:.4f})")
+    console.print(line)
 
 
 if __name__ == "__main__":  # pragma: no cover

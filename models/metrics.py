@@ -9,6 +9,7 @@ forecasts. Regressions are judged on errors in days and on the honesty of their
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -75,15 +76,20 @@ def prefix_bucket(prefix_len: pd.Series | np.ndarray) -> np.ndarray:
     starts = np.array(PREFIX_BUCKETS)
     idx = np.searchsorted(starts, k, side="right") - 1
     labels = [f"{s}-{e - 1}" for s, e in itertools.pairwise(starts)]
-    labels.append(f"{starts[-1]}+")
+    labels.append(f"{starts[-1]}_plus")
     return np.array(labels, dtype=object)[idx]
+
+
+def bucket_start(label: object) -> int:
+    """The first prefix length of a bucket label, for sorting ('21_plus' -> 21)."""
+    return int(re.split(r"[-_]", str(label))[0])
 
 
 def by_bucket(prefix_len: np.ndarray, compute, *arrays: np.ndarray) -> dict[str, dict[str, float]]:
     """Apply a metric function within each prefix-length bucket."""
     buckets = prefix_bucket(prefix_len)
     out = {}
-    order = np.argsort([int(str(b).split("-")[0].rstrip("+")) for b in pd.unique(buckets)])
+    order = np.argsort([bucket_start(b) for b in pd.unique(buckets)])
     for bucket in pd.unique(buckets)[order]:
         inside = buckets == bucket
         if inside.sum() >= 20:

@@ -19,9 +19,14 @@ class BundlePyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
-        result = self.bundle.predict_raw(model_input)
-        result["prefix_end"] = result["prefix_end"].astype("str")
-        result["case_start"] = result["case_start"].astype("str")
+        return self.output_for(self.bundle, model_input)
+
+    @staticmethod
+    def output_for(bundle: Any, raw: pd.DataFrame) -> pd.DataFrame:
+        """Predictions with JSON-friendly timestamps (ISO strings)."""
+        result = bundle.predict_raw(raw)
+        for column in ("prefix_end", "case_start"):
+            result[column] = result[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         return result
 
 

@@ -1,0 +1,184 @@
+"""Log one training run to MLflow: data, mapping, parameters, metrics, plots, models.
+
+Everything is computed before the run starts; if logging fails halfway, the run is
+deleted, so the tracking store never holds a half-written run.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import joblib
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+import features
+import models
+from features.log import export_frame
+from models.pyfunc import BUNDLE_ARTIFACT, BundlePyfunc
+from training.config import TrainConfig
+from training.data import TrainingData
+from training.fit import TargetResult
+from training.plots import (
+    calibration_plot,
+    metric_by_prefix_plot,
+    residual_plot,
+    shap_summary_plot,
+)
+
+_RUNTIME_PACKAGES = ("pandas", "numpy", "pyarrow", "scikit-learn", "lightgbm", "mlflow",
+                     "pydantic", "pyyaml", "joblib", "scipy")
+
+
+def pip_requirements() -> list[str]:
+    """Exact versions of what the bundle needs at load time (and nothing of the tests)."""
+    pins = []
+    for name in _RUNTIME_PACKAGES:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:  # pragma: no cover - a runtime dependency is missing
+            continue
+    return pins
+
+
+def log_training_run(data: TrainingData, results: list[TargetResult], config: TrainConfig,
+                     mapping_file: str | Path | None) -> tuple[str, dict[str, int]]:
+    """Returns the run id and the registered version per target."""
+    mlflow.set_experiment(config.experiment)
+    run = mlflow.start_run(run_name=f"train-{Path(data.fingerprint['path']).name}")
+    try:
+        versions = _log_everything(data, results, config, mapping_file)
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        MlflowClient().delete_run(run.info.run_id)
+        raise
+    mlflow.end_run()
+    return run.info.run_id, versions
+
+
+def _log_everything(data: TrainingData, results: list[TargetResult], config: TrainConfig,
+                    mapping_file: str | Path | None) -> dict[str, int]:
+    fp = data.fingerprint
+    mlflow.log_params({**config.flat_params(),
+                       **{f"data.{k}": v for k, v in fp.items()},
+                       "data.mapping": data.log.mapping.name,
+                       "split.time": data.split.split_time.isoformat(),
+                       "split.too_recent_cases": len(data.split.too_recent),
+                       "features.count": len(data.pipeline.feature_names_out_)})
+    mlflow.set_tags({"targets": ",".join(r.target.name for r in results),
+                     "data.sha256": fp["sha256"]})
+    dataset = mlflow.data.from_pandas(
+        data.log.events.drop(columns="source_row"), source=fp["path"],
+        name=Path(fp["path"]).name, digest=fp["sha256"][:16])
+    mlflow.log_input(dataset, context="training")
+    mlflow.log_dict(fp, "data/fingerprint.json")
+    mlflow.log_dict(data.log.mapping.model_dump(mode="json"), "data/mapping.json")
+    if mapping_file is not None:
+        mlflow.log_artifact(str(mapping_file), "data")
+    mlflow.log_dict({"rows_in": data.log.report.rows_in,
+                     "rows_quarantined": dict(data.log.report.quarantined)},
+                    "data/validation.json")
+    mlflow.log_dict({"features": data.pipeline.schema_,
+                     "readable": data.pipeline.readable_names()}, "features/schema.json")
+    _log_evaluation_set(data)
+    versions = {}
+    for result in results:
+        mlflow.log_metrics(result.flat_metrics())
+        _log_plots(result, data)
+        versions[result.target.name] = _log_model(result, data)
+    return versions
+
+
+def _log_evaluation_set(data: TrainingData) -> None:
+    """What promotion needs to score any model on this run's test cases."""
+    with tempfile.TemporaryDirectory() as tmp:
+        events_file = Path(tmp) / "events.parquet"
+        data.log.events.to_parquet(events_file, index=False)
+        mlflow.log_artifact(str(events_file), "evaluation")
+    mlflow.log_dict({"split_time": data.split.split_time.isoformat(),
+                     "test_cases": sorted(data.split.test["case_id"].unique().tolist())},
+                    "evaluation/split.json")
+
+
+def _log_plots(result: TargetResult, data: TrainingData) -> None:
+    name = result.target.name
+    test = result.test
+    figures = []
+    if result.target.kind == "classification":
+        figures.append((calibration_plot(test["y"], test["p_win"], "win probability"),
+                        f"plots/{name}_calibration.png"))
+        base = {k: v["auc"] for k, v in result.baselines.items()}
+        figures.append((metric_by_prefix_plot(result.buckets, "auc", base, "AUC by prefix"),
+                        f"plots/{name}_auc_by_prefix.png"))
+    else:
+        base = {k: v["mae_days"] for k, v in result.baselines.items()}
+        figures.append((metric_by_prefix_plot(result.buckets, "mae_days", base,
+                                              f"{name}: MAE by prefix"),
+                        f"plots/{name}_mae_by_prefix.png"))
+        figures.append((residual_plot(test, name), f"plots/{name}_residuals.png"))
+    bundle = result.bundle
+    frame = bundle.pipeline.feature_matrix(data.test_frame[result.target.rows(data.test_labels)])
+    sample = frame.sample(min(len(frame), 1000), random_state=0)
+    if len(sample):
+        values = bundle.contributions(sample)[:, :-1]
+        figures.append((shap_summary_plot(values, sample, f"{name}: SHAP summary"),
+                        f"plots/{name}_shap_summary.png"))
+    for fig, path in figures:
+        mlflow.log_figure(fig, path)
+        plt.close(fig)
+
+
+def _log_model(result: TargetResult, data: TrainingData) -> int:
+    bundle = result.bundle
+    example_cases = data.split.test["case_id"].drop_duplicates().head(3)
+    example_events = data.log.events[data.log.events["case_id"].isin(example_cases)]
+    example = export_frame(example_events.groupby("case_id").head(4), bundle.mapping)
+    output = BundlePyfunc.output_for(bundle, example)
+    signature = infer_signature(example, output)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bundle.joblib"
+        joblib.dump(bundle, path)
+        model_info = mlflow.pyfunc.log_model(
+            name=result.target.name,
+            python_model=BundlePyfunc(),
+            artifacts={BUNDLE_ARTIFACT: str(path)},
+            code_paths=[str(Path(features.__file__).parent), str(Path(models.__file__).parent)],
+            pip_requirements=pip_requirements(),
+            signature=signature,
+            input_example=example,
+            registered_model_name=result.target.registered_name,
+            metadata={"target": result.target.name,
+                      "metrics": json.loads(json.dumps(result.metrics, default=float))},
+        )
+    version_number = int(model_info.registered_model_version)
+    client = MlflowClient()
+    for key, value in result.metrics.items():
+        if np.isfinite(value):
+            client.set_model_version_tag(result.target.registered_name, str(version_number),
+                                         f"metric.{key}", f"{value:.6g}")
+    client.set_model_version_tag(result.target.registered_name, str(version_number),
+                                 "data.sha256", data.fingerprint["sha256"])
+    return version_number
+
+
+def run_metrics_table(results: list[TargetResult]) -> list[dict[str, Any]]:
+    """Rows of (target, metric, model, best baseline, oracle) for the closing table."""
+    rows = []
+    for result in results:
+        metric_names = (["auc", "log_loss", "brier", "ece"] if result.target.kind ==
+                        "classification" else ["mae_days", "rmse_days", "coverage_80"])
+        for metric in metric_names:
+            rows.append({
+                "target": result.target.name, "metric": metric,
+                "model": result.metrics.get(metric),
+                **{f"baseline {k}": v.get(metric) for k, v in result.baselines.items()},
+                "oracle": result.oracle.get(metric),
+            })
+    return rows

@@ -1,0 +1,50 @@
+"""Train the chosen targets on one log and record the run: the data scientist's job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from features.mapping import Mapping
+from models.registry import configure_mlflow
+from models.targets import resolve_targets
+from training.config import TrainConfig
+from training.data import TrainingData, prepare_training_data
+from training.fit import TargetResult, fit_target
+from training.tracking import log_training_run
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TrainingOutcome:
+    run_id: str
+    versions: dict[str, int]
+    results: list[TargetResult]
+    data: TrainingData
+    tracking_uri: str
+
+
+def train(log: str | Path, mapping: str | Path | Mapping | None = None, target: str = "all",
+          config: TrainConfig | None = None, progress: Progress | None = None) -> TrainingOutcome:
+    """Read and check the log, fit every target, then log one MLflow run.
+
+    Reading, validation and fitting all finish before the run opens, so a bad log or
+    a failing fit never leaves a half-written run or model behind.
+    """
+    config = config or TrainConfig()
+    step = progress or (lambda _message: None)
+    targets = resolve_targets(target)
+    step("reading and validating the log")
+    data = prepare_training_data(log, mapping, config, targets)
+    results = []
+    for t in targets:
+        step(f"training {t.name}")
+        results.append(fit_target(data, t, config))
+    step("logging to MLflow")
+    uri = configure_mlflow()
+    mapping_file = mapping if isinstance(mapping, str | Path) else None
+    run_id, versions = log_training_run(data, results, config, mapping_file)
+    return TrainingOutcome(run_id=run_id, versions=versions, results=results, data=data,
+                           tracking_uri=uri)
