@@ -95,13 +95,13 @@ def main_metric(target: Target, scored: pd.DataFrame) -> float:
     return regression_metrics(y, s)[target.main_metric]
 
 
-def promote(target_name: str, run_or_version: str, force: bool = False) -> PromotionResult:
+def promote(target_name: str, run_or_version: str | int, force: bool = False) -> PromotionResult:
     if target_name not in TARGETS:
         raise PromotionError(f"unknown target {target_name!r}; one of {list(TARGETS)}")
     target = TARGETS[target_name]
     configure_mlflow()
     client = MlflowClient()
-    version = resolve_version(client, target, run_or_version)
+    version = resolve_version(client, target, str(run_or_version))
     previous = current_champion(client, target)
     candidate_score = champion_score = None
     if previous is not None and previous != version:
