@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.encoders import PrefixEncoder, last_known
 from features.mapping import Roles
-from features.outcomes import outcome_events, payment_timing
+from features.outcomes import payment_timing
 from features.prefixes import seconds
 
 _NEVER = np.iinfo(np.int64).max // 4  # "not (yet) happened": after every query time
@@ -58,21 +58,43 @@ def case_history(prepared: pd.DataFrame, roles: Roles) -> pd.DataFrame:
            ["timestamp"].min().reindex(cases)) if ends else pd.Series(pd.NaT, index=cases)
     history["end_sec"] = _sec_or_never(end)
     history["cycle_days"] = (history["end_sec"] - history["start_sec"]) / _DAY
-    outcome = outcome_events(prepared, roles).reindex(cases)
-    history["outcome_sec"] = _sec_or_never(outcome["outcome_time"])
-    history["won"] = outcome["won"].astype("float64")
     pay = payment_timing(prepared, roles).reindex(cases)
     history["payment_sec"] = _sec_or_never(pay["payment_time"])
     history["payment_delay_days"] = pay["delay_days"].astype("float64")
     return history
 
 
+def decision_facts(prepared: pd.DataFrame, roles: Roles) -> pd.DataFrame:
+    """Each win/loss event as a change to the counts (decided, won) at its own time.
+
+    Under 'any' only a case's first decisive event counts. Under 'last_of_won_lost' a
+    later decisive event replaces the earlier verdict from its own time on (it adds
+    0 decided and won - previous won), so the past is never rewritten.
+    """
+    is_won = prepared["activity"].isin(roles.won)
+    decisive = is_won | prepared["activity"].isin(roles.lost)
+    rows = prepared.loc[decisive, ["case_id", "timestamp"]].assign(
+        won=is_won[decisive].astype("float64").to_numpy())
+    previous = rows.groupby("case_id", sort=False)["won"].shift(1)
+    if roles.outcome_rule != "last_of_won_lost":
+        rows, previous = rows[previous.isna()], previous[previous.isna()]
+    return pd.DataFrame({
+        "time_sec": seconds(rows["timestamp"]),
+        "d_decided": previous.isna().astype("float64").to_numpy(),
+        "d_won": (rows["won"] - previous.fillna(0.0)).to_numpy(),
+    }, index=pd.Index(rows["case_id"].to_numpy(), name="case_id"))
+
+
 @dataclass
 class _AsOf:
-    """Facts of one kind sorted by (group, time) with running sums, for as-of lookups."""
+    """Facts of one kind sorted by (group, time) with running sums, for as-of lookups.
+
+    Running sums restart in every group, so a group's answers are exact and never move
+    when facts of another group change.
+    """
 
     keys: np.ndarray
-    sums: np.ndarray  # (n + 1, k) running sums, row 0 = zeros
+    sums: np.ndarray  # (n, k) running sums within each group
     span: int
 
     @classmethod
@@ -82,7 +104,10 @@ class _AsOf:
         keys = codes[known] * span + np.minimum(times[known], span - 1)
         order = np.argsort(keys, kind="stable")
         vals = np.nan_to_num(values[known][order].astype("float64"))
-        sums = np.vstack([np.zeros((1, vals.shape[1])), np.cumsum(vals, axis=0)])
+        if len(vals) == 0:
+            return cls(keys=keys, sums=np.zeros((0, values.shape[1])), span=span)
+        groups = codes[known][order]
+        sums = pd.DataFrame(vals).groupby(groups, sort=False).cumsum().to_numpy()
         return cls(keys=keys[order], sums=sums, span=span)
 
     def at(self, codes: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -90,7 +115,11 @@ class _AsOf:
         valid = codes >= 0
         upto = np.searchsorted(self.keys, codes * self.span + times, side="right")
         first = np.searchsorted(self.keys, codes * self.span, side="left")
-        result = self.sums[upto] - self.sums[first]
+        has_facts = (upto > first)[:, None]
+        if len(self.keys) == 0:
+            result = np.zeros((len(codes), self.sums.shape[1]))
+        else:
+            result = np.where(has_facts, self.sums[np.maximum(upto - 1, 0)], 0.0)
         result[~valid] = np.nan
         return result
 
@@ -111,6 +140,7 @@ class CrossCaseEncoder(PrefixEncoder):
 
     def fit(self, prepared: pd.DataFrame, y: object = None) -> CrossCaseEncoder:
         self.history_ = case_history(prepared, self._roles())
+        self.decisions_ = decision_facts(prepared, self._roles())
         names = ["rep_started_recent", "rep_decided_cases", "rep_win_rate",
                  "rep_mean_cycle_days", "account_prior_cases", "account_won_cases",
                  "account_paid_cases", "account_mean_payment_delay_days"]
@@ -127,18 +157,25 @@ class CrossCaseEncoder(PrefixEncoder):
         current = case_history(prepared, self._roles())
         stored = self.history_[~self.history_.index.isin(current.index)]
         history = pd.concat([stored, current]) if len(stored) else current
+        current_decisions = decision_facts(prepared, self._roles())
+        old = self.decisions_[~self.decisions_.index.isin(current.index)]
+        decisions = pd.concat([old, current_decisions]) if len(old) else current_decisions
+        decisions = decisions[decisions.index.isin(history.index)]
+        position = history.index.get_indexer(decisions.index)
         t = seconds(prepared["timestamp"])
         origin = int(min(t.min(), history["start_sec"].min()))
         t = t - origin
         span = int(max(t.max(), 1)) + 400 * _DAY
         hist_time = {c: np.where(history[c] < _NEVER, history[c] - origin, _NEVER)
                      for c in ("start_sec", "rep_sec", "region_sec", "account_sec", "end_sec",
-                               "outcome_sec", "payment_sec")}
+                               "payment_sec")}
+        decided = (decisions["time_sec"].to_numpy() - origin, position,
+                   decisions[["d_decided", "d_won"]].to_numpy())
         out = pd.DataFrame(index=prepared.index)
         for column in ("rep", "region", "account"):
             query_values = last_known(prepared, column).astype("object")
             hist_codes, query_codes = self._codes(history[column], query_values)
-            stats = self._group_stats(column, history, hist_time, hist_codes, span)
+            stats = self._group_stats(column, history, hist_time, hist_codes, span, decided)
             for name, compute in stats.items():
                 out[name] = compute(query_codes, t)
         if "account_prior_cases" in out:
@@ -152,9 +189,12 @@ class CrossCaseEncoder(PrefixEncoder):
         return codes[: len(hist_values)].astype(np.int64), codes[len(hist_values):].astype(np.int64)
 
     def _group_stats(self, column: str, history: pd.DataFrame, hist_time: dict[str, np.ndarray],
-                     codes: np.ndarray, span: int) -> dict:
+                     codes: np.ndarray, span: int,
+                     decided_facts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict:
         ones = np.ones((len(history), 1))
         known_from = hist_time[f"{column}_sec"]
+        dec_time, dec_pos, dec_values = decided_facts
+        dec_codes, dec_known = codes[dec_pos], np.maximum(dec_time, known_from[dec_pos])
         stats = {}
         if column in ("rep", "region") and self._roles().end_activities:
             started = _AsOf.build(codes, known_from, ones, span)
@@ -166,8 +206,7 @@ class CrossCaseEncoder(PrefixEncoder):
             recent = int(self.recent_days * _DAY)
             stats["rep_started_recent"] = (
                 lambda q, t, s=started: (s.at(q, t) - s.at(q, np.maximum(t - recent, -1)))[:, 0])
-            decided = _AsOf.build(codes, np.maximum(hist_time["outcome_sec"], known_from),
-                                  np.c_[ones, history["won"].to_numpy()], span)
+            decided = _AsOf.build(dec_codes, dec_known, dec_values, span)
             stats["rep_decided_cases"] = lambda q, t, d=decided: d.at(q, t)[:, 0]
             stats["rep_win_rate"] = lambda q, t, d=decided: _ratio(d.at(q, t))
             done = _AsOf.build(codes, np.maximum(hist_time["end_sec"], known_from),
@@ -176,8 +215,7 @@ class CrossCaseEncoder(PrefixEncoder):
         if column == "account":
             started = _AsOf.build(codes, known_from, ones, span)
             stats["account_prior_cases"] = lambda q, t, s=started: s.at(q, t)[:, 0]
-            decided = _AsOf.build(codes, np.maximum(hist_time["outcome_sec"], known_from),
-                                  history["won"].to_numpy()[:, None], span)
+            decided = _AsOf.build(dec_codes, dec_known, dec_values[:, 1:], span)
             stats["account_won_cases"] = lambda q, t, d=decided: d.at(q, t)[:, 0]
             paid = _AsOf.build(codes, np.maximum(hist_time["payment_sec"], known_from),
                                np.c_[ones, history["payment_delay_days"].to_numpy()], span)

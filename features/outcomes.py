@@ -51,6 +51,18 @@ def first_time_of(events: pd.DataFrame, activities: list[str]) -> pd.Series:
     return hits.groupby("case_id", sort=False)["timestamp"].min()
 
 
+def terms_at_invoice(events: pd.DataFrame, roles: Roles) -> pd.Series:
+    """Per invoiced case, the payment terms as known when the first invoice was issued.
+
+    Terms changed after the invoice do not move its due date (nor, through it, any
+    delay that other cases' features count).
+    """
+    ordered = events.sort_values(["case_id", "timestamp"], kind="stable")
+    known = ordered.groupby("case_id", sort=False)["payment_terms_days"].ffill()
+    at_invoice = ordered.assign(terms=known)[ordered["activity"].isin(roles.invoice)]
+    return at_invoice.groupby("case_id", sort=False)["terms"].first()
+
+
 def payment_timing(events: pd.DataFrame, roles: Roles) -> pd.DataFrame:
     """Per invoiced case: invoice time, due time, payment time and the delay in days.
 
@@ -60,7 +72,7 @@ def payment_timing(events: pd.DataFrame, roles: Roles) -> pd.DataFrame:
     """
     invoice = first_time_of(events, roles.invoice)
     payment = first_time_of(events, roles.payment)
-    terms = events.groupby("case_id", sort=False)["payment_terms_days"].last()
+    terms = terms_at_invoice(events, roles)
     frame = pd.DataFrame({"invoice_time": invoice})
     if roles.won:
         won = outcome_events(events, roles)

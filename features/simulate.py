@@ -177,6 +177,9 @@ _MAX_SALES_GAP_DAYS = 90.0
 # mean forward shift that business hours and weekends add to an event (measured once on
 # uniform times); used by the analytic expected cycle time only.
 _BUSINESS_SHIFT_DAYS = 0.62
+_RAPPORT_SHARE = 0.65  # correlation of a deal's health with its account's relationship
+_RESPONSE_SLOPE = 0.5  # engaged buyers (high health) take the first call sooner
+_PACE_SLOPE = 0.3  # unhealthy deals drag: every rep-paced gap grows as health falls
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -331,6 +334,7 @@ def simulate_log(
         w = rep_capacity[reps] / rep_capacity[reps].sum()
         acc_rep[in_r] = rng.choice(reps, in_r.sum(), p=w)
     acc_habit = rng.normal(3.0, 12.0, n_acc)
+    acc_rapport = rng.normal(0.0, 1.0, n_acc)  # the account's relationship with the vendor
     acc_size = rng.normal(0.0, 0.6, n_acc)
     acc_terms = (
         rng.random(n_acc)[:, None] > np.cumsum(_REGION_TERMS_WEIGHTS[acc_region], axis=1)
@@ -374,7 +378,10 @@ def simulate_log(
     mean_load = n * _WORKLOAD_WINDOW_DAYS / (span * n_reps)
     excess = np.clip(workload / (_WORKLOAD_THRESHOLD * mean_load) - 1.0, 0.0, 1.5)
 
-    u = rng.normal(0.0, 1.0, n)
+    # deal health: partly the account's relationship (its earlier deals reveal it), partly
+    # this deal's own; still N(0, 1)
+    u = (_RAPPORT_SHARE * acc_rapport[account]
+         + np.sqrt(1.0 - _RAPPORT_SHARE**2) * rng.normal(0.0, 1.0, n))
     logit = (
         _BASE_LOGIT
         + _LEAD_SOURCE_LOGIT[lead_source]
@@ -393,9 +400,9 @@ def simulate_log(
         * rep_speed[owner]
         * np.exp(0.12 * log_size)
         * (1.0 + 0.4 * excess)
-        * np.exp(-0.2 * u)
+        * np.exp(-_PACE_SLOPE * u - 0.5 * _PACE_SLOPE**2)  # mean 1 over u
     )
-    p_stall = _sigmoid(-2.0 - 1.0 * u)
+    p_stall = _sigmoid(-1.7 - 1.3 * u)
     stall_mean = 1.0 + p_stall * (3.75 - 1.0)
     drift_t = _DRIFT_AT * horizon
     disc_mean = 7.0 - 2.0 * u + 1.0 * log_size  # unhealthy and big deals get more discount
@@ -526,14 +533,15 @@ def simulate_log(
         reach = reach * q[:, j]
 
     late = False
-    step(alive, sales_gap(1.5, 0.8))
-    expect(1.0, _lognormal_mean(1.5, 0.8) * pace)
+    response = np.exp(-_RESPONSE_SLOPE * u)
+    step(alive, np.minimum(gap(1.5, 0.8) * pace * response, _MAX_SALES_GAP_DAYS))
+    expect(1.0, _lognormal_mean(1.5, 0.8) * pace * response)
     ev.add(alive, "Opportunity Created", "Prospecting", owner, t)
-    meetings("Prospecting", np.exp(-0.2 + 0.4 * u), 4.0, late)
+    meetings("Prospecting", np.exp(-0.2 + 0.6 * u), 4.0, late)
     gate(0, 6.0, late)
 
     ev.add(alive, "Opportunity Qualified", "Qualification", owner, t)
-    meetings("Qualification", np.exp(0.0 + 0.4 * u), 5.0, late)
+    meetings("Qualification", np.exp(0.0 + 0.5 * u), 5.0, late)
     gate(1, 7.0, late)
 
     quote(alive, "Proposal", first=True)

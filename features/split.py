@@ -87,10 +87,10 @@ class TimeOrderedCaseSplit:
             index=np.concatenate(blocks),
         )
         row_block = X["case_id"].map(block_of).to_numpy()
-        prefix_end = X["prefix_end"].to_numpy()
+        prefix_end = X["prefix_end"]
         for i in range(self.n_splits):
             cut = case_start.loc[blocks[i + 1][0]]
-            train = np.flatnonzero((row_block <= i) & (prefix_end < cut.to_datetime64()))
+            train = np.flatnonzero((row_block <= i) & (prefix_end < cut).to_numpy())
             valid = np.flatnonzero(row_block == i + 1)
             yield train, valid
 

@@ -61,9 +61,9 @@ EVENT_LEVEL = ("resource", "value", "stage", "discount_pct")
 #: file stays well under a minute
 SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-#: cross-case means are differences of running sums over all groups, so a fact of
-#: another group moves them in the last bits (see the xfail test below); 1e-9 is far
-#: below any real change (the smallest time step, one second, is 1.2e-5 days)
+#: means are ratios of running sums, computed in a different order when the log
+#: differs; 1e-9 is far below any real change (one second is 1.2e-5 days). The
+#: bit-identical test below checks the exact case.
 CLOSE = {"check_exact": False, "rtol": 1e-9, "atol": 1e-9}
 
 
@@ -309,10 +309,6 @@ def test_simulated_cut_at_t_gives_the_same_early_prefixes() -> None:
     assert early["account_mean_payment_delay_days"].notna().sum() > 10
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (numeric, minor): features/crosscase.py _AsOf keeps one running sum over all "
-    "groups and answers sums[upto] - sums[first], so later facts of OTHER reps change "
-    "rep_mean_cycle_days of earlier prefixes in the last bits (~2e-13 days)"))
 def test_simulated_cut_at_t_gives_bit_identical_early_prefixes() -> None:
     events, pipe, before = simulated(11)
     t = events["timestamp"].quantile(0.5)
@@ -326,10 +322,6 @@ def row(case: str, activity: str, day: str, **attrs: object) -> dict[str, object
             **attrs}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: features/crosscase.py case_history takes outcome_events(...) of the whole log; "
-    "with outcome_rule='last_of_won_lost' a later Lost re-dates an earlier Won to the "
-    "time of the Lost, so other cases' rep_win_rate before it changes"))
 def test_last_of_won_lost_later_decision_does_not_rewrite_earlier_win_rate() -> None:
     roles = ROLES.model_copy(update={"outcome_rule": "last_of_won_lost"})
     known = [row("A", "Lead Captured", "2024-01-01", rep="R"),
@@ -345,11 +337,6 @@ def test_last_of_won_lost_later_decision_does_not_rewrite_earlier_win_rate() -> 
                           before=before)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: features/outcomes.py payment_timing reads the terms as the case's LAST "
-    "payment_terms_days, also from events after the payment; where events may follow the "
-    "payment (case_end without the payment, as in the benchmark mappings) a later terms "
-    "change rewrites account_mean_payment_delay_days of earlier prefixes"))
 def test_terms_changed_after_the_payment_do_not_rewrite_earlier_delays() -> None:
     roles = ROLES.model_copy(update={"case_end": []})
     paid = [row("A", "Lead Captured", "2024-01-01", account="X", payment_terms_days=30.0),
