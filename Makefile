@@ -18,6 +18,12 @@ demo: $(STAMP)
 	mkdir -p $(DEMO_DIR)
 	$(BIN)/l2c simulate --cases $(DEMO_CASES) --seed 1 --out $(DEMO_DIR)/l2c.csv
 	$(BIN)/l2c validate $(DEMO_DIR)/l2c.csv
+	$(BIN)/l2c train $(DEMO_DIR)/l2c.csv
+	$(BIN)/l2c promote --target outcome latest
+	$(BIN)/l2c promote --target remaining_time latest
+	$(BIN)/l2c promote --target payment_delay latest
+	@echo "Serve the champions: .venv/bin/l2c serve   (API docs at http://127.0.0.1:8000/docs)"
+	@echo "MLflow UI: .venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -25,6 +31,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/api.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) mlruns mlflow.db .pytest_cache .hypothesis

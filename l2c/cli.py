@@ -199,7 +199,8 @@ def runs(
 
 @app.command()
 def promote(
-    run_or_version: Annotated[str, typer.Argument(help="Run id or model version number.")],
+    run_or_version: Annotated[str, typer.Argument(
+        help="Run id, model version number, or 'latest'.")],
     target: Annotated[str, typer.Option(help="outcome, remaining_time or payment_delay.")],
     force: Annotated[bool, typer.Option(help="Promote even if worse than the champion.")] = False,
 ) -> None:
@@ -217,6 +218,26 @@ def promote(
         line += (f" (was version {result.previous}; {result.metric} "
                  f"{result.candidate_score:.4f} vs {result.champion_score:.4f})")
     console.print(line)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve the champions over HTTP (FastAPI on uvicorn); docs at /docs."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from serving.settings import Settings
+
+    try:
+        Settings()
+    except ValidationError as exc:
+        err_console.print(f"[red]refusing to start:[/] {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from exc
+    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port,
+                log_level="warning")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,7 +44,12 @@ class PromotionResult:
 
 
 def resolve_version(client: MlflowClient, target: Target, run_or_version: str) -> int:
-    """A version number as given, or the version registered from a run id."""
+    """A version number as given, 'latest', or the version registered from a run id."""
+    if run_or_version == "latest":
+        found = client.search_model_versions(f"name = '{target.registered_name}'")
+        if not found:
+            raise PromotionError(f"{target.registered_name} has no version yet: train first")
+        return max(int(v.version) for v in found)
     if run_or_version.isdigit():
         try:
             client.get_model_version(target.registered_name, run_or_version)

@@ -1,0 +1,41 @@
+"""Dependencies injected into endpoints (tests swap them with dependency_overrides)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader
+
+from serving.settings import Settings
+from serving.store import ModelStore, Snapshot
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="the key set in L2C_API_KEY")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> ModelStore:
+    return request.app.state.store
+
+
+def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
+                    key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+    expected = settings.api_key.get_secret_value()
+    if key is None or not secrets.compare_digest(key.encode(), expected.encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            detail="missing or wrong API key: send it in the X-API-Key header")
+
+
+def get_snapshot(store: Annotated[ModelStore, Depends(get_store)]) -> Snapshot:
+    """The models of this request, fixed for its whole duration."""
+    return store.snapshot
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+SnapshotDep = Annotated[Snapshot, Depends(get_snapshot)]

@@ -1,0 +1,75 @@
+"""The pipeline forecast for sales managers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from features.log import EventLog, canonicalize
+from serving.deps import SettingsDep, SnapshotDep
+from serving.forecast import forecast
+from serving.routes.predict import read_uploaded_log
+from serving.schemas import ForecastResponse
+from serving.store import Snapshot
+
+router = APIRouter(prefix="/v1", tags=["forecast"])
+
+GroupBy = Annotated[Literal["region", "rep", "lead_source", "product"] | None,
+                    Query(description="split the forecast by this attribute")]
+Months = Annotated[int | None, Query(ge=1, le=24, description="months ahead")]
+Simulations = Annotated[int | None, Query(ge=100, le=20000)]
+
+
+def training_log(snapshot: Snapshot) -> tuple[EventLog, str]:
+    """The log the served outcome model was trained on (logged with its run)."""
+    import mlflow
+
+    served = snapshot.get("outcome")
+    local = Path(mlflow.artifacts.download_artifacts(
+        run_id=served.run_id, artifact_path="evaluation/events.parquet"))
+    events = pd.read_parquet(local)
+    log = canonicalize(events.drop(columns=["source_row"], errors="ignore")
+                       .rename(columns={}), _identity_mapping(served.bundle.mapping),
+                       source=f"run {served.run_id}")
+    return log, f"training log of outcome model version {served.version}"
+
+
+def _identity_mapping(mapping):
+    from serving.service import api_mapping
+
+    return api_mapping(mapping)
+
+
+@router.get("/forecast", response_model=ForecastResponse)
+async def forecast_trained(snapshot: SnapshotDep, settings: SettingsDep,
+                           group_by: GroupBy = None, months: Months = None,
+                           simulations: Simulations = None) -> dict[str, Any]:
+    """Expected bookings and cash per month for the open cases of the last trained log."""
+    log, source = await run_in_threadpool(training_log, snapshot)
+    return await _run(snapshot, settings, log, source, group_by, months, simulations)
+
+
+@router.post("/forecast", response_model=ForecastResponse)
+async def forecast_upload(snapshot: SnapshotDep, settings: SettingsDep,
+                          file: Annotated[UploadFile, File(description="CSV or Parquet log")],
+                          group_by: GroupBy = None, months: Months = None,
+                          simulations: Simulations = None) -> dict[str, Any]:
+    """The same forecast for the open cases of an uploaded event log."""
+    log = read_uploaded_log(file.filename or "upload.csv", await file.read(), snapshot)
+    return await _run(snapshot, settings, log, file.filename or "upload", group_by, months,
+                      simulations)
+
+
+async def _run(snapshot: Snapshot, settings: SettingsDep, log: EventLog, source: str,
+               group_by: str | None, months: int | None,
+               simulations: int | None) -> dict[str, Any]:
+    try:
+        return await run_in_threadpool(
+            forecast, snapshot, log, source, group_by,
+            months or settings.forecast_months, simulations or settings.forecast_simulations)
+    except ValueError as exc:
+        raise HTTPException(422, detail=str(exc)) from exc

@@ -1,0 +1,37 @@
+"""What is being served, and switching to new champions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from serving.deps import SnapshotDep, StoreDep
+from serving.schemas import ModelsResponse
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("", response_model=ModelsResponse)
+async def list_models(snapshot: SnapshotDep, store: StoreDep) -> dict[str, Any]:
+    """Served versions, the data they were trained on, and their test metrics."""
+    models = []
+    for target, served in snapshot.models.items():
+        info = served.bundle.info
+        models.append({
+            "target": target, "registered_name": served.bundle.target.registered_name,
+            "version": served.version, "run_id": served.run_id,
+            "trained_on": info.get("trained_on", {}), "split_time": info.get("split_time"),
+            "test_metrics": {k: float(v) for k, v in info.get("metrics", {}).items()
+                             if np.isfinite(v)},
+        })
+    return {"models": models, "load_errors": dict(store.last_errors)}
+
+
+@router.post("/reload")
+async def reload_models(store: StoreDep) -> dict[str, Any]:
+    """Load the current champions; a model that fails keeps the previous one serving."""
+    report = await run_in_threadpool(store.reload)
+    return {"reloaded": all(r["loaded"] for r in report.values()), "targets": report}

@@ -1,0 +1,176 @@
+"""Request and response models of the API (pydantic), with examples that work as they are."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AttributeValue = str | float | int | bool | None
+
+EXAMPLE_CASE = {
+    "case_id": "OPP-API-1",
+    "attributes": {"value": 48000, "currency": "EUR", "rep": "Rep 07", "region": "EMEA North",
+                   "account": "ACC-0042", "lead_source": "referral", "product": "Software",
+                   "contract_type": "standard", "payment_terms": "Net 30"},
+    "events": [
+        {"activity": "Lead Captured", "timestamp": "2024-09-02T09:00:00Z", "resource": "Rep 07",
+         "attributes": {"stage": "Lead"}},
+        {"activity": "Opportunity Created", "timestamp": "2024-09-04T10:30:00Z",
+         "resource": "Rep 07", "attributes": {"stage": "Prospecting"}},
+        {"activity": "Opportunity Qualified", "timestamp": "2024-09-12T15:00:00Z",
+         "resource": "Rep 07", "attributes": {"stage": "Qualification"}},
+        {"activity": "Quote Issued", "timestamp": "2024-09-20T11:00:00Z", "resource": "Rep 07",
+         "attributes": {"stage": "Proposal", "discount_pct": 12.5}},
+    ],
+}
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    activity: str = Field(min_length=1, max_length=200)
+    timestamp: datetime = Field(description="ISO 8601; without an offset it is read as UTC")
+    resource: str | None = Field(None, max_length=200)
+    attributes: dict[str, AttributeValue] = Field(
+        default_factory=dict, description="event attributes, e.g. stage, discount_pct")
+
+
+class CaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: str = Field(min_length=1, max_length=200)
+    attributes: dict[str, AttributeValue] = Field(
+        default_factory=dict,
+        description="case attributes by canonical name (value, rep, region, account, "
+        "lead_source, product, contract_type, payment_terms, ...) or the mapping's names")
+    events: list[EventIn] = Field(min_length=1, max_length=2000)
+
+
+class PredictRequest(CaseIn):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_CASE]})
+
+    explain: bool = True
+    top_k: int = Field(5, ge=1, le=50)
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"cases": [EXAMPLE_CASE], "explain": False}]})
+
+    cases: list[CaseIn] = Field(min_length=1)
+    explain: bool = False
+    top_k: int = Field(5, ge=1, le=50)
+
+
+class Contribution(BaseModel):
+    feature: str
+    readable: str
+    value: str
+    contribution: float
+    direction: Literal["up", "down"]
+    text: str
+
+
+class Explanation(BaseModel):
+    space: str = Field(description="the units in which base + contributions add up")
+    base_value: float
+    contributions: list[Contribution]
+    other_features: float = Field(description="sum of the contributions not listed")
+    total: float = Field(description="base_value + all contributions = the model's output")
+
+
+class Interval(BaseModel):
+    days: float
+    p10_days: float
+    p90_days: float
+
+
+class RemainingTime(Interval):
+    expected_end: datetime
+    end_p10: datetime
+    end_p90: datetime
+
+
+class PaymentDelay(Interval):
+    due_date: datetime | None = None
+    expected_payment_date: datetime | None = None
+
+
+class Prediction(BaseModel):
+    case_id: str
+    status: Literal["open", "won", "lost", "closed"]
+    as_of: datetime
+    events_used: int
+    win_probability: float | None = None
+    remaining_time: RemainingTime | None = None
+    payment_delay: PaymentDelay | None = None
+    explanations: dict[str, Explanation] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    model_versions: dict[str, int] = Field(default_factory=dict)
+
+
+class BatchResponse(BaseModel):
+    predictions: list[Prediction]
+    cases: int
+    seconds: float
+
+
+class ForecastBand(BaseModel):
+    expected: float
+    p10: float
+    p50: float
+    p90: float
+
+
+class ForecastMonth(BaseModel):
+    month: str
+    bookings: ForecastBand
+    cash_in: ForecastBand
+
+
+class ForecastGroup(BaseModel):
+    group: str
+    open_cases: int
+    bookings: ForecastBand
+    cash_in: ForecastBand
+
+
+class Mover(BaseModel):
+    case_id: str
+    value: float
+    win_probability: float
+    expected_bookings: float
+    bookings_sd: float
+    group: str | None = None
+
+
+class ForecastResponse(BaseModel):
+    source: str
+    as_of: datetime
+    open_cases: int
+    simulations: int
+    currency_note: str
+    total_bookings: ForecastBand
+    total_cash_in: ForecastBand
+    months: list[ForecastMonth]
+    groups: list[ForecastGroup] = Field(default_factory=list)
+    group_by: str | None = None
+    movers: list[Mover]
+    assumptions: list[str]
+
+
+class ModelInfo(BaseModel):
+    target: str
+    registered_name: str
+    version: int
+    run_id: str
+    trained_on: dict[str, Any]
+    split_time: str | None = None
+    test_metrics: dict[str, float]
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+    load_errors: dict[str, str]

@@ -1,0 +1,330 @@
+"""The prediction service: requests -> canonical events -> features -> predictions.
+
+Endpoints stay thin; everything that decides a number is here, in plain functions
+that take the served snapshot, so tests can call them without HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.errors import EventLogError
+from features.log import EventLog, canonicalize
+from features.mapping import FileFormat, Mapping
+from features.outcomes import LOST, WON, case_outcomes
+from features.schema import CANONICAL_KINDS, CORE_COLUMNS
+from models.bundle import TargetBundle
+from serving.schemas import CaseIn
+from serving.store import Snapshot
+
+_DIRECTION_WORDS = {
+    "outcome": ("raises the win chance", "lowers the win chance"),
+    "remaining_time": ("adds time until the case ends", "brings the end nearer"),
+    "payment_delay": ("pushes payment later", "brings payment earlier"),
+}
+_SPACE = {
+    "outcome": "log-odds of winning, before calibration (the probability shown is the "
+               "calibrated one; higher log-odds always mean a higher probability)",
+    "remaining_time": "days",
+    "payment_delay": "days",
+}
+
+
+class BadRequestError(EventLogError):
+    """The request's events cannot be used; the message says which and why."""
+
+
+@dataclass
+class CaseFeatures:
+    """One target's view of the scored cases: features and the canonical log behind them."""
+
+    frame: pd.DataFrame
+    log: EventLog
+
+
+@dataclass
+class ScoredCases:
+    log: EventLog
+    status: pd.Series
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    results: dict[str, pd.DataFrame] = field(default_factory=dict)
+    matrices: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+_API_MAPPINGS: dict[int, tuple[Mapping, Mapping]] = {}
+
+
+def api_mapping(mapping: Mapping) -> Mapping:
+    """The model's mapping, accepting canonical names too, with JSON's ISO timestamps.
+
+    Built once per served mapping (keyed by identity; the entry keeps it alive).
+    """
+    cached = _API_MAPPINGS.get(id(mapping))
+    if cached is not None and cached[0] is mapping:
+        return cached[1]
+    derived = _derive_api_mapping(mapping)
+    if len(_API_MAPPINGS) > 32:
+        _API_MAPPINGS.clear()
+    _API_MAPPINGS[id(mapping)] = (mapping, derived)
+    return derived
+
+
+def _derive_api_mapping(mapping: Mapping) -> Mapping:
+    columns: dict[str, list[str]] = {}
+    for role in CANONICAL_KINDS:
+        names = [role]
+        ref = mapping.columns.get(role)
+        if ref is not None:
+            names += [ref] if isinstance(ref, str) else list(ref)
+        columns[role] = list(dict.fromkeys(names))
+    extras = {name: extra.model_copy(update={"column": [name, *(
+        [extra.column] if isinstance(extra.column, str) else extra.column)]})
+        for name, extra in mapping.extra_columns.items()}
+    optional = [r for r in CANONICAL_KINDS if r not in ("case_id", "activity", "timestamp")]
+    return mapping.model_copy(update={
+        "format": FileFormat(timestamp_format="ISO8601", timezone="UTC"),
+        "columns": columns, "extra_columns": extras, "optional": [*optional, *extras],
+        "activity_qualifier": None, "keep_rows": None})
+
+
+def known_attribute_names(mapping: Mapping) -> set[str]:
+    names = set(CANONICAL_KINDS) | set(mapping.extra_columns)
+    for ref in [*mapping.columns.values(), *(e.column for e in mapping.extra_columns.values())]:
+        names.update([ref] if isinstance(ref, str) else ref)
+    return names
+
+
+def cases_to_frame(cases: list[CaseIn]) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Flatten request cases to one row per event (case attributes repeated)."""
+    rows: list[dict[str, Any]] = []
+    notes: dict[str, list[str]] = {}
+    for case in cases:
+        times = [e.timestamp for e in case.events]
+        if any(_utc(b) < _utc(a) for a, b in itertools.pairwise(times)):
+            notes.setdefault(case.case_id, []).append(
+                "events were not in time order; they were sorted by timestamp")
+        for event in case.events:
+            row = {**case.attributes, **event.attributes, "case_id": case.case_id,
+                   "activity": event.activity, "timestamp": _utc(event.timestamp).isoformat()}
+            if event.resource is not None:
+                row["resource"] = event.resource
+            rows.append(row)
+    return pd.DataFrame.from_records(rows), notes
+
+
+def _utc(ts: pd.Timestamp | Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(ts)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def read_request_events(raw: pd.DataFrame, mapping: Mapping,
+                        notes: dict[str, list[str]]) -> EventLog:
+    """Canonicalise request events; quarantined rows and unknowns become notes."""
+    unknown_columns = sorted(set(raw.columns) - known_attribute_names(mapping) - {"source_row"})
+    raw = raw.drop(columns=unknown_columns)
+    for column in raw.columns:  # JSON numbers and text share columns: read all as text
+        if raw[column].dtype == object:
+            raw[column] = raw[column].map(lambda v: v if v is None else str(v))
+    log = canonicalize(raw, api_mapping(mapping), source="request")
+    for _, bad in log.quarantine.iterrows():
+        case = str(bad.get("case_id", "?"))
+        notes.setdefault(case, []).append(
+            f"event {int(bad['source_row'])} ignored: {bad['quarantine_reason']} "
+            f"({bad['quarantine_detail']})")
+    if unknown_columns:
+        for case in log.events["case_id"].unique():
+            notes.setdefault(case, []).append(
+                f"attribute(s) unknown to the model ignored: {', '.join(unknown_columns)}")
+    for name, count in log.report.unknown_activities.items():
+        cases = log.events.loc[log.events["activity"] == name, "case_id"].unique()
+        for case in cases:
+            notes.setdefault(case, []).append(
+                f"activity {name!r} is unknown to the model ({count} event(s)); counted as "
+                "'other activity'")
+    if log.events.empty:
+        reasons = "; ".join(log.quarantine["quarantine_detail"].astype(str).head(5))
+        raise BadRequestError(f"no usable event in the request: {reasons}")
+    return log
+
+
+def _category_notes(bundle: TargetBundle, frame: pd.DataFrame,
+                    events: pd.DataFrame) -> dict[str, list[str]]:
+    """Attribute values the model never saw in training (treated as missing)."""
+    notes: dict[str, list[str]] = {}
+    for name, spec in bundle.pipeline.schema_.items():
+        if spec["dtype"] != "category" or name not in events.columns:
+            continue
+        given = events.groupby("case_id", sort=False)[name].last()
+        for case, value in given.items():
+            if isinstance(value, str) and value not in spec["categories"]:
+                notes.setdefault(case, []).append(
+                    f"{name} {value!r} is unknown to the model; treated as missing")
+    return notes
+
+
+def _missing_notes(events: pd.DataFrame, bundle: TargetBundle) -> dict[str, list[str]]:
+    wanted = [c for c in bundle.pipeline.extra_columns_
+              if c in bundle.pipeline.schema_ and c not in CORE_COLUMNS]
+    present = events.groupby("case_id", sort=False)[wanted].count()
+    notes: dict[str, list[str]] = {}
+    for case, row in present.iterrows():
+        missing = [c for c in wanted if row[c] == 0]
+        if missing:
+            notes.setdefault(case, []).append(
+                f"attributes not given (predicted as unknown): {', '.join(missing)}")
+    return notes
+
+
+def score_cases(snapshot: Snapshot, raw: pd.DataFrame,
+                notes: dict[str, list[str]] | None = None) -> ScoredCases:
+    """Latest-prefix predictions of every served target for the cases in ``raw``."""
+    notes = notes if notes is not None else {}
+    log = read_request_events(raw, served_mapping(snapshot), notes)
+    return score_log(snapshot, log, notes)
+
+
+def served_mapping(snapshot: Snapshot) -> Mapping:
+    first = next(iter(snapshot.models.values()), None)
+    if first is None:
+        snapshot.get("outcome")  # raises ModelsNotLoadedError with the remedy
+    return first.bundle.mapping
+
+
+def score_log(snapshot: Snapshot, log: EventLog,
+              notes: dict[str, list[str]] | None = None) -> ScoredCases:
+    """Latest-prefix predictions for the cases of a canonical log."""
+    notes = notes if notes is not None else {}
+    mapping = served_mapping(snapshot)
+    status = case_outcomes(log.events, mapping.roles).map({WON: "won", LOST: "lost"})
+    ended = log.events["activity"].isin(mapping.roles.payment).groupby(
+        log.events["case_id"], sort=False).any()
+    status = status.fillna("open").where(~ended.reindex(status.index).fillna(False), "closed")
+    scored = ScoredCases(log=log, status=status, notes=notes)
+    features_by_run: dict[str, pd.DataFrame] = {}
+    for target, served in snapshot.models.items():
+        bundle = served.bundle
+        frame = features_by_run.get(served.run_id)
+        if frame is None:
+            frame = bundle.features(log.events, last_only=True)
+            features_by_run[served.run_id] = frame
+            for source in (_category_notes(bundle, frame, log.events),
+                           _missing_notes(log.events, bundle)):
+                for case, messages in source.items():
+                    for message in messages:
+                        if message not in notes.setdefault(case, []):
+                            notes[case].append(message)
+        scored.results[target] = bundle.predict_features(frame)
+        scored.matrices[target] = bundle.pipeline.feature_matrix(frame)
+    return scored
+
+
+def explain_rows(bundle: TargetBundle, X: pd.DataFrame, top_k: int) -> list[dict[str, Any]]:
+    """Top-k SHAP contributions per row, in words; they add up with the rest to the output."""
+    target = bundle.target_name
+    values = bundle.contributions(X)
+    names = bundle.pipeline.readable_names()
+    up_words, down_words = _DIRECTION_WORDS[target]
+    explanations = []
+    for i in range(len(X)):
+        contrib = values[i, :-1]
+        order = np.argsort(-np.abs(contrib))[:top_k]
+        listed = []
+        for j in order:
+            feature = X.columns[j]
+            value = _readable_value(X.iloc[i, j])
+            readable = names.get(feature, feature.replace("_", " "))
+            up = contrib[j] >= 0
+            listed.append({
+                "feature": feature, "readable": readable, "value": value,
+                "contribution": float(contrib[j]), "direction": "up" if up else "down",
+                "text": f"{readable} {value} — {up_words if up else down_words}",
+            })
+        rest = float(contrib.sum() - contrib[order].sum())
+        explanations.append({"space": _SPACE[target], "base_value": float(values[i, -1]),
+                             "contributions": listed, "other_features": rest,
+                             "total": float(values[i].sum())})
+    return explanations
+
+
+def _readable_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return "(missing)"
+    if isinstance(value, float | np.floating):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def _due_dates(log: EventLog, mapping: Mapping) -> pd.Series:
+    events = log.events
+    invoices = events[events["activity"].isin(mapping.roles.invoice)]
+    first = invoices.groupby("case_id", sort=False)["timestamp"].min()
+    terms = events.groupby("case_id", sort=False)["payment_terms_days"].last()
+    return first + pd.to_timedelta(terms.reindex(first.index).fillna(0.0), unit="D")
+
+
+def assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
+             top_k: int) -> list[dict[str, Any]]:
+    """One response dict per case, in request order of first appearance."""
+    log = scored.log
+    events = log.events
+    mapping = next(iter(snapshot.models.values())).bundle.mapping
+    as_of = events.groupby("case_id", sort=False)["timestamp"].max()
+    used = events.groupby("case_id", sort=False).size()
+    due = _due_dates(log, mapping)
+    out: dict[str, dict[str, Any]] = {}
+    for case in as_of.index:
+        status = str(scored.status.get(case, "open"))
+        notes = list(scored.notes.get(case, []))
+        if status == "won":
+            notes.append("the case is already won: no win probability; time to payment and "
+                         "payment delay are still predicted")
+        elif status == "lost":
+            notes.append("the case is already lost: nothing left to predict")
+        elif status == "closed":
+            notes.append("payment received: the case is closed, nothing left to predict")
+        out[case] = {"case_id": case, "status": status, "as_of": as_of[case],
+                     "events_used": int(used[case]), "notes": notes, "explanations": {},
+                     "model_versions": {t: m.version for t, m in snapshot.models.items()}}
+    explained: dict[str, list[dict[str, Any]]] = {}
+    for target, result in scored.results.items():
+        if explain:
+            explained[target] = explain_rows(snapshot.get(target).bundle,
+                                             scored.matrices[target], top_k)
+        for i, row in enumerate(result.itertuples(index=False)):
+            entry = out[row.case_id]
+            if not _applies(target, entry["status"]):
+                continue
+            if target == "outcome":
+                entry["win_probability"] = float(row.p_win)
+            elif target == "remaining_time":
+                days = max(float(row.prediction_days), 0.0)
+                lo, hi = max(float(row.lower_days), 0.0), max(float(row.upper_days), 0.0)
+                start = entry["as_of"]
+                entry["remaining_time"] = {
+                    "days": days, "p10_days": lo, "p90_days": hi,
+                    "expected_end": start + pd.Timedelta(days=days),
+                    "end_p10": start + pd.Timedelta(days=lo),
+                    "end_p90": start + pd.Timedelta(days=hi)}
+            else:
+                case_due = due.get(row.case_id)
+                delay = float(row.prediction_days)
+                entry["payment_delay"] = {
+                    "days": delay, "p10_days": float(row.lower_days),
+                    "p90_days": float(row.upper_days),
+                    "due_date": case_due,
+                    "expected_payment_date": None if case_due is None
+                    else case_due + pd.Timedelta(days=delay)}
+            if explain:
+                entry["explanations"][target] = explained[target][i]
+    return list(out.values())
+
+
+def _applies(target: str, status: str) -> bool:
+    if status in ("lost", "closed"):
+        return False
+    return not (target == "outcome" and status == "won")

@@ -1,0 +1,36 @@
+"""API settings from the environment (prefix ``L2C_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_KEYS = frozenset({"", "change-me", "changeme", "placeholder", "secret", "dev-key"})
+
+
+class Settings(BaseSettings):
+    """Everything an operator sets; unsafe combinations are refused at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="L2C_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    api_key: SecretStr = SecretStr("dev-key")
+    max_request_bytes: int = 5_000_000
+    max_batch_cases: int = 20_000
+    max_events_per_case: int = 2_000
+    top_k: int = 5
+    forecast_simulations: int = 2000
+    forecast_months: int = 6
+    load_models_on_startup: bool = True
+
+    @model_validator(mode="after")
+    def _no_placeholder_key_outside_development(self) -> Settings:
+        if self.environment != "development" and (
+            self.api_key.get_secret_value().strip().lower() in PLACEHOLDER_KEYS
+        ):
+            raise ValueError(
+                "L2C_API_KEY is unset or a placeholder; set a real secret before running "
+                f"with L2C_ENVIRONMENT={self.environment}")
+        return self

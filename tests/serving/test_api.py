@@ -1,0 +1,251 @@
+"""The API: predictions equal the training pipeline's, explanations add up, bad input is 4xx."""
+
+from __future__ import annotations
+
+import io
+import threading
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from serving.app import create_app
+from serving.schemas import EXAMPLE_CASE
+from serving.settings import Settings
+from serving.store import ModelStore, ServedModel
+from tests.serving.conftest import KEY
+
+CASE_ATTRS = ["value", "currency", "rep", "region", "account", "lead_source", "product",
+              "contract_type", "payment_terms"]
+
+
+def case_request(events: pd.DataFrame, case_id: str, k: int | None = None) -> dict[str, Any]:
+    """A /v1/predict body from canonical events of one case (its first k events)."""
+    rows = events[events["case_id"] == case_id].sort_values("timestamp", kind="stable")
+    rows = rows.head(k) if k else rows
+    first = rows.iloc[0]
+    attributes = {c: (None if pd.isna(first[c]) else first[c]) for c in CASE_ATTRS}
+    attributes["value"] = float(first["value"])
+    return {
+        "case_id": case_id, "attributes": attributes, "explain": True, "top_k": 4,
+        "events": [{"activity": r.activity, "timestamp": r.timestamp.isoformat(),
+                    "resource": None if pd.isna(r.resource) else r.resource,
+                    "attributes": {"stage": r.stage,
+                                   "discount_pct": None if pd.isna(r.discount_pct)
+                                   else float(r.discount_pct)}}
+                   for r in rows.itertuples()],
+    }
+
+
+def open_test_case(trained) -> tuple[str, int]:
+    """A test case still undecided after k events, k >= 3."""
+    frame, labels = trained.data.test_frame, trained.data.test_labels
+    usable = frame[labels["outcome_usable"].to_numpy() & (frame["prefix_len"] >= 3).to_numpy()]
+    row = usable.iloc[len(usable) // 2]
+    return row["case_id"], int(row["prefix_len"])
+
+
+def test_prediction_equals_the_training_pipeline_for_the_same_prefix(client, trained) -> None:
+    case_id, k = open_test_case(trained)
+    response = client.post("/v1/predict", json=case_request(trained.data.log.events, case_id, k))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "open" and body["events_used"] == k
+    frame = trained.data.test_frame
+    row = frame[(frame["case_id"] == case_id) & (frame["prefix_len"] == k)]
+    for result in trained.results:
+        expected = result.bundle.predict_features(row).iloc[0]
+        if result.target.name == "outcome":
+            assert body["win_probability"] == pytest.approx(expected["p_win"], abs=1e-9)
+        elif result.target.name == "remaining_time":
+            assert body["remaining_time"]["days"] == pytest.approx(
+                max(expected["prediction_days"], 0), abs=1e-6)
+        else:
+            assert body["payment_delay"]["days"] == pytest.approx(
+                expected["prediction_days"], abs=1e-6)
+
+
+def test_shap_contributions_add_up_to_the_model_output(client, trained) -> None:
+    case_id, k = open_test_case(trained)
+    body = client.post("/v1/predict",
+                       json=case_request(trained.data.log.events, case_id, k)).json()
+    for _target, explanation in body["explanations"].items():
+        listed = sum(c["contribution"] for c in explanation["contributions"])
+        assert explanation["base_value"] + listed + explanation["other_features"] == \
+            pytest.approx(explanation["total"], abs=1e-6)
+        assert len(explanation["contributions"]) == 4
+        assert all(" — " in c["text"] for c in explanation["contributions"])
+    assert body["explanations"]["remaining_time"]["total"] == pytest.approx(
+        body["remaining_time"]["days"], abs=1e-6)
+    assert body["explanations"]["payment_delay"]["total"] == pytest.approx(
+        body["payment_delay"]["days"], abs=1e-6)
+    outcome = body["explanations"]["outcome"]
+    assert "log-odds" in outcome["space"]
+    served = next(r for r in trained.results if r.target.name == "outcome").bundle
+    frame = trained.data.test_frame
+    row = frame[(frame["case_id"] == case_id) & (frame["prefix_len"] == k)]
+    raw = served.model.raw_proba(served.pipeline.feature_matrix(row))[0]
+    assert outcome["total"] == pytest.approx(np.log(raw / (1 - raw)), abs=1e-6)
+
+
+def test_api_key_is_required_except_for_health(client, store) -> None:
+    anonymous = TestClient(client.app)
+    assert anonymous.get("/health").status_code == 200
+    assert anonymous.get("/ready").json()["status"] == "ready"
+    denied = anonymous.post("/v1/predict", json=EXAMPLE_CASE)
+    assert denied.status_code == 401 and "X-API-Key" in denied.json()["detail"]
+    wrong = anonymous.get("/v1/models", headers={"X-API-Key": "nope"})
+    assert wrong.status_code == 401
+
+
+def test_placeholder_key_is_refused_outside_development() -> None:
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(environment="production", api_key="change-me")
+    assert Settings(environment="development").api_key.get_secret_value() == "dev-key"
+
+
+def test_validation_errors_name_the_field(client) -> None:
+    no_events = client.post("/v1/predict", json={"case_id": "X", "events": []})
+    assert no_events.status_code == 422
+    assert no_events.json()["detail"][0]["loc"][-1] == "events"
+    bad_time = dict(EXAMPLE_CASE, events=[{"activity": "Lead Captured", "timestamp": "soon"}])
+    response = client.post("/v1/predict", json=bad_time)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == "timestamp"
+    not_json = client.post("/v1/predict/batch", content=b"{oops",
+                           headers={"content-type": "application/json"})
+    assert not_json.status_code == 422 and "not valid JSON" in not_json.json()["detail"]
+
+
+def test_odd_input_is_handled_and_reported(client) -> None:
+    request = {**EXAMPLE_CASE, "attributes": {**EXAMPLE_CASE["attributes"],
+                                              "rep": "Rep 999", "favourite_colour": "blue"}}
+    request["attributes"].pop("region")
+    request["events"] = [*EXAMPLE_CASE["events"][::-1],
+                         {"activity": "Coffee With Client", "timestamp": "2024-09-21T10:00:00Z"}]
+    response = client.post("/v1/predict", json=request)
+    assert response.status_code == 200, response.text
+    notes = " | ".join(response.json()["notes"])
+    assert "not in time order" in notes
+    assert "rep 'Rep 999' is unknown" in notes
+    assert "favourite_colour" in notes
+    assert "'Coffee With Client' is unknown" in notes
+    assert "region" in notes
+
+
+def test_decided_cases_say_so(client) -> None:
+    won = {**EXAMPLE_CASE, "events": [*EXAMPLE_CASE["events"], {
+        "activity": "Opportunity Won", "timestamp": "2024-10-01T10:00:00Z"}]}
+    body = client.post("/v1/predict", json=won).json()
+    assert body["status"] == "won" and body["win_probability"] is None
+    assert body["payment_delay"] is not None and "already won" in " ".join(body["notes"])
+    lost = {**EXAMPLE_CASE, "events": [*EXAMPLE_CASE["events"], {
+        "activity": "Opportunity Lost", "timestamp": "2024-10-01T10:00:00Z"}]}
+    body = client.post("/v1/predict", json=lost).json()
+    assert body["status"] == "lost" and body["remaining_time"] is None
+    assert "already lost" in " ".join(body["notes"])
+
+
+def test_batch_json_and_uploaded_csv_agree(client, trained) -> None:
+    events = trained.data.split.test
+    cases = events["case_id"].unique()[:25]
+    json_body = {"cases": [case_request(events, c) for c in cases], "explain": False}
+    for case in json_body["cases"]:
+        case.pop("explain"), case.pop("top_k")
+    by_json = client.post("/v1/predict/batch", json=json_body)
+    assert by_json.status_code == 200, by_json.text
+    from features.log import export_frame
+
+    csv = export_frame(events[events["case_id"].isin(cases)], trained.data.log.mapping)
+    upload = client.post("/v1/predict/batch", files={
+        "file": ("open.csv", csv.to_csv(index=False).encode(), "text/csv")})
+    assert upload.status_code == 200, upload.text
+    a = {p["case_id"]: p for p in by_json.json()["predictions"]}
+    b = {p["case_id"]: p for p in upload.json()["predictions"]}
+    assert set(a) == set(b) == set(cases)
+    for case in cases:
+        assert a[case]["status"] == b[case]["status"]
+        if a[case]["remaining_time"] is not None:
+            assert a[case]["remaining_time"]["days"] == pytest.approx(
+                b[case]["remaining_time"]["days"], abs=1e-6)
+    bad = client.post("/v1/predict/batch", files={"file": ("x.txt.zip", b"PK", "x")})
+    assert bad.status_code == 422 and "extension" in bad.json()["detail"]
+
+
+def test_forecast_of_the_trained_log_and_of_an_upload(client, trained) -> None:
+    response = client.get("/v1/forecast", params={"group_by": "region", "months": 4})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["open_cases"] > 0 and len(body["months"]) == 4
+    total = body["total_bookings"]
+    assert total["p10"] <= total["p50"] <= total["p90"]
+    assert sum(g["open_cases"] for g in body["groups"]) == body["open_cases"]
+    assert body["movers"][0]["bookings_sd"] >= body["movers"][-1]["bookings_sd"]
+    from features.log import export_frame
+
+    csv = export_frame(trained.data.log.events, trained.data.log.mapping)
+    upload = client.post("/v1/forecast", files={
+        "file": ("log.csv", csv.to_csv(index=False).encode(), "text/csv")})
+    assert upload.status_code == 200, upload.text
+    assert upload.json()["open_cases"] == body["open_cases"]
+    assert client.get("/v1/forecast", params={"group_by": "colour"}).status_code == 422
+
+
+def test_models_list_and_failed_reload_keeps_serving(client, store) -> None:
+    listed = client.get("/v1/models").json()
+    assert {m["target"] for m in listed["models"]} == {"outcome", "remaining_time",
+                                                       "payment_delay"}
+    assert all("auc" in m["test_metrics"] or "mae_days" in m["test_metrics"]
+               for m in listed["models"])
+
+    def flaky(target: str) -> ServedModel:
+        if target == "outcome":
+            raise RuntimeError("artifact store unreachable")
+        return store.snapshot.models[target]
+
+    fragile = ModelStore(loader=flaky)
+    fragile.snapshot = store.snapshot
+    report = fragile.reload()
+    assert report["outcome"] == {"loaded": False, "error": "RuntimeError: artifact store "
+                                 "unreachable", "serving_version": store.snapshot.models[
+                                     "outcome"].version}
+    assert fragile.snapshot.models["outcome"] is store.snapshot.models["outcome"]
+
+
+def test_reload_under_load_drops_no_request(client) -> None:
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            statuses.append(client.post("/v1/predict", json=EXAMPLE_CASE).status_code)
+
+    workers = [threading.Thread(target=hammer) for _ in range(3)]
+    for w in workers:
+        w.start()
+    reloads = [client.post("/v1/models/reload").json() for _ in range(2)]
+    stop.set()
+    for w in workers:
+        w.join()
+    assert all(r["reloaded"] for r in reloads)
+    assert len(statuses) > 5 and set(statuses) == {200}
+
+
+def test_oversized_bodies_are_refused(store) -> None:
+    settings = Settings(api_key=KEY, environment="production", load_models_on_startup=False,
+                        max_request_bytes=1000)
+    small = TestClient(create_app(settings, store), headers={"X-API-Key": KEY})
+    response = small.post("/v1/predict", json=EXAMPLE_CASE | {"case_id": "x" * 150})
+    assert response.status_code == 413 and "1000 bytes" in response.json()["detail"]
+
+
+def test_docs_example_works_as_it_stands(client) -> None:
+    schema = client.get("/openapi.json").json()
+    example = schema["components"]["schemas"]["PredictRequest"]["examples"][0]
+    response = client.post("/v1/predict", json=example)
+    assert response.status_code == 200 and 0 < response.json()["win_probability"] < 1
+    buf = io.StringIO()
+    buf.write("ok")
