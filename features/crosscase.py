@@ -124,6 +124,42 @@ class _AsOf:
         return result
 
 
+#: seconds from 1900 to 1970: shifts every time >= 0 so (group, time) fits one int64 key
+_OFFSET = 2_208_988_800
+_SPAN = 2**34  # > any shifted time before the year 2444
+#: the fact kinds each grouping column needs
+_KINDS = {"rep": ("opened", "closed", "decided", "done"),
+          "region": ("opened", "closed"),
+          "account": ("opened", "decided", "paid")}
+
+
+def _shifted(times: np.ndarray) -> np.ndarray:
+    return np.where(times < _NEVER, times + _OFFSET, _NEVER)
+
+
+def _facts(history: pd.DataFrame, decisions: pd.DataFrame, column: str,
+           codes: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(group codes, known-at times, values) of every fact kind for one grouping column."""
+    ones = np.ones((len(history), 1))
+    known = _shifted(history[f"{column}_sec"].to_numpy())
+    end = np.maximum(_shifted(history["end_sec"].to_numpy()), known)
+    position = history.index.get_indexer(decisions.index)
+    inside = position >= 0
+    position = position[inside]
+    facts = {
+        "opened": (codes, known, ones),
+        "closed": (codes, end, ones),
+        "done": (codes, end, np.c_[ones, history["cycle_days"].to_numpy()]),
+        "paid": (codes, np.maximum(_shifted(history["payment_sec"].to_numpy()), known),
+                 np.c_[ones, history["payment_delay_days"].to_numpy()]),
+        "decided": (codes[position],
+                    np.maximum(_shifted(decisions["time_sec"].to_numpy()[inside]),
+                               known[position]),
+                    decisions[["d_decided", "d_won"]].to_numpy()[inside]),
+    }
+    return {kind: facts[kind] for kind in _KINDS[column]}
+
+
 class CrossCaseEncoder(PrefixEncoder):
     """Workload, track record and payment habits of the rep, region and account.
 
@@ -132,6 +168,10 @@ class CrossCaseEncoder(PrefixEncoder):
       until its end event (end activities of the mapping);
     - a win or loss counts from the outcome event; a cycle time from the end event;
     - a payment delay counts from the payment event.
+
+    As-of sums are additive, so the stored history is indexed once (``set_history``) and
+    a transform only adds the facts of the cases it is given and subtracts the stored
+    facts of those same cases: scoring one running case touches a handful of facts.
     """
 
     def __init__(self, roles: Roles | None = None, recent_days: float = 30.0) -> None:
@@ -139,8 +179,7 @@ class CrossCaseEncoder(PrefixEncoder):
         self.recent_days = recent_days
 
     def fit(self, prepared: pd.DataFrame, y: object = None) -> CrossCaseEncoder:
-        self.history_ = case_history(prepared, self._roles())
-        self.decisions_ = decision_facts(prepared, self._roles())
+        self.set_history(prepared)
         names = ["rep_started_recent", "rep_decided_cases", "rep_win_rate",
                  "rep_mean_cycle_days", "account_prior_cases", "account_won_cases",
                  "account_paid_cases", "account_mean_payment_delay_days"]
@@ -152,86 +191,79 @@ class CrossCaseEncoder(PrefixEncoder):
     def _roles(self) -> Roles:
         return self.roles if self.roles is not None else Roles()
 
+    def set_history(self, prepared: pd.DataFrame) -> CrossCaseEncoder:
+        """Remember these cases' facts for scoring cases that arrive without history."""
+        self.history_ = case_history(prepared, self._roles())
+        self.decisions_ = decision_facts(prepared, self._roles())
+        self.groups_: dict[str, pd.Index] = {}
+        self.index_: dict[str, dict[str, _AsOf]] = {}
+        for column in _KINDS:
+            values = self.history_[column]
+            self.groups_[column] = pd.Index(values.dropna().unique())
+            codes = self.groups_[column].get_indexer(values)
+            self.index_[column] = {
+                kind: _AsOf.build(*arrays, _SPAN)
+                for kind, arrays in _facts(self.history_, self.decisions_, column,
+                                           codes).items()}
+        return self
+
     def transform(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        check_is_fitted(self, "history_")
-        current = case_history(prepared, self._roles())
-        stored = self.history_[~self.history_.index.isin(current.index)]
-        history = pd.concat([stored, current]) if len(stored) else current
-        current_decisions = decision_facts(prepared, self._roles())
-        old = self.decisions_[~self.decisions_.index.isin(current.index)]
-        decisions = pd.concat([old, current_decisions]) if len(old) else current_decisions
-        decisions = decisions[decisions.index.isin(history.index)]
-        position = history.index.get_indexer(decisions.index)
-        t = seconds(prepared["timestamp"])
-        origin = int(min(t.min(), history["start_sec"].min()))
-        t = t - origin
-        span = int(max(t.max(), 1)) + 400 * _DAY
-        hist_time = {c: np.where(history[c] < _NEVER, history[c] - origin, _NEVER)
-                     for c in ("start_sec", "rep_sec", "region_sec", "account_sec", "end_sec",
-                               "payment_sec")}
-        decided = (decisions["time_sec"].to_numpy() - origin, position,
-                   decisions[["d_decided", "d_won"]].to_numpy())
+        check_is_fitted(self, "index_")
+        roles = self._roles()
+        current = case_history(prepared, roles)
+        current_decisions = decision_facts(prepared, roles)
+        replaced = self.history_[self.history_.index.isin(current.index)]
+        replaced_decisions = self.decisions_[self.decisions_.index.isin(replaced.index)]
+        whole_history_given = len(replaced) == len(self.history_)
+        t = seconds(prepared["timestamp"]) + _OFFSET
+        recent = int(self.recent_days * _DAY)
         out = pd.DataFrame(index=prepared.index)
-        for column in ("rep", "region", "account"):
+        for column in _KINDS:
             query_values = last_known(prepared, column).astype("object")
-            hist_codes, query_codes = self._codes(history[column], query_values)
-            stats = self._group_stats(column, history, hist_time, hist_codes, span, decided)
-            for name, compute in stats.items():
-                out[name] = compute(query_codes, t)
-        if "account_prior_cases" in out:
-            out["account_prior_cases"] -= self._self_counted(prepared, history, hist_time, t)
+            groups = self.groups_[column]
+            new = pd.Index(pd.concat([current[column], query_values]).dropna().unique())
+            groups = groups.append(new.difference(groups)) if len(new) else groups
+            q = groups.get_indexer(query_values)
+            added = _facts(current, current_decisions, column,
+                           groups.get_indexer(current[column]))
+            removed = _facts(replaced, replaced_decisions, column,
+                             groups.get_indexer(replaced[column]))
+
+            def at(kind: str, times: np.ndarray, column: str = column, added: dict = added,
+                   removed: dict = removed, q: np.ndarray = q) -> np.ndarray:
+                plus = _AsOf.build(*added[kind], _SPAN).at(q, times)
+                if whole_history_given:  # stored facts all replaced: skip the arithmetic
+                    return plus
+                stored = self.index_[column][kind].at(q, times)
+                minus = _AsOf.build(*removed[kind], _SPAN).at(q, times)
+                return stored + plus - minus
+
+            if column in ("rep", "region") and roles.end_activities:
+                out[f"{column}_open_cases"] = (at("opened", t) - at("closed", t))[:, 0]
+            if column == "rep":
+                out["rep_started_recent"] = (at("opened", t) - at("opened", t - recent))[:, 0]
+                decided = at("decided", t)
+                out["rep_decided_cases"] = decided[:, 0]
+                out["rep_win_rate"] = _ratio(decided)
+                out["rep_mean_cycle_days"] = _ratio(at("done", t))
+            if column == "account":
+                own = self._self_counted(prepared, current, query_values, t)
+                out["account_prior_cases"] = at("opened", t)[:, 0] - own
+                out["account_won_cases"] = at("decided", t)[:, 1]
+                paid = at("paid", t)
+                out["account_paid_cases"] = paid[:, 0]
+                out["account_mean_payment_delay_days"] = _ratio(paid)
         return out[self.feature_names_out_]
 
     @staticmethod
-    def _codes(hist_values: pd.Series, query_values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        both = pd.concat([hist_values.reset_index(drop=True), query_values.reset_index(drop=True)])
-        codes, _ = pd.factorize(both, use_na_sentinel=True)
-        return codes[: len(hist_values)].astype(np.int64), codes[len(hist_values):].astype(np.int64)
-
-    def _group_stats(self, column: str, history: pd.DataFrame, hist_time: dict[str, np.ndarray],
-                     codes: np.ndarray, span: int,
-                     decided_facts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict:
-        ones = np.ones((len(history), 1))
-        known_from = hist_time[f"{column}_sec"]
-        dec_time, dec_pos, dec_values = decided_facts
-        dec_codes, dec_known = codes[dec_pos], np.maximum(dec_time, known_from[dec_pos])
-        stats = {}
-        if column in ("rep", "region") and self._roles().end_activities:
-            started = _AsOf.build(codes, known_from, ones, span)
-            ended = _AsOf.build(codes, np.maximum(hist_time["end_sec"], known_from), ones, span)
-            stats[f"{column}_open_cases"] = (
-                lambda q, t, s=started, e=ended: (s.at(q, t) - e.at(q, t))[:, 0])
-        if column == "rep":
-            started = _AsOf.build(codes, known_from, ones, span)
-            recent = int(self.recent_days * _DAY)
-            stats["rep_started_recent"] = (
-                lambda q, t, s=started: (s.at(q, t) - s.at(q, np.maximum(t - recent, -1)))[:, 0])
-            decided = _AsOf.build(dec_codes, dec_known, dec_values, span)
-            stats["rep_decided_cases"] = lambda q, t, d=decided: d.at(q, t)[:, 0]
-            stats["rep_win_rate"] = lambda q, t, d=decided: _ratio(d.at(q, t))
-            done = _AsOf.build(codes, np.maximum(hist_time["end_sec"], known_from),
-                               np.c_[ones, history["cycle_days"].to_numpy()], span)
-            stats["rep_mean_cycle_days"] = lambda q, t, d=done: _ratio(d.at(q, t))
-        if column == "account":
-            started = _AsOf.build(codes, known_from, ones, span)
-            stats["account_prior_cases"] = lambda q, t, s=started: s.at(q, t)[:, 0]
-            decided = _AsOf.build(dec_codes, dec_known, dec_values[:, 1:], span)
-            stats["account_won_cases"] = lambda q, t, d=decided: d.at(q, t)[:, 0]
-            paid = _AsOf.build(codes, np.maximum(hist_time["payment_sec"], known_from),
-                               np.c_[ones, history["payment_delay_days"].to_numpy()], span)
-            stats["account_paid_cases"] = lambda q, t, p=paid: p.at(q, t)[:, 0]
-            stats["account_mean_payment_delay_days"] = lambda q, t, p=paid: _ratio(p.at(q, t))
-        return stats
-
-    @staticmethod
-    def _self_counted(prepared: pd.DataFrame, history: pd.DataFrame,
-                      hist_time: dict[str, np.ndarray], t: np.ndarray) -> np.ndarray:
+    def _self_counted(prepared: pd.DataFrame, current: pd.DataFrame, now_account: pd.Series,
+                      t: np.ndarray) -> np.ndarray:
         """1 where the prefix's own case is among its account's counted cases."""
-        position = history.index.get_indexer(prepared["case_id"])
-        own_account = history["account"].to_numpy()[position]
-        now_account = last_known(prepared, "account").astype("object").to_numpy()
-        known = hist_time["account_sec"][position] <= t
-        return ((own_account == now_account) & known & pd.notna(now_account)).astype(float)
+        position = current.index.get_indexer(prepared["case_id"])
+        own_account = current["account"].to_numpy()[position]
+        known = _shifted(current["account_sec"].to_numpy())[position] <= t
+        now = now_account.to_numpy()
+        return ((own_account == now) & known & pd.notna(now)).astype(float)
 
     def readable_names(self) -> dict[str, str]:
         return {
