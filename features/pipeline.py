@@ -28,7 +28,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from features.crosscase import CrossCaseEncoder, case_history
+from features.crosscase import CrossCaseEncoder
 from features.encoders import (
     ActivityCountEncoder,
     AttributeEncoder,
@@ -110,7 +110,7 @@ class PrefixPipeline(BaseEstimator):
         check_is_fitted(self, "encoders_")
         for enc in self.encoders_:
             if isinstance(enc, CrossCaseEncoder):
-                enc.history_ = case_history(prepare_events(events), self._roles())
+                enc.set_history(prepare_events(events))
         return self
 
     # ----------------------------------------------------------- transforming
