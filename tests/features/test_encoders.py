@@ -27,7 +27,8 @@ from features.errors import FeatureSchemaError
 from features.mapping import default_mapping
 from features.pipeline import PrefixPipeline
 from features.prefixes import prepare_events
-from features.schema import CANONICAL_KINDS, ROW_COLUMN, TIMESTAMP_DTYPE
+from features.schema import ROW_COLUMN
+from tests.features.frames import canonical_columns
 
 ROLES = default_mapping().roles
 NAN = np.nan
@@ -38,19 +39,7 @@ def make_log(rows: list[tuple], columns: str) -> pd.DataFrame:
     (case_id, activity, timestamp), the other canonical columns stay missing."""
     names = ["case_id", "activity", "timestamp", *columns.split()]
     raw = pd.DataFrame([dict(zip(names, r, strict=True)) for r in rows])
-    out = {}
-    for column, kind in CANONICAL_KINDS.items():
-        values = raw[column] if column in raw else pd.Series([None] * len(raw), dtype=object)
-        if kind == "time":
-            out[column] = pd.to_datetime(values, utc=True, format="ISO8601").astype(
-                TIMESTAMP_DTYPE)
-        elif kind == "number":
-            out[column] = pd.to_numeric(values.astype(object)).astype("float64")
-        else:
-            out[column] = pd.Series(values.astype(object).where(values.notna(), None),
-                                    dtype="str")
-    out[ROW_COLUMN] = pd.Series(np.arange(1, len(raw) + 1), dtype="int64")
-    return pd.DataFrame(out)
+    return canonical_columns(raw)
 
 
 def fit_transform(encoder, log: pd.DataFrame) -> pd.DataFrame:

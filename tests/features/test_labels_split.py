@@ -16,9 +16,9 @@ from features.log import canonicalize
 from features.mapping import default_mapping
 from features.pipeline import PrefixPipeline
 from features.prefixes import prepare_events
-from features.schema import CANONICAL_KINDS, ROW_COLUMN, TIMESTAMP_DTYPE
 from features.simulate import simulate_log
 from features.split import TimeOrderedCaseSplit, case_starts_sorted, temporal_split
+from tests.features.frames import canonical_columns
 
 ROLES = default_mapping().roles
 NAN = np.nan
@@ -29,19 +29,7 @@ def make_log(rows: list[tuple]) -> pd.DataFrame:
     """(case, activity, time[, payment_terms_days]) tuples -> a canonical log."""
     raw = pd.DataFrame([dict(zip(["case_id", "activity", "timestamp", "payment_terms_days"], r,
                                  strict=False)) for r in rows])
-    out = {}
-    for column, kind in CANONICAL_KINDS.items():
-        values = raw[column] if column in raw else pd.Series([None] * len(raw), dtype=object)
-        if kind == "time":
-            out[column] = pd.to_datetime(values, utc=True, format="ISO8601").astype(
-                TIMESTAMP_DTYPE)
-        elif kind == "number":
-            out[column] = pd.to_numeric(values.astype(object)).astype("float64")
-        else:
-            out[column] = pd.Series(values.astype(object).where(values.notna(), None),
-                                    dtype="str")
-    out[ROW_COLUMN] = pd.Series(np.arange(1, len(raw) + 1), dtype="int64")
-    return pd.DataFrame(out)
+    return canonical_columns(raw)
 
 
 LOG = make_log([

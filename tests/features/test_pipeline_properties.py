@@ -28,6 +28,7 @@ from features.schema import (
     TIMESTAMP_DTYPE,
 )
 from features.simulate import simulate_log
+from tests.features.frames import canonical_columns
 
 MAPPING = default_mapping()
 ROLES = MAPPING.roles
@@ -72,21 +73,10 @@ def canonical_frame(rows: list[dict[str, object]],
                     end_activities: list[str] = ROLES.end_activities) -> pd.DataFrame:
     """Rows (dicts) -> a frame with every canonical column in its canonical dtype."""
     raw = pd.DataFrame(rows)
-    out: dict[str, pd.Series] = {}
-    for column, kind in CANONICAL_KINDS.items():
-        values = raw[column] if column in raw else pd.Series([None] * len(raw), dtype=object)
-        if kind == "time":
-            out[column] = pd.to_datetime(values, utc=True).astype(TIMESTAMP_DTYPE)
-        elif kind == "number":
-            out[column] = pd.to_numeric(values.astype(object)).astype("float64")
-        else:
-            out[column] = pd.Series(values.astype(object).where(values.notna(), None),
-                                    dtype="str")
+    out = canonical_columns(raw)
     out["payment_terms"] = pd.Series(
         [f"Net {d:g}" if pd.notna(d) else None for d in out["payment_terms_days"]], dtype="str")
-    rows_column = raw[ROW_COLUMN] if ROW_COLUMN in raw else np.arange(1, len(raw) + 1)
-    out[ROW_COLUMN] = pd.Series(np.asarray(rows_column), dtype="int64")
-    return canonical_order(pd.DataFrame(out), end_activities)
+    return canonical_order(out, end_activities)
 
 
 def canonical_order(frame: pd.DataFrame,
