@@ -31,7 +31,8 @@ _SPACE = {
     "outcome": "log-odds of winning, before calibration (the probability shown is the "
                "calibrated one; higher log-odds always mean a higher probability)",
     "remaining_time": "days",
-    "payment_delay": "days",
+    "payment_delay": "days (the base value includes the usual delay of this account, or of "
+                     "its terms and region when it has not paid before)",
 }
 
 

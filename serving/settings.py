@@ -17,7 +17,7 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production"] = "development"
     api_key: SecretStr = SecretStr("dev-key")
-    max_request_bytes: int = 5_000_000
+    max_request_bytes: int = 50_000_000  # a 10k-case CSV upload is about 7 MB
     max_batch_cases: int = 20_000
     max_events_per_case: int = 2_000
     top_k: int = 5

@@ -49,8 +49,23 @@ def load_champion(target: str) -> ServedModel:
     name = TARGETS[target].registered_name
     version = MlflowClient().get_model_version_by_alias(name, CHAMPION)
     bundle = load_bundle(champion_uri(name))
+    smoke_test(bundle, name, int(version.version))
     return ServedModel(target=target, version=int(version.version), run_id=version.run_id,
                        bundle=bundle)
+
+
+def smoke_test(bundle: TargetBundle, name: str, version: int) -> None:
+    """Score the bundle's own example before serving it: a model pickled by older code
+    can load yet fail on first use, and must then not replace a working one."""
+    example = bundle.info.get("example_events")
+    if example is None:
+        raise RuntimeError(f"{name} version {version} carries no example to check; retrain it")
+    try:
+        bundle.predict_events(example, last_only=True)
+    except Exception as exc:
+        raise RuntimeError(
+            f"{name} version {version} loads but cannot predict ({type(exc).__name__}: "
+            f"{exc}); it was probably trained by an older version: retrain it") from exc
 
 
 class ModelStore:

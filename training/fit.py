@@ -62,6 +62,7 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
     y_train = np.concatenate([y_fit, y_valid, y_cal])
 
     if target.kind == "classification":
+        # boosted from a logistic regression on the fit block (see WinProbabilityModel)
         model = WinProbabilityModel(config.lgbm, config.calibration, config.seed)
         model.fit(X_fit, y_fit.astype(int), X_valid, y_valid.astype(int), X_cal, y_cal.astype(int))
         p = model.predict_proba(X_test)
@@ -78,7 +79,11 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
         test = test_frame[["case_id", "prefix_len", "prefix_end"]].assign(y=y_test, p_win=p)
         oracle = _outcome_oracle(data, test_frame, y_test, metrics)
     else:
-        model = IntervalRegressor(config.lgbm, config.interval_alpha, config.seed)
+        # payment delay boosts from the account's past delay, which trees only approximate
+        # by many small steps (remaining time has no such dominant feature)
+        base, params = _regression_base(target)
+        model = IntervalRegressor({**params, **config.lgbm}, config.interval_alpha, config.seed,
+                                  base=base)
         model.fit(X_fit, y_fit, X_valid, y_valid, X_cal, y_cal)
         point, lower, upper = model.predict_interval(X_test)
         metrics = regression_metrics(y_test, point, lower, upper)
@@ -93,11 +98,30 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
 
     bundle = TargetBundle(target_name=target.name, mapping=data.log.mapping,
                           pipeline=data.pipeline, model=model,
-                          info={"trained_on": data.fingerprint,
+                          info={"example_events": _example_events(data),
+                                "trained_on": data.fingerprint,
                                 "split_time": data.split.split_time.isoformat(),
                                 "metrics": metrics, "config": config.flat_params()})
     return TargetResult(target=target, bundle=bundle, metrics=metrics, baselines=baselines,
                         buckets=buckets, oracle=oracle, test=test)
+
+
+def _regression_base(target: Target) -> tuple[PaymentDelayBaseline | None, dict[str, Any]]:
+    """The baseline a regression boosts from (fitted on the fit block only), if any, and
+    LightGBM defaults for its corrections (``config.lgbm`` still overrides them).
+
+    Payment delay starts from the account's past delay, else the mean of its terms and
+    region; the corrections are small and learnt from few accounts, hence smaller steps.
+    """
+    if target.name == "payment_delay":
+        return PaymentDelayBaseline(by=("payment_terms_days", "region")), {"learning_rate": 0.05}
+    return None, {}
+
+
+def _example_events(data: TrainingData) -> pd.DataFrame:
+    """A few test cases' events kept in the bundle to check it before serving."""
+    cases = data.split.test["case_id"].drop_duplicates().head(3)
+    return data.log.events[data.log.events["case_id"].isin(cases)].reset_index(drop=True)
 
 
 def _outcome_oracle(data: TrainingData, frame: pd.DataFrame, y: np.ndarray,
