@@ -90,7 +90,8 @@ def _print_summary(summary: dict) -> None:
     table = Table(title=f"Event log {summary['source']}", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    span = f"{summary['first_event']:%Y-%m-%d} .. {summary['last_event']:%Y-%m-%d}"
+    span = ("-" if summary["events"] == 0 else
+            f"{summary['first_event']:%Y-%m-%d} .. {summary['last_event']:%Y-%m-%d}")
     rows = [
         ("cases", f"{summary['cases']:,}"),
         ("events", f"{summary['events']:,}"),
