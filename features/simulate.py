@@ -177,8 +177,11 @@ _MAX_SALES_GAP_DAYS = 90.0
 # mean forward shift that business hours and weekends add to an event (measured once on
 # uniform times); used by the analytic expected cycle time only.
 _BUSINESS_SHIFT_DAYS = 0.62
-_RAPPORT_SHARE = 0.65  # correlation of a deal's health with its account's relationship
-_RESPONSE_SLOPE = 0.5  # engaged buyers (high health) take the first call sooner
+_HEALTH_WEIGHT = 0.8  # weight of the latent deal health in the win logit
+_RAPPORT_SHARE = 0.75  # correlation of a deal's health with its account's relationship
+_RESPONSE_SLOPE = 0.7  # engaged buyers (high health) take the first call sooner
+_SIZE_DELAY = 2.0  # days of payment delay per log-unit of deal size (e^1 x larger)
+_HEALTH_DELAY = 2.0  # days of payment delay per standard deviation of deal health
 _PACE_SLOPE = 0.3  # unhealthy deals drag: every rep-paced gap grows as health falls
 
 
@@ -389,7 +392,7 @@ def simulate_log(
         - _AMOUNT_SLOPE * log_size
         + rep_skill[owner]
         - 0.8 * excess
-        + u
+        + _HEALTH_WEIGHT * u
         + rng.normal(0.0, 0.3, n)
     )
     q = _sigmoid(logit[:, None] + _GATE_CONST[None, :])  # (n, 5) gate pass probabilities
@@ -402,7 +405,7 @@ def simulate_log(
         * (1.0 + 0.4 * excess)
         * np.exp(-_PACE_SLOPE * u - 0.5 * _PACE_SLOPE**2)  # mean 1 over u
     )
-    p_stall = _sigmoid(-1.7 - 1.3 * u)
+    p_stall = _sigmoid(-1.6 - 1.6 * u)
     stall_mean = 1.0 + p_stall * (3.75 - 1.0)
     drift_t = _DRIFT_AT * horizon
     disc_mean = 7.0 - 2.0 * u + 1.0 * log_size  # unhealthy and big deals get more discount
@@ -615,7 +618,10 @@ def simulate_log(
 
     terms_days = _TERMS_DAYS[terms]
     habit = acc_habit[account]
-    delay_core = habit + _TERMS_DELAY[terms] + _REGION_DELAY[region]
+    # large invoices wait for more sign-offs at the customer; deals that were hard to win
+    # (low health) are paid reluctantly
+    delay_core = (habit + _TERMS_DELAY[terms] + _REGION_DELAY[region]
+                  + _SIZE_DELAY * log_size - _HEALTH_DELAY * u)
     expected_delay = delay_core + 8.0 * corrected
     delay = expected_delay + rng.normal(0.0, 4.0, n)
     due = invoice_t + terms_days

@@ -56,14 +56,32 @@ def median_remaining_by_last_activity() -> GroupStatBaseline:
 
 
 class PaymentDelayBaseline:
-    """The account's mean past delay when it has paid before, else the terms' mean."""
+    """The account's mean past delay when it has paid before, else the mean of its group.
+
+    ``by``: the columns whose joint groups give the fallback mean (those present in the
+    matrix; the overall mean for a group not seen in training). The baseline users
+    have today is the terms' mean; the payment-delay model boosts from the same rule
+    with ``by=("payment_terms_days", "region")``.
+    """
+
+    def __init__(self, by: tuple[str, ...] = ("payment_terms_days",)) -> None:
+        self.by = by
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> PaymentDelayBaseline:
-        self.by_terms_ = GroupStatBaseline(("payment_terms_days",), "mean").fit(X, y)
+        self.columns_ = [c for c in self.by if c in X.columns]
+        target = pd.Series(np.asarray(y, dtype=float), index=X.index)
+        self.table_ = target.groupby(self._keys(X)).mean()
+        self.overall_ = float(target.mean()) if len(target) else 0.0
         return self
 
+    def _keys(self, X: pd.DataFrame) -> pd.Series:
+        if not self.columns_:
+            return pd.Series("all", index=X.index)
+        parts = [_keys(X, c).astype(str) for c in self.columns_]
+        return parts[0].str.cat(parts[1:], sep="\x1f") if len(parts) > 1 else parts[0]
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        fallback = self.by_terms_.predict(X)
+        fallback = self._keys(X).map(self.table_).fillna(self.overall_).to_numpy(dtype=float)
         if "account_mean_payment_delay_days" not in X.columns:
             return fallback
         own = X["account_mean_payment_delay_days"].to_numpy(dtype=float)

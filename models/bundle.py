@@ -63,9 +63,23 @@ class TargetBundle:
         return self.predict_events(log.events, last_only=last_only)
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:
-        """SHAP values (TreeSHAP, by LightGBM itself) plus the base value in the last column.
+        """SHAP values per feature plus the base value in the last column; they add up.
 
-        For the win model they are in log-odds of the *uncalibrated* model; callers that
-        show probabilities must say so (see the API's explanation).
+        TreeSHAP comes from LightGBM itself (``pred_contrib``). Where the trees boost from
+        a baseline, its part is added: for the win model the logistic regression's
+        per-feature log-odds terms (column by column); for a regression its prediction
+        goes into the base value (the usual delay of this account or of its terms).
+        Rows sum to the model's raw output: uncalibrated log-odds for the win model,
+        days for the regressions.
         """
-        return np.asarray(self.model.booster.predict(X, pred_contrib=True))
+        trees = np.asarray(self.model.booster.predict(X, pred_contrib=True), dtype=float)
+        if isinstance(self.model, WinProbabilityModel):
+            return trees + self.model.base_contributions(X)
+        trees[:, -1] += self.model.base_prediction(X)
+        return trees
+
+    def raw_output(self, X: pd.DataFrame) -> np.ndarray:
+        """What ``contributions`` adds up to."""
+        if isinstance(self.model, WinProbabilityModel):
+            return self.model.raw_margin(X)
+        return self.model.predict(X)

@@ -3,17 +3,30 @@
 Three time-ordered folds feed each model: it is fitted on the earliest cases, stops
 early on the next block, and is calibrated on the latest block. Calibration on later
 data is what makes a probability trustworthy for the next quarter, not the last one.
+
+Both models can *boost from a baseline*: a simple model fitted on the fit block only
+(a logistic regression for the win probability, the account's past delay for payment
+delay) gives LightGBM its starting score (``init_score``), and the trees learn what the
+baseline misses. Trees approximate ``y ~ x`` or an additive log-odds only by many small
+steps, and prefixes of one case share a label, so the effective sample is small; starting
+from the baseline leaves the trees the interactions and thresholds they are good at.
+The baseline is part of the fitted model and reads only the feature matrix, so a bundle
+still predicts from features alone.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+
+from models.baselines import LogisticBaseline
 
 #: Prefixes of one case share its label, so the effective sample is cases, not rows:
 #: large leaves and smoothed categories keep trees from memorising a few long cases.
@@ -33,62 +46,180 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "verbose": -1,
     "n_jobs": 1,  # OpenMP threads spin badly when the 2 cores are shared (40x slower seen)
 }
+#: The win model learns the residual of a logistic regression: small, shallow steps.
+CLASSIFIER_PARAMS: dict[str, Any] = {"learning_rate": 0.03, "num_leaves": 7,
+                                     "min_child_samples": 400, "cat_smooth": 100.0,
+                                     "min_data_per_group": 400}
 #: L1 and quantile objectives need many small steps; fewer, larger ones keep training fast
 REGRESSION_PARAMS: dict[str, Any] = {"learning_rate": 0.1, "n_estimators": 600}
 EARLY_STOPPING_ROUNDS = 50
+#: a calibrator is kept only if it lowers the log loss of held-out calibration rows by this
+MIN_CALIBRATION_GAIN = 0.001
+
+
+class Baseline(Protocol):
+    """What a regression can boost from: fitted on features, predicts from features."""
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Baseline: ...
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray: ...
 
 
 def _fit_lgbm(model: lgb.LGBMModel, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame,
-              y_valid: np.ndarray) -> lgb.LGBMModel:
+              y_valid: np.ndarray, init: np.ndarray | None = None,
+              init_valid: np.ndarray | None = None) -> lgb.LGBMModel:
+    extra = {} if init is None else {"init_score": init, "eval_init_score": [init_valid]}
     model.fit(X, y, eval_X=X_valid, eval_y=y_valid,
-              callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
+              callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)], **extra)
     return model
 
 
 class WinProbabilityModel:
-    """LightGBM classifier whose probabilities are calibrated on later cases.
+    """LightGBM classifier boosted from a logistic regression, checked on later cases.
 
-    ``calibration``: 'isotonic' (flexible, needs a few thousand rows), 'sigmoid'
-    (Platt scaling on the log-odds) or 'none'.
+    Fitting, with three time-ordered blocks (fit, valid, cal):
+
+    1. the base, :class:`~models.baselines.LogisticBaseline`, is fitted on the fit block;
+       its log-odds are LightGBM's ``init_score``, and the trees, early-stopped on the
+       valid block, learn what it misses (``base=None``: plain LightGBM);
+    2. calibration is decided on the cal block, which this model has not seen (below);
+    3. with ``refit=True`` (default) base and trees are refitted on all three blocks with
+       the number of trees found in 1., so the final model knows the latest cases (rep
+       and account histories grow over time, and a model of older cases alone falls
+       behind a logistic regression of all of them); the calibration of 2. is kept, as
+       scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` keeps its calibrator.
+
+    ``calibration``: 'isotonic' (flexible, needs a few thousand rows), 'sigmoid' (Platt
+    scaling on the log-odds) or 'none'. A calibrator is fitted on the first half of the
+    cal block and kept only if it lowers the log loss of the second half (by
+    ``MIN_CALIBRATION_GAIN``); it is then refitted on the whole block. Boosting with a log
+    loss objective gives fairly calibrated probabilities, so this rarely triggers. With
+    ``refit=False`` the model never sees the cal block and is first recalibrated there by
+    a constant log-odds shift (``shift_``; a later base rate), then as above.
+    ``calibration_used_`` says what was applied.
+
+    Explanations: ``booster.predict(X, pred_contrib=True)`` explains the trees only, i.e.
+    the correction to the logistic regression. Per row, the uncalibrated log-odds are::
+
+        logit(raw_proba(X)) = raw_margin(X)
+                            = base_margin(X) + booster.predict(X, pred_contrib=True).sum(1)
+
+    (the contributions' last column is the trees' expected value). For complete
+    explanations add :meth:`base_contributions` (the logistic regression's per-feature
+    terms in log-odds, centred on its training rows, with its mean log-odds in the last
+    column) to the trees' contributions, column by column: the sum is ``raw_margin(X)``.
     """
 
     def __init__(self, params: dict[str, Any] | None = None, calibration: str = "isotonic",
-                 seed: int = 0) -> None:
-        self.params = {**DEFAULT_PARAMS, **(params or {})}
+                 seed: int = 0, base: str | None = "logistic", refit: bool = True) -> None:
+        self.params = {**DEFAULT_PARAMS, **CLASSIFIER_PARAMS, **(params or {})}
         self.calibration = calibration
         self.seed = seed
+        self.base = base
+        self.refit = refit
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray,
             X_cal: pd.DataFrame, y_cal: np.ndarray) -> WinProbabilityModel:
+        if self.base not in (None, "logistic"):
+            raise ValueError(f"unknown base {self.base!r}; use 'logistic' or None")
+        if self.calibration not in ("isotonic", "sigmoid", "none"):
+            raise ValueError(f"unknown calibration {self.calibration!r}")
+        y, y_valid, y_cal = (np.asarray(v, dtype=int) for v in (y, y_valid, y_cal))
+        self._fit_base(X, y)
+        init = ((self.base_margin(X), self.base_margin(X_valid))
+                if self.base_ is not None else (None, None))
         self.model_ = _fit_lgbm(lgb.LGBMClassifier(**self.params, random_state=self.seed),
-                                X, y, X_valid, y_valid)
-        raw = self.raw_proba(X_cal)
-        if self.calibration == "isotonic":
-            self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-            self.calibrator_.fit(raw, y_cal)
-        elif self.calibration == "sigmoid":
-            self.calibrator_ = LogisticRegression().fit(_logit(raw)[:, None], y_cal)
-        else:
-            self.calibrator_ = None
+                                X, y, X_valid, y_valid, *init)
+        self.n_trees_ = int(self.model_.best_iteration_ or self.params["n_estimators"])
+        self.shift_ = 0.0
+        self.calibrator_, self.calibration_used_ = self._fit_calibrator(
+            self.raw_margin(X_cal), y_cal, shift=not self.refit)
+        if self.refit:
+            X_all = pd.concat([X, X_valid, X_cal])
+            y_all = np.concatenate([y, y_valid, y_cal])
+            self._fit_base(X_all, y_all)
+            params = {**self.params, "n_estimators": self.n_trees_}
+            extra = {} if self.base_ is None else {"init_score": self.base_margin(X_all)}
+            self.model_ = lgb.LGBMClassifier(**params, random_state=self.seed)
+            self.model_.fit(X_all, y_all, **extra)
         return self
+
+    def _fit_base(self, X: pd.DataFrame, y: np.ndarray) -> None:
+        self.base_ = LogisticBaseline(seed=self.seed).fit(X, y) if self.base else None
+        if self.base_ is not None:
+            encode, logreg = self.base_.model_[0], self.base_.model_[-1]
+            encoded = _dense(encode.transform(self.base_._frame(X)))
+            self.base_term_means_ = np.asarray(encoded.mean(axis=0)).ravel() * logreg.coef_[0]
+
+    def _fit_calibrator(self, margin: np.ndarray, y: np.ndarray,
+                        shift: bool) -> tuple[Any, str]:
+        """Optionally a log-odds shift on the whole block, then the method if it helps."""
+        if self.calibration == "none" or len(set(y)) < 2:
+            return None, "none"
+        if shift:
+            self.shift_ = _fit_shift(margin, y)
+        raw = _sigmoid(margin + self.shift_)
+        applied = "shift" if shift else "none"
+        half = len(y) // 2
+        first, second = slice(None, half), slice(half, None)
+        if min(half, len(y) - half) < 50 or len(set(y[first])) < 2:
+            return None, applied
+        held_out = _calibrator(self.calibration, raw[first], y[first])
+        before = log_loss(y[second], np.clip(raw[second], 1e-6, 1 - 1e-6), labels=[0, 1])
+        after = log_loss(y[second], np.clip(_apply(held_out, raw[second]), 1e-6, 1 - 1e-6),
+                         labels=[0, 1])
+        if after < before - MIN_CALIBRATION_GAIN:
+            used = self.calibration if not shift else f"shift+{self.calibration}"
+            return _calibrator(self.calibration, raw, y), used
+        return None, applied
 
     @property
     def booster(self) -> lgb.Booster:
         return self.model_.booster_
 
+    def base_margin(self, X: pd.DataFrame) -> np.ndarray:
+        """The baseline's log-odds (LightGBM's starting score); zeros without a base."""
+        if self.base_ is None:
+            return np.zeros(len(X))
+        return _logit(self.base_.predict_proba(X))
+
+    def base_contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """The base's log-odds split by feature, its mean on the fit block in the last column.
+
+        Columns follow ``X.columns`` like ``pred_contrib``; each row sums to
+        ``base_margin(X)``: the logistic regression is linear in its encoded columns, and
+        every encoded column (one-hot level, scaled number, missing indicator) belongs to
+        one feature.
+        """
+        out = np.zeros((len(X), X.shape[1] + 1))
+        if self.base_ is None:
+            return out
+        encode, logreg = self.base_.model_[0], self.base_.model_[-1]
+        terms = np.asarray(_dense(encode.transform(self.base_._frame(X)))) * logreg.coef_[0]
+        owners = _encoded_owners(encode, list(X.columns))
+        if owners is None or len(owners) != terms.shape[1]:  # unknown encoder layout
+            out[:, -1] = self.base_margin(X)
+            return out
+        centred = terms - self.base_term_means_
+        np.add.at(out.T, owners, centred.T)
+        out[:, -1] = logreg.intercept_[0] + self.base_term_means_.sum()
+        return out
+
+    def raw_margin(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated log-odds: the base's plus the trees' correction."""
+        return self.base_margin(X) + self.model_.predict(X, raw_score=True)
+
     def raw_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.model_.predict_proba(X)[:, 1]
+        return _sigmoid(self.raw_margin(X))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated P(win)."""
         return self.calibrate(self.raw_proba(X))
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
-        if self.calibrator_ is None:
-            return raw
-        if isinstance(self.calibrator_, IsotonicRegression):
-            return self.calibrator_.predict(raw)
-        return self.calibrator_.predict_proba(_logit(raw)[:, None])[:, 1]
+        """Uncalibrated -> calibrated probabilities (shift, then the calibrator if any)."""
+        shifted = _sigmoid(_logit(raw) + self.shift_) if self.shift_ else raw
+        return shifted if self.calibrator_ is None else _apply(self.calibrator_, shifted)
 
 
 class IntervalRegressor:
@@ -97,27 +228,42 @@ class IntervalRegressor:
     Quantile models give an interval that adapts to each case; conformalized quantile
     regression (Romano et al., 2019) then widens or narrows it by one constant fitted on
     the later calibration block, so coverage holds on new cases, not just in-sample.
+
+    ``base``: an unfitted baseline (``fit(X, y)``/``predict(X)`` on the feature matrix,
+    e.g. :class:`~models.baselines.PaymentDelayBaseline`) fitted on the fit block; the
+    point and quantile models then boost from its prediction (``init_score``) and it is
+    added back at predict time. Explanations: ``booster.predict(X, pred_contrib=True)``
+    explains the point model's correction only; per row, in days::
+
+        predict(X) = base_prediction(X) + booster.predict(X, pred_contrib=True).sum(1)
+
+    so a complete explanation shows ``base_prediction(X)`` ("the account's usual delay")
+    as its own term next to the trees' contributions.
     """
 
     def __init__(self, params: dict[str, Any] | None = None, alpha: float = 0.2,
-                 seed: int = 0) -> None:
-        self.params = {**DEFAULT_PARAMS, **(params or {})}
+                 seed: int = 0, base: Baseline | None = None) -> None:
+        self.params = {**DEFAULT_PARAMS, **REGRESSION_PARAMS, **(params or {})}
         self.alpha = alpha
         self.seed = seed
+        self.base = base
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray,
             X_cal: pd.DataFrame, y_cal: np.ndarray) -> IntervalRegressor:
         def model(**extra: Any) -> lgb.LGBMRegressor:
-            params = {**self.params, **REGRESSION_PARAMS, **extra}
+            params = {**self.params, **extra}
             return lgb.LGBMRegressor(**params, random_state=self.seed)
 
-        self.model_ = _fit_lgbm(model(objective="l1"), X, y, X_valid, y_valid)
+        self.base_ = copy.deepcopy(self.base).fit(X, y) if self.base is not None else None
+        init = ((self.base_prediction(X), self.base_prediction(X_valid))
+                if self.base_ is not None else (None, None))
+        self.model_ = _fit_lgbm(model(objective="l1"), X, y, X_valid, y_valid, *init)
         half = self.alpha / 2
-        self.lower_ = _fit_lgbm(model(objective="quantile", alpha=half), X, y, X_valid, y_valid)
+        self.lower_ = _fit_lgbm(model(objective="quantile", alpha=half), X, y, X_valid,
+                                y_valid, *init)
         self.upper_ = _fit_lgbm(model(objective="quantile", alpha=1 - half), X, y, X_valid,
-                                y_valid)
-        lo, hi = self.lower_.predict(X_cal), self.upper_.predict(X_cal)
-        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+                                y_valid, *init)
+        lo, hi = self._quantiles(X_cal)
         scores = np.maximum(lo - y_cal, y_cal - hi)
         n = len(scores)
         level = min(1.0, np.ceil((n + 1) * (1 - self.alpha)) / n) if n else 1.0
@@ -128,15 +274,80 @@ class IntervalRegressor:
     def booster(self) -> lgb.Booster:
         return self.model_.booster_
 
+    def base_prediction(self, X: pd.DataFrame) -> np.ndarray:
+        """The baseline's prediction the trees start from; zeros without a base."""
+        if self.base_ is None:
+            return np.zeros(len(X))
+        return np.asarray(self.base_.predict(X), dtype=float)
+
+    def _quantiles(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        base = self.base_prediction(X)
+        lo, hi = base + self.lower_.predict(X), base + self.upper_.predict(X)
+        return np.minimum(lo, hi), np.maximum(lo, hi)
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.model_.predict(X)
+        return self.base_prediction(X) + self.model_.predict(X)
 
     def predict_interval(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Point, lower and upper; the interval always contains the point."""
         point = self.predict(X)
-        lo, hi = self.lower_.predict(X), self.upper_.predict(X)
-        lo, hi = np.minimum(lo, hi) - self.correction_, np.maximum(lo, hi) + self.correction_
+        lo, hi = self._quantiles(X)
+        lo, hi = lo - self.correction_, hi + self.correction_
         return point, np.minimum(lo, point), np.maximum(hi, point)
+
+
+def _fit_shift(margin: np.ndarray, y: np.ndarray, steps: int = 20) -> float:
+    """The constant b minimising the log loss of sigmoid(margin + b) (Newton steps)."""
+    b = 0.0
+    for _ in range(steps):
+        p = _sigmoid(margin + b)
+        grad, hess = float(np.sum(p - y)), float(np.sum(p * (1 - p)))
+        if hess <= 0:
+            break
+        step = grad / hess
+        b -= step
+        if abs(step) < 1e-8:
+            break
+    return float(np.clip(b, -5.0, 5.0))
+
+
+def _calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Any:
+    if method == "isotonic":
+        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+    return LogisticRegression().fit(_logit(raw)[:, None], y)
+
+
+def _apply(calibrator: Any, raw: np.ndarray) -> np.ndarray:
+    if isinstance(calibrator, IsotonicRegression):
+        return calibrator.predict(raw)
+    return calibrator.predict_proba(_logit(raw)[:, None])[:, 1]
+
+
+def _encoded_owners(encode: Any, columns: list[str]) -> np.ndarray | None:
+    """For a fitted LogisticBaseline encoder: the input column of every encoded column."""
+    try:
+        position = {c: i for i, c in enumerate(columns)}
+        owners: list[int] = []
+        onehot = encode.named_transformers_["cat"]
+        for name, cats, rare in zip(onehot.feature_names_in_, onehot.categories_,
+                                    onehot.infrequent_categories_, strict=True):
+            width = len(cats) if rare is None else len(cats) - len(rare) + 1
+            owners += [position[name]] * width
+        numeric = list(encode.named_transformers_["num"][0].feature_names_in_)
+        indicator = encode.named_transformers_["num"][0].indicator_
+        flagged = [] if indicator is None else [numeric[i] for i in indicator.features_]
+        owners += [position[c] for c in [*numeric, *flagged]]
+        return np.asarray(owners)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _dense(matrix: Any) -> np.ndarray:
+    return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -23,6 +23,8 @@ class TrainConfig(BaseModel):
     thin_step: int = 1
     min_frequency: int = 5
     calibration: str = Field("isotonic", pattern="^(isotonic|sigmoid|none)$")
+    win_base: str | None = Field(
+        "logistic", description="what the win model boosts from: 'logistic' or None (prior)")
     interval_alpha: float = Field(0.2, gt=0, lt=1, description="0.2 -> a 10-90% interval")
     seed: int = 0
     lgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM overrides")

@@ -63,7 +63,8 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
 
     if target.kind == "classification":
         # boosted from a logistic regression on the fit block (see WinProbabilityModel)
-        model = WinProbabilityModel(config.lgbm, config.calibration, config.seed)
+        model = WinProbabilityModel(config.lgbm, config.calibration, config.seed,
+                                    base=config.win_base)
         model.fit(X_fit, y_fit.astype(int), X_valid, y_valid.astype(int), X_cal, y_cal.astype(int))
         p = model.predict_proba(X_test)
         metrics = classification_metrics(y_test, p)

@@ -25,6 +25,6 @@ def store(trained) -> ModelStore:
 @pytest.fixture()
 def client(store: ModelStore) -> Iterator[TestClient]:
     settings = Settings(api_key=KEY, environment="production", load_models_on_startup=False,
-                        max_request_bytes=2_000_000, forecast_simulations=300)
+                        max_request_bytes=30_000_000, forecast_simulations=300)
     with TestClient(create_app(settings, store), headers={"X-API-Key": KEY}) as test_client:
         yield test_client

@@ -236,10 +236,10 @@ def test_reload_under_load_drops_no_request(client) -> None:
 
 def test_oversized_bodies_are_refused(store) -> None:
     settings = Settings(api_key=KEY, environment="production", load_models_on_startup=False,
-                        max_request_bytes=1000)
+                        max_request_bytes=500)
     small = TestClient(create_app(settings, store), headers={"X-API-Key": KEY})
     response = small.post("/v1/predict", json=EXAMPLE_CASE | {"case_id": "x" * 150})
-    assert response.status_code == 413 and "1000 bytes" in response.json()["detail"]
+    assert response.status_code == 413 and "500 bytes" in response.json()["detail"]
 
 
 def test_docs_example_works_as_it_stands(client) -> None:

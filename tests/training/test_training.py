@@ -77,7 +77,8 @@ def test_registry_model_predicts_exactly_what_the_trained_one_did(trained) -> No
 
 def test_promotion_refuses_a_worse_model_unless_forced(trained, small_log: Path) -> None:
     worse = train(small_log, None, "outcome",
-                  TrainConfig(lgbm={"n_estimators": 1, "num_leaves": 2}, calibration="none"))
+                  TrainConfig(lgbm={"n_estimators": 1, "num_leaves": 2}, calibration="none",
+                              win_base=None))
     client = MlflowClient()
     before = client.get_model_version_by_alias("l2c-outcome", CHAMPION).version
     with pytest.raises(PromotionRefused, match=r"worse than champion version .* auc"):
