@@ -86,3 +86,16 @@ def test_traffic_fines_reads_day_resolution_csv() -> None:
     assert log.events["case_id"].nunique() == 150370
     assert (log.events["timestamp"].dt.hour == 0).all()
     assert log.events["payment_terms_days"].eq(60).all()
+
+
+def test_the_feature_pipeline_runs_on_a_real_log_through_its_mapping() -> None:
+    from features.pipeline import PrefixPipeline
+
+    log = read_log(_real("helpdesk/helpdesk.xes.gz"), MAPPINGS / "helpdesk.yaml")
+    pipe = PrefixPipeline(roles=log.mapping.roles).fit(log.events)
+    frame = pipe.transform(log.events)
+    labels = pipe.labels(log.events)
+    assert len(frame) == len(labels) == len(log.events)
+    assert {"seriousness", "n_events", "elapsed_days"} <= set(frame.columns)
+    # helpdesk has no end activity: every case ends at its last event, remaining >= 0
+    assert (labels.loc[labels["remaining_usable"], "remaining_days"] >= 0).all()
