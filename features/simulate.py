@@ -177,8 +177,8 @@ _MAX_SALES_GAP_DAYS = 90.0
 # mean forward shift that business hours and weekends add to an event (measured once on
 # uniform times); used by the analytic expected cycle time only.
 _BUSINESS_SHIFT_DAYS = 0.62
-_HEALTH_WEIGHT = 0.8  # weight of the latent deal health in the win logit
-_RAPPORT_SHARE = 0.75  # correlation of a deal's health with its account's relationship
+_HEALTH_WEIGHT = 0.7  # weight of the latent deal health in the win logit
+_RAPPORT_SHARE = 0.7  # correlation of a deal's health with its account's relationship
 _RESPONSE_SLOPE = 0.7  # engaged buyers (high health) take the first call sooner
 _SIZE_DELAY = 2.0  # days of payment delay per log-unit of deal size (e^1 x larger)
 _HEALTH_DELAY = 2.0  # days of payment delay per standard deviation of deal health
@@ -405,7 +405,7 @@ def simulate_log(
         * (1.0 + 0.4 * excess)
         * np.exp(-_PACE_SLOPE * u - 0.5 * _PACE_SLOPE**2)  # mean 1 over u
     )
-    p_stall = _sigmoid(-1.6 - 1.6 * u)
+    p_stall = _sigmoid(-1.8 - 1.3 * u)
     stall_mean = 1.0 + p_stall * (3.75 - 1.0)
     drift_t = _DRIFT_AT * horizon
     disc_mean = 7.0 - 2.0 * u + 1.0 * log_size  # unhealthy and big deals get more discount
@@ -540,11 +540,11 @@ def simulate_log(
     step(alive, np.minimum(gap(1.5, 0.8) * pace * response, _MAX_SALES_GAP_DAYS))
     expect(1.0, _lognormal_mean(1.5, 0.8) * pace * response)
     ev.add(alive, "Opportunity Created", "Prospecting", owner, t)
-    meetings("Prospecting", np.exp(-0.2 + 0.6 * u), 4.0, late)
+    meetings("Prospecting", np.exp(-0.2 + 0.8 * u), 4.0, late)
     gate(0, 6.0, late)
 
     ev.add(alive, "Opportunity Qualified", "Qualification", owner, t)
-    meetings("Qualification", np.exp(0.0 + 0.5 * u), 5.0, late)
+    meetings("Qualification", np.exp(0.0 + 0.6 * u), 5.0, late)
     gate(1, 7.0, late)
 
     quote(alive, "Proposal", first=True)
