@@ -132,7 +132,18 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed of the models.")] = 0,
 ) -> None:
     """Train models for the targets, compare with baselines, log and register in MLflow."""
+    import logging
+    import os
+    import warnings
+
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    # MLflow's own chatter (progress bars, signature hints) would bury the result table
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
     from features.errors import EventLogError
     from training.config import TrainConfig
