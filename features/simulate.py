@@ -8,9 +8,13 @@ Bayes oracle: a model that beats it is leaking, one far below it is underfitting
 Generative design (the truth frame is exact for it):
 
 * Every case has a latent win logit ``L = base + lead source + product
-  - b*log(amount in USD) + rep skill + workload + u_health + noise``. ``u_health ~ N(0, 1)``
-  is never written, but it drives what the log shows: fewer meetings, longer stalls,
-  more re-quotes, higher discounts and more stage regressions when it is low.
+  - b*log(amount in USD) + rep skill + workload + w*u_health + noise`` (``w = 0.7``).
+  ``u_health ~ N(0, 1)`` is never written, but it drives what the log shows, so a good
+  model can learn much of it: a slower first response to the lead, fewer meetings,
+  a slower pace, more stalls, more re-quotes, higher discounts and more stage
+  regressions when it is low. Part of it is the account's relationship with the
+  vendor (correlation 0.7 between a deal's health and its account's), which the
+  account's earlier deals reveal.
 * Losses are stage gates: leaving sales stage ``j`` the case passes with
   ``q_j = sigmoid(L + c_j)``, else it gets "Opportunity Lost". Events inside a stage
   are drawn from ``L``'s parts only, never from the gate draw, so
@@ -19,9 +23,12 @@ Generative design (the truth frame is exact for it):
   column back to Proposal, but the gate already passed, so use the furthest stage.
 * Cross-case effects only other cases reveal: rep skill and speed (a rep's history),
   the rep's workload (cases started in the previous 60 days; overload lowers ``L`` and
-  slows the rep) and the account's payment habit (its earlier payment delays).
-* Payment delay = account habit + terms + region + 8 days if the invoice was corrected
-  + ``N(0, 4)`` noise, counted from the due date (first invoice + terms).
+  slows the rep), the account's relationship (its earlier wins) and its payment habit
+  (its earlier payment delays).
+* Payment delay = account habit + terms + region + 2 days per log-unit of deal size
+  (more sign-offs at the customer) - 2 days per unit of health (hard-won deals are paid
+  reluctantly) + 8 days if the invoice was corrected + ``N(0, 4)`` noise, counted from
+  the due date (first invoice + terms).
 * Calendar: business hours 08-18 UTC on weekdays (later events never move earlier),
   quarter-end pushes (faster, more discount within 21 days of a calendar quarter's end),
   a process change at 60 % of the window (discount-approval threshold 15 % -> 10 %,
