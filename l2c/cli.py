@@ -236,6 +236,9 @@ def promote(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Worker processes (each loads the models); one per core for throughput.")
+    ] = 1,
 ) -> None:
     """Serve the champions over HTTP (FastAPI on uvicorn); docs at /docs."""
     import uvicorn
@@ -249,7 +252,7 @@ def serve(
         err_console.print(f"[red]refusing to start:[/] {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from exc
     uvicorn.run("serving.app:create_app", factory=True, host=host, port=port,
-                log_level="warning")
+                workers=workers, log_level="warning")
 
 
 if __name__ == "__main__":  # pragma: no cover
