@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--cases must be at least 1")
     err.print(f"simulating {args.cases:,} cases (seed {args.seed}) and fitting three targets")
     results, timings = run(args.cases, args.seed)
-    print_report(results, timings, Console(stderr=args.json))
+    print_report(results, timings, Console(stderr=args.json, width=110))
     if args.json:
         print(json.dumps(summary(results)))
     return 0

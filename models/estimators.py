@@ -1,17 +1,21 @@
 """LightGBM models per target, with calibration and honest prediction intervals.
 
 Three time-ordered folds feed each model: it is fitted on the earliest cases, stops
-early on the next block, and is calibrated on the latest block. Calibration on later
-data is what makes a probability trustworthy for the next quarter, not the last one.
+early on the next block, and is calibrated (intervals: conformalised) on the latest
+block, which it has not seen. Judging on later data is what makes a probability or an
+interval trustworthy for the next quarter, not the last one. The win model is then
+refitted on all three blocks with the number of trees found by early stopping, keeping
+its calibration decision (see :class:`WinProbabilityModel`).
 
-Both models can *boost from a baseline*: a simple model fitted on the fit block only
-(a logistic regression for the win probability, the account's past delay for payment
-delay) gives LightGBM its starting score (``init_score``), and the trees learn what the
-baseline misses. Trees approximate ``y ~ x`` or an additive log-odds only by many small
-steps, and prefixes of one case share a label, so the effective sample is small; starting
-from the baseline leaves the trees the interactions and thresholds they are good at.
-The baseline is part of the fitted model and reads only the feature matrix, so a bundle
-still predicts from features alone.
+Both models can *boost from a baseline*: a simple model fitted on the training rows
+(a logistic regression for the win probability; the account's past delay, else the
+mean of its terms and region, for payment delay) gives LightGBM its starting score
+(``init_score``), and the trees learn what the baseline misses. Trees approximate
+``y ~ x`` or an additive log-odds only by many small steps, and prefixes of one case
+share a label, so the effective sample is small; starting from the baseline leaves the
+trees the interactions and thresholds they are good at. The baseline is part of the
+fitted model and reads only the feature matrix, so a bundle still predicts from features
+alone; each class says how its explanations add up.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
     y_train = np.concatenate([y_fit, y_valid, y_cal])
 
     if target.kind == "classification":
-        # boosted from a logistic regression on the fit block (see WinProbabilityModel)
+        # boosts from a logistic regression, then refits on all blocks (WinProbabilityModel)
         model = WinProbabilityModel(config.lgbm, config.calibration, config.seed,
                                     base=config.win_base)
         model.fit(X_fit, y_fit.astype(int), X_valid, y_valid.astype(int), X_cal, y_cal.astype(int))
