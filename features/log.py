@@ -26,17 +26,6 @@ from features.schema import (
     empty_column,
 )
 
-REASONS = (
-    "excluded_by_mapping",
-    "empty_case_id",
-    "empty_activity",
-    "unparseable_timestamp",
-    "unparseable_number",
-    "negative_amount",
-    "unknown_activity",
-    "duplicate_event",
-    "event_after_case_end",
-)
 _EXAMPLES_PER_REASON = 5
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
 

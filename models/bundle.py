@@ -18,11 +18,6 @@ from features.pipeline import FRAME_KEYS, PrefixPipeline
 from models.estimators import IntervalRegressor, WinProbabilityModel
 from models.targets import TARGETS, Target
 
-PREDICTION_COLUMNS = {
-    "classification": ["p_win"],
-    "regression": ["prediction_days", "lower_days", "upper_days"],
-}
-
 
 @dataclass
 class TargetBundle:

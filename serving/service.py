@@ -16,7 +16,7 @@ import pandas as pd
 from features.errors import EventLogError
 from features.log import EventLog, canonicalize
 from features.mapping import FileFormat, Mapping
-from features.outcomes import LOST, WON, case_outcomes
+from features.outcomes import LOST, WON, case_outcomes, first_time_of, terms_at_invoice
 from features.schema import CANONICAL_KINDS, CORE_COLUMNS
 from models.bundle import TargetBundle
 from serving.schemas import CaseIn
@@ -38,14 +38,6 @@ _SPACE = {
 
 class BadRequestError(EventLogError):
     """The request's events cannot be used; the message says which and why."""
-
-
-@dataclass
-class CaseFeatures:
-    """One target's view of the scored cases: features and the canonical log behind them."""
-
-    frame: pd.DataFrame
-    log: EventLog
 
 
 @dataclass
@@ -261,11 +253,10 @@ def _readable_value(value: Any) -> str:
 
 
 def _due_dates(log: EventLog, mapping: Mapping) -> pd.Series:
-    events = log.events
-    invoices = events[events["activity"].isin(mapping.roles.invoice)]
-    first = invoices.groupby("case_id", sort=False)["timestamp"].min()
-    terms = events.groupby("case_id", sort=False)["payment_terms_days"].last()
-    return first + pd.to_timedelta(terms.reindex(first.index).fillna(0.0), unit="D")
+    """First invoice + terms as known at it: the due date of the payment-delay label."""
+    first = first_time_of(log.events, mapping.roles.invoice)
+    terms = terms_at_invoice(log.events, mapping.roles).reindex(first.index)
+    return first + pd.to_timedelta(terms.fillna(0.0), unit="D")
 
 
 def assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
@@ -273,7 +264,7 @@ def assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
     """One response dict per case, in request order of first appearance."""
     log = scored.log
     events = log.events
-    mapping = next(iter(snapshot.models.values())).bundle.mapping
+    mapping = served_mapping(snapshot)
     as_of = events.groupby("case_id", sort=False)["timestamp"].max()
     used = events.groupby("case_id", sort=False).size()
     due = _due_dates(log, mapping)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -134,6 +133,3 @@ def promote(target_name: str, run_or_version: str | int, force: bool = False) ->
                            candidate_score=candidate_score, champion_score=champion_score,
                            metric=target.main_metric, forced=force)
 
-
-def is_finite(value: float | None) -> bool:
-    return value is not None and bool(np.isfinite(value))

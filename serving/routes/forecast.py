@@ -14,6 +14,7 @@ from serving.deps import SettingsDep, SnapshotDep
 from serving.forecast import forecast
 from serving.routes.predict import read_uploaded_log
 from serving.schemas import ForecastResponse
+from serving.service import api_mapping
 from serving.store import Snapshot
 
 router = APIRouter(prefix="/v1", tags=["forecast"])
@@ -32,16 +33,9 @@ def training_log(snapshot: Snapshot) -> tuple[EventLog, str]:
     local = Path(mlflow.artifacts.download_artifacts(
         run_id=served.run_id, artifact_path="evaluation/events.parquet"))
     events = pd.read_parquet(local)
-    log = canonicalize(events.drop(columns=["source_row"], errors="ignore")
-                       .rename(columns={}), _identity_mapping(served.bundle.mapping),
-                       source=f"run {served.run_id}")
+    log = canonicalize(events.drop(columns=["source_row"], errors="ignore"),
+                       api_mapping(served.bundle.mapping), source=f"run {served.run_id}")
     return log, f"training log of outcome model version {served.version}"
-
-
-def _identity_mapping(mapping):
-    from serving.service import api_mapping
-
-    return api_mapping(mapping)
 
 
 @router.get("/forecast", response_model=ForecastResponse)
