@@ -8,6 +8,7 @@ so the simulator, the tests and the data template produce the formats users send
 from __future__ import annotations
 
 import gzip
+import io
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,26 +64,34 @@ def read_raw(path: str | Path, file_format: FileFormat | None = None) -> pd.Data
     path = Path(path)
     if not path.is_file():
         raise EventLogError(f"{path}: no such file")
-    fmt = file_format or FileFormat()
-    kind = detect_format(path)
+    return _read_source(path, str(path), file_format or FileFormat())
+
+
+def read_upload(name: str, data: bytes, file_format: FileFormat | None = None) -> pd.DataFrame:
+    """An uploaded file's rows, read exactly as the same file on disk would be."""
+    return _read_source(io.BytesIO(data), name, file_format or FileFormat())
+
+
+def _read_source(source: Path | IO[bytes], name: str, fmt: FileFormat) -> pd.DataFrame:
+    kind = detect_format(name)
     if kind == "csv":
-        frame = _read_csv(path, fmt)
+        frame = _read_csv(source, name, fmt)
     elif kind == "parquet":
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(source)
     elif kind == "xlsx":
-        frame = pd.read_excel(path, sheet_name=fmt.sheet, engine="openpyxl")
+        frame = pd.read_excel(source, sheet_name=fmt.sheet, engine="openpyxl")
     else:
-        frame = read_xes(path)
+        frame = read_xes(source, name)
     frame = frame.reset_index(drop=True)
     frame[ROW_COLUMN] = np.arange(1, len(frame) + 1, dtype="int64")
     return frame
 
 
-def _read_csv(path: Path, fmt: FileFormat) -> pd.DataFrame:
+def _read_csv(source: Path | IO[bytes], name: str, fmt: FileFormat) -> pd.DataFrame:
     """All columns as text: numbers and dates are parsed later, where errors get a row."""
     try:
         return pd.read_csv(
-            path,
+            source,
             sep=fmt.separator,
             encoding=fmt.encoding,
             dtype=str,
@@ -91,12 +100,12 @@ def _read_csv(path: Path, fmt: FileFormat) -> pd.DataFrame:
         )
     except UnicodeDecodeError as exc:
         raise EventLogError(
-            f"{path}: not readable as {fmt.encoding} ({exc.reason} at byte {exc.start}); "
+            f"{name}: not readable as {fmt.encoding} ({exc.reason} at byte {exc.start}); "
             "set format.encoding in the mapping (e.g. latin-1, cp1252)"
         ) from exc
     except pd.errors.ParserError as exc:
         raise EventLogError(
-            f"{path}: not a CSV with separator {fmt.separator!r}: {exc}; "
+            f"{name}: not a CSV with separator {fmt.separator!r}: {exc}; "
             "set format.separator in the mapping"
         ) from exc
 
@@ -105,10 +114,14 @@ def _read_csv(path: Path, fmt: FileFormat) -> pd.DataFrame:
 _XES_TYPES = {"string", "date", "int", "float", "boolean", "id"}
 
 
-def _open_maybe_gzip(path: Path) -> IO[bytes]:
-    with path.open("rb") as handle:
-        magic = handle.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
+def _open_maybe_gzip(source: Path | IO[bytes]) -> IO[bytes]:
+    if isinstance(source, Path):
+        with source.open("rb") as handle:
+            magic = handle.read(2)
+        return gzip.open(source, "rb") if magic == b"\x1f\x8b" else source.open("rb")
+    magic = source.read(2)
+    source.seek(0)
+    return gzip.GzipFile(fileobj=source, mode="rb") if magic == b"\x1f\x8b" else source
 
 
 def _local(tag: str) -> str:
@@ -164,14 +177,15 @@ def _iter_xes_events(handle: IO[bytes]) -> Iterator[dict[str, object]]:
             elem.clear()
 
 
-def read_xes(path: str | Path) -> pd.DataFrame:
+def read_xes(source: str | Path | IO[bytes], name: str | None = None) -> pd.DataFrame:
     """Flatten an XES (IEEE 1849) log, plain or gzip, to one row per event."""
-    path = Path(path)
-    with _open_maybe_gzip(path) as handle:
+    source = Path(source) if isinstance(source, str) else source
+    name = name or str(source)
+    with _open_maybe_gzip(source) as handle:
         try:
             rows = list(_iter_xes_events(handle))
         except Exception as exc:  # ElementTree raises ParseError, gzip OSError/EOFError
-            raise EventLogError(f"{path}: not a readable XES file: {exc}") from exc
+            raise EventLogError(f"{name}: not a readable XES file: {exc}") from exc
     return pd.DataFrame.from_records(rows)
 
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from typing import Any
 
-import pandas as pd
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import ValidationError
 
-from features.errors import EventLogError
-from features.io import detect_format
+from features.io import read_upload
 from features.log import canonicalize
 from serving.deps import SettingsDep, SnapshotDep
 from serving.schemas import BatchRequest, BatchResponse, Prediction, PredictRequest
@@ -89,18 +86,7 @@ def read_uploaded_log(filename: str, data: bytes, snapshot: SnapshotDep):
     """An uploaded export read through the served model's mapping."""
     mapping = served_mapping(snapshot)
     try:
-        kind = detect_format(filename)
-    except EventLogError as exc:
-        raise HTTPException(422, detail=str(exc)) from exc
-    try:
-        if kind == "csv":
-            fmt = mapping.format
-            raw = pd.read_csv(io.BytesIO(data), sep=fmt.separator, encoding=fmt.encoding,
-                              dtype=str, keep_default_na=False, na_values=[""])
-        elif kind == "parquet":
-            raw = pd.read_parquet(io.BytesIO(data))
-        else:
-            raise HTTPException(422, detail=f"{filename}: upload a CSV or Parquet file")
+        raw = read_upload(filename, data, mapping.format)
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         raise HTTPException(422, detail=f"{filename}: cannot read the file: {exc}") from exc
     if raw.empty:
