@@ -16,6 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from models.matrix import Matrix, as_matrix
+
 
 def _group_column(X: pd.DataFrame, preferred: tuple[str, ...]) -> str | None:
     return next((c for c in preferred if c in X.columns), None)
@@ -61,35 +63,55 @@ class PaymentDelayBaseline:
     ``by``: the columns whose joint groups give the fallback mean (those present in the
     matrix; the overall mean for a group not seen in training). The baseline users
     have today is the terms' mean; the payment-delay model boosts from the same rule
-    with ``by=("payment_terms_days", "region")``.
+    with ``by=("payment_terms_days", "region")``. It reads the feature frame or its
+    float matrix (``models.matrix``), as the API scores from the matrix.
     """
+
+    OWN = "account_mean_payment_delay_days"
 
     def __init__(self, by: tuple[str, ...] = ("payment_terms_days",)) -> None:
         self.by = by
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> PaymentDelayBaseline:
-        self.columns_ = [c for c in self.by if c in X.columns]
-        target = pd.Series(np.asarray(y, dtype=float), index=X.index)
-        self.table_ = target.groupby(self._keys(X)).mean()
+        columns = list(X.columns)
+        self.categories_ = [list(X[c].cat.categories) for c in columns
+                            if isinstance(X[c].dtype, pd.CategoricalDtype)]
+        self.key_positions_ = [columns.index(c) for c in self.by if c in columns]
+        self.own_position_ = columns.index(self.OWN) if self.OWN in columns else None
+        target = np.asarray(y, dtype=float)
+        groups, inverse = np.unique(self._keys(as_matrix(X, self.categories_)), axis=0,
+                                    return_inverse=True)
+        means = np.bincount(inverse.ravel(), weights=target) / np.bincount(inverse.ravel())
+        self.table_ = {tuple(g): float(m) for g, m in zip(groups.tolist(), means, strict=True)}
         self.overall_ = float(target.mean()) if len(target) else 0.0
         return self
 
-    def _keys(self, X: pd.DataFrame) -> pd.Series:
-        if not self.columns_:
-            return pd.Series("all", index=X.index)
-        parts = [_keys(X, c).astype(str) for c in self.columns_]
-        return parts[0].str.cat(parts[1:], sep="\x1f") if len(parts) > 1 else parts[0]
+    def _keys(self, M: np.ndarray) -> np.ndarray:
+        """Group keys per row: the key columns' values (codes), missing as +inf."""
+        return np.nan_to_num(M[:, self.key_positions_], nan=np.inf)
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        fallback = self._keys(X).map(self.table_).fillna(self.overall_).to_numpy(dtype=float)
-        if "account_mean_payment_delay_days" not in X.columns:
+    def predict(self, X: Matrix) -> np.ndarray:
+        M = as_matrix(X, self.categories_)
+        keys = self._keys(M).tolist()
+        fallback = np.fromiter((self.table_.get(tuple(k), self.overall_) for k in keys),
+                               dtype=float, count=len(keys))
+        if self.own_position_ is None:
             return fallback
-        own = X["account_mean_payment_delay_days"].to_numpy(dtype=float)
+        own = M[:, self.own_position_]
         return np.where(np.isnan(own), fallback, own)
 
 
 class LogisticBaseline:
-    """Logistic regression on the same features (one-hot categories, scaled numbers)."""
+    """Logistic regression on the same features (one-hot categories, scaled numbers).
+
+    Fitted with scikit-learn; scored from tables. The model is linear in its encoded
+    columns and every encoded column (one-hot level, scaled number, missing indicator)
+    belongs to one feature, so each feature adds a log-odds term that depends on its own
+    value only: a lookup per category code, ``a + b * x`` per number (a constant when
+    missing). The tables are read off the fitted encoder itself (``_compile``), so they
+    equal scikit-learn's answers, and one row scores in microseconds instead of the
+    milliseconds a ``ColumnTransformer`` takes. ``terms`` also gives the explanation.
+    """
 
     def __init__(self, C: float = 1.0, seed: int = 0) -> None:
         self.C = C
@@ -98,6 +120,8 @@ class LogisticBaseline:
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> LogisticBaseline:
         self.categorical_ = [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
         self.numeric_ = [c for c in X.columns if c not in self.categorical_]
+        self.columns_ = list(X.columns)
+        self.categories_ = [list(X[c].cat.categories) for c in self.categorical_]
         encode = ColumnTransformer([
             ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20,
                                   sparse_output=True), self.categorical_),
@@ -107,6 +131,7 @@ class LogisticBaseline:
         ])
         self.model_ = make_pipeline(encode, LogisticRegression(C=self.C, max_iter=2000))
         self.model_.fit(self._frame(X), np.asarray(y, dtype=int))
+        self._compile()
         return self
 
     def _frame(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -115,5 +140,73 @@ class LogisticBaseline:
             out[c] = out[c].astype("object").where(out[c].notna(), "(missing)")
         return out
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.model_.predict_proba(self._frame(X))[:, 1]
+    def _compile(self) -> None:
+        """Per-feature term tables, read by scoring probe rows with the fitted encoder.
+
+        Probe row i holds category i of every categorical column (then missing) and, for
+        every number, 0, 1 and missing in rows 0, 1 and 2; a feature's term in a row is the
+        sum of its encoded columns' terms.
+        """
+        encode, logreg = self.model_[0], self.model_[-1]
+        rows = max([3, *(len(c) + 1 for c in self.categories_)])
+        probe: dict[str, object] = {}
+        for name, cats in zip(self.categorical_, self.categories_, strict=True):
+            values = [*cats, *([None] * (rows - len(cats)))]
+            probe[name] = pd.Categorical(values, categories=cats)
+        for name in self.numeric_:
+            probe[name] = np.r_[0.0, 1.0, np.nan, np.zeros(rows - 3)]
+        frame = pd.DataFrame(probe)[self.columns_]
+        encoded = encode.transform(self._frame(frame))
+        encoded = encoded.toarray() if hasattr(encoded, "toarray") else np.asarray(encoded)
+        owners = _encoded_owners(encode, self.columns_)
+        per_feature = np.zeros((rows, len(self.columns_)))
+        np.add.at(per_feature.T, owners, (encoded * logreg.coef_[0]).T)
+        position = {c: j for j, c in enumerate(self.columns_)}
+        self.category_terms_ = [  # per categorical column: term per code, missing last
+            per_feature[: len(cats) + 1, position[name]]
+            for name, cats in zip(self.categorical_, self.categories_, strict=True)]
+        numeric = [position[c] for c in self.numeric_]
+        self.numeric_at_zero_ = per_feature[0, numeric]
+        self.numeric_slope_ = per_feature[1, numeric] - per_feature[0, numeric]
+        self.numeric_missing_ = per_feature[2, numeric]
+        self.intercept_ = float(logreg.intercept_[0])
+
+    def terms(self, X: Matrix) -> np.ndarray:
+        """Each feature's log-odds term per row; the row sums plus ``intercept_`` are the
+        model's log-odds. ``X``: the fitted columns, as a frame or as ``as_matrix``."""
+        M = as_matrix(X, self.categories_)
+        out = np.empty_like(M)
+        position = {c: j for j, c in enumerate(self.columns_)}
+        for name, table in zip(self.categorical_, self.category_terms_, strict=True):
+            j = position[name]
+            codes = np.where(np.isnan(M[:, j]), len(table) - 1, M[:, j]).astype(int)
+            out[:, j] = table[codes]
+        numeric = [position[c] for c in self.numeric_]
+        values = M[:, numeric]
+        out[:, numeric] = np.where(np.isnan(values), self.numeric_missing_,
+                                   self.numeric_at_zero_ + self.numeric_slope_ * values)
+        return out
+
+    def decision_function(self, X: Matrix) -> np.ndarray:
+        return self.intercept_ + self.terms(X).sum(axis=1)
+
+    def predict_proba(self, X: Matrix) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+
+
+def _encoded_owners(encode: ColumnTransformer, columns: list[str]) -> np.ndarray:
+    """For the fitted encoder: the input column of every encoded column."""
+    position = {c: i for i, c in enumerate(columns)}
+    owners: list[int] = []
+    onehot = encode.named_transformers_["cat"]
+    if hasattr(onehot, "categories_"):  # absent when there are no categorical columns
+        for name, cats, rare in zip(onehot.feature_names_in_, onehot.categories_,
+                                    onehot.infrequent_categories_, strict=True):
+            width = len(cats) if rare is None else len(cats) - len(rare) + 1
+            owners += [position[name]] * width
+    imputer = encode.named_transformers_["num"][0]
+    numeric = list(getattr(imputer, "feature_names_in_", []))
+    indicator = getattr(imputer, "indicator_", None)
+    flagged = [] if indicator is None else [numeric[i] for i in indicator.features_]
+    owners += [position[c] for c in [*numeric, *flagged]]
+    return np.asarray(owners, dtype=int)

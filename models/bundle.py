@@ -16,6 +16,7 @@ from features.log import canonicalize
 from features.mapping import Mapping
 from features.pipeline import FRAME_KEYS, PrefixPipeline
 from models.estimators import IntervalRegressor, WinProbabilityModel
+from models.matrix import Matrix
 from models.targets import TARGETS, Target
 
 
@@ -36,7 +37,12 @@ class TargetBundle:
 
     def predict_features(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Keys plus this target's prediction columns for a frame from ``features``."""
-        X = self.pipeline.feature_matrix(frame)
+        return self.predict_matrix(self.pipeline.feature_matrix(frame), frame)
+
+    def predict_matrix(self, X: Matrix, frame: pd.DataFrame) -> pd.DataFrame:
+        """As ``predict_features`` for the feature matrix ``X`` already taken (and checked)
+        from ``frame``, or its ``as_matrix``: the API converts once for all targets of one
+        training run."""
         out = frame[list(FRAME_KEYS)].copy()
         if isinstance(self.model, WinProbabilityModel):
             out["p_win"] = self.model.predict_proba(X) if len(X) else np.zeros(0)
@@ -57,7 +63,7 @@ class TargetBundle:
         log = canonicalize(raw, self.mapping, source="request")
         return self.predict_events(log.events, last_only=last_only)
 
-    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+    def contributions(self, X: Matrix) -> np.ndarray:
         """SHAP values per feature plus the base value in the last column; they add up.
 
         TreeSHAP comes from LightGBM itself (``pred_contrib``). Where the trees boost from
@@ -67,13 +73,14 @@ class TargetBundle:
         Rows sum to the model's raw output: uncalibrated log-odds for the win model,
         days for the regressions.
         """
-        trees = np.asarray(self.model.booster.predict(X, pred_contrib=True), dtype=float)
         if isinstance(self.model, WinProbabilityModel):
-            return trees + self.model.base_contributions(X)
+            M = self.model.matrix(X)
+            return self.model.tree_contributions(M) + self.model.base_contributions(M)
+        trees = self.model.tree_contributions(X)
         trees[:, -1] += self.model.base_prediction(X)
         return trees
 
-    def raw_output(self, X: pd.DataFrame) -> np.ndarray:
+    def raw_output(self, X: Matrix) -> np.ndarray:
         """What ``contributions`` adds up to."""
         if isinstance(self.model, WinProbabilityModel):
             return self.model.raw_margin(X)

@@ -31,6 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
 from models.baselines import LogisticBaseline
+from models.matrix import Matrix, as_matrix
 
 #: Prefixes of one case share its label, so the effective sample is cases, not rows:
 #: large leaves and smoothed categories keep trees from memorising a few long cases.
@@ -57,6 +58,8 @@ CLASSIFIER_PARAMS: dict[str, Any] = {"learning_rate": 0.03, "num_leaves": 7,
 #: L1 and quantile objectives need many small steps; fewer, larger ones keep training fast
 REGRESSION_PARAMS: dict[str, Any] = {"learning_rate": 0.1, "n_estimators": 600}
 EARLY_STOPPING_ROUNDS = 50
+#: OpenMP threads for predictions (see ``_predict``)
+PREDICT_THREADS = 1
 #: a calibrator is kept only if it lowers the log loss of held-out calibration rows by this
 MIN_CALIBRATION_GAIN = 0.001
 
@@ -66,7 +69,15 @@ class Baseline(Protocol):
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> Baseline: ...
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray: ...
+    def predict(self, X: Matrix) -> np.ndarray: ...
+
+
+def _predict(booster: lgb.Booster, M: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """``booster.predict`` on one thread. Without ``num_threads`` LightGBM predicts with
+    OpenMP's default team even for a booster trained on one thread; on a busy 2-core
+    machine one row then takes ~8 ms instead of ~0.2 ms (measured), and the API makes
+    ten such calls per request."""
+    return np.asarray(booster.predict(M, num_threads=PREDICT_THREADS, **kwargs), dtype=float)
 
 
 def _fit_lgbm(model: lgb.LGBMModel, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame,
@@ -151,9 +162,7 @@ class WinProbabilityModel:
     def _fit_base(self, X: pd.DataFrame, y: np.ndarray) -> None:
         self.base_ = LogisticBaseline(seed=self.seed).fit(X, y) if self.base else None
         if self.base_ is not None:
-            encode, logreg = self.base_.model_[0], self.base_.model_[-1]
-            encoded = _dense(encode.transform(self.base_._frame(X)))
-            self.base_term_means_ = np.asarray(encoded.mean(axis=0)).ravel() * logreg.coef_[0]
+            self.base_term_means_ = self.base_.terms(X).mean(axis=0)
 
     def _fit_calibrator(self, margin: np.ndarray, y: np.ndarray,
                         shift: bool) -> tuple[Any, str]:
@@ -181,42 +190,42 @@ class WinProbabilityModel:
     def booster(self) -> lgb.Booster:
         return self.model_.booster_
 
-    def base_margin(self, X: pd.DataFrame) -> np.ndarray:
+    def matrix(self, X: Matrix) -> np.ndarray:
+        """``X`` as the float matrix every part of this model reads (see models.matrix)."""
+        return as_matrix(X, self.booster.pandas_categorical)
+
+    def base_margin(self, X: Matrix) -> np.ndarray:
         """The baseline's log-odds (LightGBM's starting score); zeros without a base."""
         if self.base_ is None:
             return np.zeros(len(X))
-        return _logit(self.base_.predict_proba(X))
+        return self.base_.decision_function(X)
 
-    def base_contributions(self, X: pd.DataFrame) -> np.ndarray:
+    def base_contributions(self, X: Matrix) -> np.ndarray:
         """The base's log-odds split by feature, its mean on the fit block in the last column.
 
-        Columns follow ``X.columns`` like ``pred_contrib``; each row sums to
-        ``base_margin(X)``: the logistic regression is linear in its encoded columns, and
-        every encoded column (one-hot level, scaled number, missing indicator) belongs to
-        one feature.
+        Columns follow X's columns like ``pred_contrib``; each row sums to
+        ``base_margin(X)`` (see :meth:`LogisticBaseline.terms`).
         """
         out = np.zeros((len(X), X.shape[1] + 1))
         if self.base_ is None:
             return out
-        encode, logreg = self.base_.model_[0], self.base_.model_[-1]
-        terms = np.asarray(_dense(encode.transform(self.base_._frame(X)))) * logreg.coef_[0]
-        owners = _encoded_owners(encode, list(X.columns))
-        if owners is None or len(owners) != terms.shape[1]:  # unknown encoder layout
-            out[:, -1] = self.base_margin(X)
-            return out
-        centred = terms - self.base_term_means_
-        np.add.at(out.T, owners, centred.T)
-        out[:, -1] = logreg.intercept_[0] + self.base_term_means_.sum()
+        out[:, :-1] = self.base_.terms(X) - self.base_term_means_
+        out[:, -1] = self.base_.intercept_ + self.base_term_means_.sum()
         return out
 
-    def raw_margin(self, X: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated log-odds: the base's plus the trees' correction."""
-        return self.base_margin(X) + self.model_.predict(X, raw_score=True)
+    def tree_contributions(self, X: Matrix) -> np.ndarray:
+        """TreeSHAP of the trees (LightGBM's ``pred_contrib``), expected value last."""
+        return _predict(self.booster, self.matrix(X), pred_contrib=True)
 
-    def raw_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def raw_margin(self, X: Matrix) -> np.ndarray:
+        """Uncalibrated log-odds: the base's plus the trees' correction."""
+        M = self.matrix(X)
+        return self.base_margin(M) + _predict(self.booster, M, raw_score=True)
+
+    def raw_proba(self, X: Matrix) -> np.ndarray:
         return _sigmoid(self.raw_margin(X))
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: Matrix) -> np.ndarray:
         """Calibrated P(win)."""
         return self.calibrate(self.raw_proba(X))
 
@@ -267,7 +276,7 @@ class IntervalRegressor:
                                 y_valid, *init)
         self.upper_ = _fit_lgbm(model(objective="quantile", alpha=1 - half), X, y, X_valid,
                                 y_valid, *init)
-        lo, hi = self._quantiles(X_cal)
+        lo, hi = self._quantiles(self._matrix(X_cal), self.base_prediction(X_cal))
         scores = np.maximum(lo - y_cal, y_cal - hi)
         n = len(scores)
         level = min(1.0, np.ceil((n + 1) * (1 - self.alpha)) / n) if n else 1.0
@@ -278,26 +287,37 @@ class IntervalRegressor:
     def booster(self) -> lgb.Booster:
         return self.model_.booster_
 
-    def base_prediction(self, X: pd.DataFrame) -> np.ndarray:
+    def base_prediction(self, X: Matrix) -> np.ndarray:
         """The baseline's prediction the trees start from; zeros without a base."""
         if self.base_ is None:
             return np.zeros(len(X))
         return np.asarray(self.base_.predict(X), dtype=float)
 
-    def _quantiles(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        base = self.base_prediction(X)
-        lo, hi = base + self.lower_.predict(X), base + self.upper_.predict(X)
-        return np.minimum(lo, hi), np.maximum(lo, hi)
+    def tree_contributions(self, X: Matrix) -> np.ndarray:
+        """TreeSHAP of the point model's trees, expected value last."""
+        return _predict(self.booster, self._matrix(X), pred_contrib=True)
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.base_prediction(X) + self.model_.predict(X)
+    def _matrix(self, X: Matrix) -> np.ndarray:
+        return as_matrix(X, self.booster.pandas_categorical)
 
-    def predict_interval(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Point, lower and upper; the interval always contains the point."""
-        point = self.predict(X)
-        lo, hi = self._quantiles(X)
+    def predict(self, X: Matrix) -> np.ndarray:
+        return self.base_prediction(X) + _predict(self.booster, self._matrix(X))
+
+    def predict_interval(self, X: Matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Point, lower and upper; the interval always contains the point.
+
+        The frame becomes a matrix once for the three boosters (see models.matrix).
+        """
+        M, base = self._matrix(X), self.base_prediction(X)
+        point = base + _predict(self.booster, M)
+        lo, hi = self._quantiles(M, base)
         lo, hi = lo - self.correction_, hi + self.correction_
         return point, np.minimum(lo, point), np.maximum(hi, point)
+
+    def _quantiles(self, M: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lo = base + _predict(self.lower_.booster_, M)
+        hi = base + _predict(self.upper_.booster_, M)
+        return np.minimum(lo, hi), np.maximum(lo, hi)
 
 
 def _fit_shift(margin: np.ndarray, y: np.ndarray, steps: int = 20) -> float:
@@ -325,29 +345,6 @@ def _apply(calibrator: Any, raw: np.ndarray) -> np.ndarray:
     if isinstance(calibrator, IsotonicRegression):
         return calibrator.predict(raw)
     return calibrator.predict_proba(_logit(raw)[:, None])[:, 1]
-
-
-def _encoded_owners(encode: Any, columns: list[str]) -> np.ndarray | None:
-    """For a fitted LogisticBaseline encoder: the input column of every encoded column."""
-    try:
-        position = {c: i for i, c in enumerate(columns)}
-        owners: list[int] = []
-        onehot = encode.named_transformers_["cat"]
-        for name, cats, rare in zip(onehot.feature_names_in_, onehot.categories_,
-                                    onehot.infrequent_categories_, strict=True):
-            width = len(cats) if rare is None else len(cats) - len(rare) + 1
-            owners += [position[name]] * width
-        numeric = list(encode.named_transformers_["num"][0].feature_names_in_)
-        indicator = encode.named_transformers_["num"][0].indicator_
-        flagged = [] if indicator is None else [numeric[i] for i in indicator.features_]
-        owners += [position[c] for c in [*numeric, *flagged]]
-        return np.asarray(owners)
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-
-
-def _dense(matrix: Any) -> np.ndarray:
-    return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from features.mapping import FileFormat, Mapping
 from features.outcomes import LOST, WON, case_outcomes, first_time_of, terms_at_invoice
 from features.schema import CANONICAL_KINDS, CORE_COLUMNS
 from models.bundle import TargetBundle
+from models.matrix import as_matrix
 from serving.schemas import CaseIn
 from serving.store import Snapshot
 
@@ -46,7 +47,8 @@ class ScoredCases:
     status: pd.Series
     notes: dict[str, list[str]] = field(default_factory=dict)
     results: dict[str, pd.DataFrame] = field(default_factory=dict)
-    matrices: dict[str, pd.DataFrame] = field(default_factory=dict)
+    matrices: dict[str, pd.DataFrame] = field(default_factory=dict)  # readable values
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # as_matrix of the same
 
 
 _API_MAPPINGS: dict[int, tuple[Mapping, Mapping]] = {}
@@ -198,28 +200,34 @@ def score_log(snapshot: Snapshot, log: EventLog,
         log.events["case_id"], sort=False).any()
     status = status.fillna("open").where(~ended.reindex(status.index).fillna(False), "closed")
     scored = ScoredCases(log=log, status=status, notes=notes)
-    features_by_run: dict[str, pd.DataFrame] = {}
+    # targets of one training run share its pipeline: featurise, check, convert once
+    features_by_run: dict[str, tuple[pd.DataFrame, pd.DataFrame, np.ndarray]] = {}
     for target, served in snapshot.models.items():
         bundle = served.bundle
-        frame = features_by_run.get(served.run_id)
-        if frame is None:
+        if served.run_id not in features_by_run:
             frame = bundle.features(log.events, last_only=True)
-            features_by_run[served.run_id] = frame
+            X = bundle.pipeline.feature_matrix(frame)
+            features_by_run[served.run_id] = frame, X, as_matrix(X)
             for source in (_category_notes(bundle, frame, log.events),
                            _missing_notes(log.events, bundle)):
                 for case, messages in source.items():
                     for message in messages:
                         if message not in notes.setdefault(case, []):
                             notes[case].append(message)
-        scored.results[target] = bundle.predict_features(frame)
-        scored.matrices[target] = bundle.pipeline.feature_matrix(frame)
+        frame, X, M = features_by_run[served.run_id]
+        scored.results[target] = bundle.predict_matrix(M, frame)
+        scored.matrices[target], scored.values[target] = X, M
     return scored
 
 
-def explain_rows(bundle: TargetBundle, X: pd.DataFrame, top_k: int) -> list[dict[str, Any]]:
-    """Top-k SHAP contributions per row, in words; they add up with the rest to the output."""
+def explain_rows(bundle: TargetBundle, X: pd.DataFrame, top_k: int,
+                 M: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Top-k SHAP contributions per row, in words; they add up with the rest to the output.
+
+    ``M``: ``as_matrix(X)`` when the caller has it already (one conversion per request).
+    """
     target = bundle.target_name
-    values = bundle.contributions(X)
+    values = bundle.contributions(X if M is None else M)
     names = bundle.pipeline.readable_names()
     up_words, down_words = _DIRECTION_WORDS[target]
     explanations = []
@@ -286,7 +294,8 @@ def assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
     for target, result in scored.results.items():
         if explain:
             explained[target] = explain_rows(snapshot.get(target).bundle,
-                                             scored.matrices[target], top_k)
+                                             scored.matrices[target], top_k,
+                                             scored.values.get(target))
         for i, row in enumerate(result.itertuples(index=False)):
             entry = out[row.case_id]
             if not _applies(target, entry["status"]):

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.baselines import PaymentDelayBaseline
+from models.baselines import LogisticBaseline, PaymentDelayBaseline
 from models.bundle import TargetBundle
 from models.estimators import IntervalRegressor, WinProbabilityModel
+from models.matrix import as_matrix
 from models.metrics import expected_calibration_error
 
 
@@ -79,3 +80,36 @@ def test_unknown_calibration_is_refused() -> None:
     (X, y), (Xv, yv), (Xc, yc), _ = folds()
     with pytest.raises(ValueError, match="calibration"):
         WinProbabilityModel({"n_estimators": 5}, calibration="magic").fit(X, y, Xv, yv, Xc, yc)
+
+
+def test_logistic_tables_equal_scikit_learn_with_missing_rare_and_unused_levels() -> None:
+    X, y, _ = synthetic(3000, 21)
+    rng = np.random.default_rng(21)
+    X["a"] = X["a"].where(rng.random(len(X)) > 0.1)  # missing numbers: imputed + indicator
+    levels = ["x", "y", "z", "rare", "unused"]
+    X["c"] = X["c"].cat.set_categories(levels)
+    X.loc[X.index[:5], "c"] = "rare"  # below min_frequency: the infrequent column
+    X.loc[X.index[5:300], "c"] = None  # missing: its own "(missing)" level
+    X["d"] = 7.0  # constant
+    base = LogisticBaseline().fit(X, y)
+    Xt = synthetic(500, 22)[0].assign(d=np.r_[np.nan, np.full(499, 3.0)])
+    Xt["c"] = Xt["c"].cat.set_categories(levels)
+    Xt.loc[Xt.index[:3], "c"] = "unused"
+    Xt.loc[Xt.index[3:6], "c"] = "rare"
+    Xt.loc[Xt.index[6:9], "c"] = None
+    Xt.loc[Xt.index[9:12], "a"] = np.nan
+    expected = base.model_.predict_proba(base._frame(Xt))[:, 1]
+    np.testing.assert_allclose(base.predict_proba(Xt), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(base.predict_proba(as_matrix(Xt)), expected, rtol=1e-9,
+                               atol=1e-12)
+
+
+def test_matrix_predictions_equal_lightgbm_on_the_frame() -> None:
+    (X, y), (Xv, yv), (Xc, yc), (Xt, _) = folds(5)
+    model = WinProbabilityModel({"n_estimators": 100}, base=None).fit(X, y, Xv, yv, Xc, yc)
+    Xt = Xt.assign(c=Xt["c"].cat.set_categories(["z", "y", "x"]))  # other order: realigned
+    Xt.loc[Xt.index[:20], "c"] = None
+    np.testing.assert_array_equal(model.booster.predict(model.matrix(Xt), raw_score=True),
+                                  model.model_.predict(Xt, raw_score=True))
+    np.testing.assert_array_equal(model.tree_contributions(Xt),
+                                  model.booster.predict(Xt, pred_contrib=True))
