@@ -230,25 +230,29 @@ def explain_rows(bundle: TargetBundle, X: pd.DataFrame, top_k: int,
     values = bundle.contributions(X if M is None else M)
     names = bundle.pipeline.readable_names()
     up_words, down_words = _DIRECTION_WORDS[target]
+    contrib = values[:, :-1]
+    top = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_k]
+    picked = np.take_along_axis(contrib, top, axis=1)
+    rest = contrib.sum(axis=1) - picked.sum(axis=1)
+    totals = values.sum(axis=1)
+    # cells are read column by column: X.iloc per cell costs ~50 us, 10k rows x 15 cells
+    cells = {j: X.iloc[:, j].to_numpy(dtype=object) for j in np.unique(top)}
     explanations = []
     for i in range(len(X)):
-        contrib = values[i, :-1]
-        order = np.argsort(-np.abs(contrib))[:top_k]
         listed = []
-        for j in order:
+        for j, amount in zip(top[i], picked[i], strict=True):
             feature = X.columns[j]
-            value = _readable_value(X.iloc[i, j])
+            value = _readable_value(cells[j][i])
             readable = names.get(feature, feature.replace("_", " "))
-            up = contrib[j] >= 0
+            up = amount >= 0
             listed.append({
                 "feature": feature, "readable": readable, "value": value,
-                "contribution": float(contrib[j]), "direction": "up" if up else "down",
+                "contribution": float(amount), "direction": "up" if up else "down",
                 "text": f"{readable} {value} — {up_words if up else down_words}",
             })
-        rest = float(contrib.sum() - contrib[order].sum())
         explanations.append({"space": _SPACE[target], "base_value": float(values[i, -1]),
-                             "contributions": listed, "other_features": rest,
-                             "total": float(values[i].sum())})
+                             "contributions": listed, "other_features": float(rest[i]),
+                             "total": float(totals[i])})
     return explanations
 
 
