@@ -21,6 +21,7 @@ from features.mapping import Mapping, default_mapping, resolve_columns
 from features.schema import (
     CANONICAL_KINDS,
     NON_NEGATIVE,
+    PLAUSIBLE_YEARS,
     ROW_COLUMN,
     TIMESTAMP_DTYPE,
     empty_column,
@@ -183,6 +184,10 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     expected = mapping.format.timestamp_format
     flag(out["timestamp"].isna(), "unparseable_timestamp", ts_col, raw[ts_col],
          f"cannot parse as a timestamp (expected format {expected})")
+    first, last = PLAUSIBLE_YEARS
+    year = out["timestamp"].dt.year
+    flag((year < first) | (year > last), "implausible_timestamp", ts_col, raw[ts_col],
+         f"outside the years {first}-{last} (a placeholder date?)")
 
     for role, kind in CANONICAL_KINDS.items():
         if role in out or role == "payment_terms_days":

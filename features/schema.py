@@ -73,6 +73,10 @@ ROW_COLUMN: Final = "source_row"
 
 TIMESTAMP_DTYPE: Final = "datetime64[us, UTC]"
 
+#: events outside these years are quarantined: ERP placeholders such as 9999-12-31 ("no
+#: date yet") or 0001-01-01 are not event times, and date arithmetic on them overflows.
+PLAUSIBLE_YEARS: Final = (1900, 2199)
+
 
 def empty_column(kind: Kind, n: int) -> pd.Series:
     """A missing-valued column of the canonical dtype, for roles an export lacks."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -111,6 +112,10 @@ class LogisticBaseline:
     missing). The tables are read off the fitted encoder itself (``_compile``), so they
     equal scikit-learn's answers, and one row scores in microseconds instead of the
     milliseconds a ``ColumnTransformer`` takes. ``terms`` also gives the explanation.
+
+    Numbers beyond the training range are held at its edge when scored: a linear term
+    grows without bound, so an amount typed with three zeros too many would swing the
+    win probability to certainty (trees just use their last split).
     """
 
     def __init__(self, C: float = 1.0, seed: int = 0) -> None:
@@ -122,6 +127,9 @@ class LogisticBaseline:
         self.numeric_ = [c for c in X.columns if c not in self.categorical_]
         self.columns_ = list(X.columns)
         self.categories_ = [list(X[c].cat.categories) for c in self.categorical_]
+        numbers = X[self.numeric_].astype("float64")
+        self.numeric_low_ = numbers.min().fillna(-np.inf).to_numpy()
+        self.numeric_high_ = numbers.max().fillna(np.inf).to_numpy()
         encode = ColumnTransformer([
             ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20,
                                   sparse_output=True), self.categorical_),
@@ -182,7 +190,7 @@ class LogisticBaseline:
             codes = np.where(np.isnan(M[:, j]), len(table) - 1, M[:, j]).astype(int)
             out[:, j] = table[codes]
         numeric = [position[c] for c in self.numeric_]
-        values = M[:, numeric]
+        values = np.clip(M[:, numeric], self.numeric_low_, self.numeric_high_)
         out[:, numeric] = np.where(np.isnan(values), self.numeric_missing_,
                                    self.numeric_at_zero_ + self.numeric_slope_ * values)
         return out
@@ -191,7 +199,7 @@ class LogisticBaseline:
         return self.intercept_ + self.terms(X).sum(axis=1)
 
     def predict_proba(self, X: Matrix) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        return expit(self.decision_function(X))
 
 
 def _encoded_owners(encode: ColumnTransformer, columns: list[str]) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
@@ -348,7 +349,7 @@ def _apply(calibrator: Any, raw: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    return expit(z)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

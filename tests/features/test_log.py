@@ -189,3 +189,18 @@ def test_input_order_does_not_change_the_canonical_log(tmp_path: Path) -> None:
     backward = read_log(write_csv(tmp_path, GOOD_ROWS[::-1], name="b.csv")).events
     pd.testing.assert_frame_equal(forward.drop(columns="source_row"),
                                   backward.drop(columns="source_row"))
+
+
+def test_placeholder_dates_are_quarantined_not_used(tmp_path: Path) -> None:
+    rows = "\n".join([
+        "opportunity_id,activity,event_time",
+        "O1,Lead Captured,2024-01-02T10:00:00Z",
+        "O1,Opportunity Created,9999-12-31T00:00:00Z",
+        "O2,Lead Captured,0001-01-01T00:00:00Z",
+    ])
+    path = tmp_path / "placeholders.csv"
+    path.write_text(rows + "\n")
+    log = read_log(path)
+    assert log.report.quarantined == {"implausible_timestamp": 2}
+    assert list(log.events["case_id"]) == ["O1"]
+    assert "row 2, column 'event_time'" in log.report.examples["implausible_timestamp"][0]
