@@ -98,7 +98,9 @@ def test_logistic_tables_equal_scikit_learn_with_missing_rare_and_unused_levels(
     Xt.loc[Xt.index[3:6], "c"] = "rare"
     Xt.loc[Xt.index[6:9], "c"] = None
     Xt.loc[Xt.index[9:12], "a"] = np.nan
-    expected = base.model_.predict_proba(base._frame(Xt))[:, 1]
+    Xt.loc[Xt.index[12], "b"] = 1e308  # held at the training maximum, not overflowing
+    clipped = Xt.assign(b=Xt["b"].clip(upper=X["b"].max()))
+    expected = base.model_.predict_proba(base._frame(clipped))[:, 1]
     np.testing.assert_allclose(base.predict_proba(Xt), expected, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(base.predict_proba(as_matrix(Xt)), expected, rtol=1e-9,
                                atol=1e-12)
