@@ -13,13 +13,13 @@ case scored by the API still sees its rep's and account's history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from features.encoders import PrefixEncoder, last_known
+from features.encoders import PrefixEncoder
 from features.mapping import Roles
 from features.outcomes import payment_timing
 from features.prefixes import seconds
@@ -36,31 +36,44 @@ def _sec_or_never(times: pd.Series) -> np.ndarray:
     return out
 
 
-def _first_known(prepared: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
-    """Per case, the first non-missing value of a column and when it appeared."""
-    rows = prepared.loc[prepared[column].notna(), ["case_id", column, "timestamp"]]
-    first = rows.groupby("case_id", sort=False).head(1).set_index("case_id")
-    return first[column], first["timestamp"]
+def _first_known(prepared: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per case, each column's first non-missing value and when it appeared.
+
+    Rows are sorted by time within a case, so the earliest time at which a column is
+    filled is when its first value became known; one groupby serves all columns.
+    """
+    by_case = prepared.groupby("case_id", sort=False)
+    values = by_case[columns].first()
+    filled = prepared[columns].notna().to_numpy()
+    times = pd.DataFrame(np.where(filled, seconds(prepared["timestamp"])[:, None], _NEVER),
+                         columns=columns, index=prepared.index)
+    return values, times.groupby(prepared["case_id"], sort=False).min()
 
 
 def case_history(prepared: pd.DataFrame, roles: Roles) -> pd.DataFrame:
     """One row per case with every fact another case's prefix may need, and its time."""
     cases = pd.Index(prepared["case_id"].unique(), name="case_id")
-    start = prepared.groupby("case_id", sort=False)["timestamp"].first().reindex(cases)
     history = pd.DataFrame(index=cases)
-    history["start_sec"] = seconds(start)
-    for column in ("rep", "region", "account"):
-        value, known = _first_known(prepared, column)
-        history[column] = value.reindex(cases).astype("object")
-        history[f"{column}_sec"] = _sec_or_never(known.reindex(cases))
+    history["start_sec"] = seconds(prepared["timestamp"])[
+        np.r_[True, prepared["case_id"].to_numpy()[1:] != prepared["case_id"].to_numpy()[:-1]]]
+    groups = list(_KINDS)
+    values, known = _first_known(prepared, groups)
+    for column in groups:
+        history[column] = values[column].reindex(cases).astype("object")
+        history[f"{column}_sec"] = known[column].reindex(cases).to_numpy(dtype=np.int64)
     ends = roles.end_activities
-    end = (prepared.loc[prepared["activity"].isin(ends)].groupby("case_id", sort=False)
-           ["timestamp"].min().reindex(cases)) if ends else pd.Series(pd.NaT, index=cases)
-    history["end_sec"] = _sec_or_never(end)
+    is_end = prepared["activity"].isin(ends) if ends else None
+    history["end_sec"] = _NEVER
+    if is_end is not None and is_end.any():
+        end = prepared.loc[is_end].groupby("case_id", sort=False)["timestamp"].min()
+        history["end_sec"] = _sec_or_never(end.reindex(cases))
     history["cycle_days"] = (history["end_sec"] - history["start_sec"]) / _DAY
-    pay = payment_timing(prepared, roles).reindex(cases)
-    history["payment_sec"] = _sec_or_never(pay["payment_time"])
-    history["payment_delay_days"] = pay["delay_days"].astype("float64")
+    history["payment_sec"] = _NEVER
+    history["payment_delay_days"] = np.nan
+    if roles.payment and prepared["activity"].isin(roles.payment).any():  # else none paid
+        pay = payment_timing(prepared, roles).reindex(cases)
+        history["payment_sec"] = _sec_or_never(pay["payment_time"])
+        history["payment_delay_days"] = pay["delay_days"].astype("float64")
     return history
 
 
@@ -160,6 +173,40 @@ def _facts(history: pd.DataFrame, decisions: pd.DataFrame, column: str,
     return {kind: facts[kind] for kind in _KINDS[column]}
 
 
+@dataclass
+class _AsOfQuery:
+    """As-of sums for the queries ``q`` of one grouping column: the stored history's,
+    plus the given cases' facts, minus the stored facts of those same cases.
+
+    Each fact kind's index of the given cases is built once and reused by every query
+    time; the subtraction is skipped when no given case is stored (a new case at the
+    API) or when all stored facts are replaced (training).
+    """
+
+    stored: dict[str, _AsOf]
+    added: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    removed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    whole_history_given: bool
+    q: np.ndarray
+    built: dict[str, tuple[_AsOf, _AsOf | None]] = field(default_factory=dict)
+
+    def _indexes(self, kind: str) -> tuple[_AsOf, _AsOf | None]:
+        if kind not in self.built:
+            plus = _AsOf.build(*self.added[kind], _SPAN)
+            codes = self.removed[kind][0]
+            minus = _AsOf.build(*self.removed[kind], _SPAN) if len(codes) else None
+            self.built[kind] = plus, minus
+        return self.built[kind]
+
+    def __call__(self, kind: str, times: np.ndarray) -> np.ndarray:
+        plus, minus = self._indexes(kind)
+        result = plus.at(self.q, times)
+        if self.whole_history_given:  # stored facts all replaced: skip the arithmetic
+            return result
+        result = result + self.stored[kind].at(self.q, times)
+        return result if minus is None else result - minus.at(self.q, times)
+
+
 class CrossCaseEncoder(PrefixEncoder):
     """Workload, track record and payment habits of the rep, region and account.
 
@@ -212,32 +259,26 @@ class CrossCaseEncoder(PrefixEncoder):
         roles = self._roles()
         current = case_history(prepared, roles)
         current_decisions = decision_facts(prepared, roles)
-        replaced = self.history_[self.history_.index.isin(current.index)]
+        stored = self.history_.index.get_indexer(current.index)
+        replaced = self.history_.iloc[stored[stored >= 0]]
         replaced_decisions = self.decisions_[self.decisions_.index.isin(replaced.index)]
-        whole_history_given = len(replaced) == len(self.history_)
         t = seconds(prepared["timestamp"]) + _OFFSET
         recent = int(self.recent_days * _DAY)
+        queries = prepared[list(_KINDS)].groupby(prepared["case_id"], sort=False).ffill()
         out = pd.DataFrame(index=prepared.index)
         for column in _KINDS:
-            query_values = last_known(prepared, column).astype("object")
+            query_values = queries[column].astype("object")
             groups = self.groups_[column]
             new = pd.Index(pd.concat([current[column], query_values]).dropna().unique())
             groups = groups.append(new.difference(groups)) if len(new) else groups
-            q = groups.get_indexer(query_values)
-            added = _facts(current, current_decisions, column,
-                           groups.get_indexer(current[column]))
-            removed = _facts(replaced, replaced_decisions, column,
-                             groups.get_indexer(replaced[column]))
-
-            def at(kind: str, times: np.ndarray, column: str = column, added: dict = added,
-                   removed: dict = removed, q: np.ndarray = q) -> np.ndarray:
-                plus = _AsOf.build(*added[kind], _SPAN).at(q, times)
-                if whole_history_given:  # stored facts all replaced: skip the arithmetic
-                    return plus
-                stored = self.index_[column][kind].at(q, times)
-                minus = _AsOf.build(*removed[kind], _SPAN).at(q, times)
-                return stored + plus - minus
-
+            at = _AsOfQuery(
+                stored=self.index_[column],
+                added=_facts(current, current_decisions, column,
+                             groups.get_indexer(current[column])),
+                removed=_facts(replaced, replaced_decisions, column,
+                               groups.get_indexer(replaced[column])),
+                whole_history_given=len(replaced) == len(self.history_),
+                q=groups.get_indexer(query_values))
             if column in ("rep", "region") and roles.end_activities:
                 out[f"{column}_open_cases"] = (at("opened", t) - at("closed", t))[:, 0]
             if column == "rep":
