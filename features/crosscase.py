@@ -193,8 +193,8 @@ class _AsOfQuery:
     def _indexes(self, kind: str) -> tuple[_AsOf, _AsOf | None]:
         if kind not in self.built:
             plus = _AsOf.build(*self.added[kind], _SPAN)
-            codes = self.removed[kind][0]
-            minus = _AsOf.build(*self.removed[kind], _SPAN) if len(codes) else None
+            removed = self.removed.get(kind)
+            minus = _AsOf.build(*removed, _SPAN) if removed and len(removed[0]) else None
             self.built[kind] = plus, minus
         return self.built[kind]
 
@@ -276,7 +276,7 @@ class CrossCaseEncoder(PrefixEncoder):
                 added=_facts(current, current_decisions, column,
                              groups.get_indexer(current[column])),
                 removed=_facts(replaced, replaced_decisions, column,
-                               groups.get_indexer(replaced[column])),
+                               groups.get_indexer(replaced[column])) if len(replaced) else {},
                 whole_history_given=len(replaced) == len(self.history_),
                 q=groups.get_indexer(query_values))
             if column in ("rep", "region") and roles.end_activities:
