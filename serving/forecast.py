@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.log import EventLog
-from features.outcomes import OPEN, case_outcomes, first_time_of
+from features.outcomes import first_time_of
 from serving.service import score_log
 from serving.store import Snapshot
 
@@ -46,19 +46,21 @@ def win_to_payment_lag_days(log: EventLog) -> float:
 
 def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | None,
              months: int, simulations: int, top: int = 10, seed: int = 0) -> dict[str, Any]:
+    """Bookings from open deals; cash from open deals and from won deals not yet paid
+    (already booked, so certain to pay, only the timing is drawn)."""
     events = log.events
-    roles = log.mapping.roles
-    outcome = case_outcomes(events, roles)
-    open_cases = outcome.index[outcome == OPEN]
-    open_events = events[events["case_id"].isin(open_cases)]
     as_of = events["timestamp"].max()
-    if open_events.empty:
-        raise ValueError(f"{source}: no open case to forecast")
-    scored = score_log(snapshot, EventLog(events=open_events, quarantine=log.quarantine,
-                                          report=log.report, mapping=log.mapping))
-    p = scored.results["outcome"].set_index("case_id")["p_win"]
-    remaining = scored.results["remaining_time"].set_index("case_id").reindex(p.index)
-    last = open_events.groupby("case_id", sort=False).last().reindex(p.index)
+    scored = score_log(snapshot, log)
+    pending = scored.status.index[scored.status.isin(["open", "won"])]
+    if len(pending) == 0:
+        raise ValueError(f"{source}: no open or won-but-unpaid case to forecast")
+    is_open = (scored.status.reindex(pending) == "open").to_numpy()
+    p = scored.results["outcome"].set_index("case_id")["p_win"].reindex(pending)
+    p = pd.Series(np.where(is_open, p.to_numpy(), 1.0), index=pending)
+    remaining = scored.results["remaining_time"].set_index("case_id").reindex(pending)
+    last = events[events["case_id"].isin(pending)].groupby("case_id", sort=False).last()
+    last = last.reindex(pending)
+    without_value = last["value"].isna().to_numpy()
     value = last["value"].fillna(0.0).to_numpy(dtype=float)
     lag = win_to_payment_lag_days(log)
 
@@ -77,6 +79,7 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
     ends = np.array([((start + i + 1).to_timestamp() - as_of.tz_localize(None))
                      / pd.Timedelta(days=1) for i in range(months)])
     booked_month = np.searchsorted(ends, booking_day, side="right")
+    booked_month[:, ~is_open] = months  # booked before as_of: outside the horizon
     cash_month = np.searchsorted(ends, cash_day, side="right")
     money = np.where(won, value[None, :], 0.0)
 
@@ -90,7 +93,9 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
     bookings, cash = monthly(booked_month), monthly(cash_month)
     labels = [str(start + i) for i in range(months)]
     result: dict[str, Any] = {
-        "source": source, "as_of": as_of, "open_cases": n, "simulations": simulations,
+        "source": source, "as_of": as_of, "open_cases": int(is_open.sum()),
+        "won_unpaid_cases": int((~is_open).sum()),
+        "deals_without_value": int(without_value.sum()), "simulations": simulations,
         "currency_note": _currency_note(last),
         "total_bookings": _band(bookings.sum(axis=1)), "total_cash_in": _band(cash.sum(axis=1)),
         "months": [{"month": labels[i], "bookings": _band(bookings[:, i]),
@@ -98,19 +103,26 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
         "group_by": group_by, "groups": [],
         "assumptions": [
             "each open deal is won with its calibrated win probability, independently",
+            "won deals not yet paid pay for certain; only their timing is drawn",
             "time to the end of a won deal (its payment) follows the remaining-time "
             "prediction's 10/50/90% points",
-            f"bookings land {lag:.0f} days (the log's median win-to-payment lag) before cash",
+            f"bookings land {lag:.0f} days (the log's median win-to-payment lag) before cash; "
+            "a deal expected to pay sooner than that is booked now",
             f"only the next {months} months are counted",
         ],
     }
+    if without_value.any():
+        result["assumptions"].append(
+            f"{int(without_value.sum())} deal(s) have no value and count as 0: "
+            f"e.g. {', '.join(map(str, pending[without_value][:5]))}")
     sd = value * np.sqrt(p.to_numpy() * (1 - p.to_numpy()))
     if group_by is not None:
         groups = last[group_by].astype("object").fillna("(missing)").to_numpy()
         for group in pd.unique(groups):
             inside = groups == group
             result["groups"].append({
-                "group": str(group), "open_cases": int(inside.sum()),
+                "group": str(group), "open_cases": int((inside & is_open).sum()),
+                "won_unpaid_cases": int((inside & ~is_open).sum()),
                 "bookings": _band(bookings_in(money, booked_month, months, inside)),
                 "cash_in": _band(bookings_in(money, cash_month, months, inside))})
         result["groups"].sort(key=lambda g: -g["bookings"]["expected"])

@@ -133,6 +133,7 @@ class ForecastMonth(BaseModel):
 class ForecastGroup(BaseModel):
     group: str
     open_cases: int
+    won_unpaid_cases: int = 0
     bookings: ForecastBand
     cash_in: ForecastBand
 
@@ -150,6 +151,8 @@ class ForecastResponse(BaseModel):
     source: str
     as_of: datetime
     open_cases: int
+    won_unpaid_cases: int = Field(0, description="won deals awaiting payment: cash only")
+    deals_without_value: int = Field(0, description="counted as 0; listed in assumptions")
     simulations: int
     currency_note: str
     total_bookings: ForecastBand

@@ -194,6 +194,32 @@ def test_forecast_of_the_trained_log_and_of_an_upload(client, trained) -> None:
     assert client.get("/v1/forecast", params={"group_by": "colour"}).status_code == 422
 
 
+def test_forecast_counts_won_unpaid_deals_as_cash_only_and_reports_missing_values(
+        client, trained) -> None:
+    from features.log import export_frame
+    from features.outcomes import WON, case_outcomes
+
+    log = trained.data.log
+    events, roles = log.events, log.mapping.roles
+    outcomes = case_outcomes(events, roles)
+    paid = events.loc[events["activity"].isin(roles.payment), "case_id"].unique()
+    won_unpaid = outcomes.index[(outcomes == WON) & ~outcomes.index.isin(paid)][:1]
+    open_case = outcomes.index[outcomes == "open"][:1]
+    assert len(won_unpaid) == 1 and len(open_case) == 1
+    chosen = events[events["case_id"].isin([*won_unpaid, *open_case])].copy()
+    chosen.loc[chosen["case_id"] == open_case[0], "value"] = np.nan
+    value = float(chosen.loc[chosen["case_id"] == won_unpaid[0], "value"].dropna().iloc[-1])
+    csv = export_frame(chosen, log.mapping).to_csv(index=False).encode()
+    response = client.post("/v1/forecast", params={"months": 24},
+                           files={"file": ("two.csv", csv, "text/csv")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["open_cases"], body["won_unpaid_cases"], body["deals_without_value"]) == (1, 1, 1)
+    assert body["total_bookings"]["expected"] == 0.0  # booked already; the open one has no value
+    assert body["total_cash_in"]["p10"] == pytest.approx(value)  # pays for certain
+    assert any(str(open_case[0]) in a and "no value" in a for a in body["assumptions"])
+
+
 def test_models_list_and_failed_reload_keeps_serving(client, store) -> None:
     listed = client.get("/v1/models").json()
     assert {m["target"] for m in listed["models"]} == {"outcome", "remaining_time",
