@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from features.encoders import PrefixEncoder
 from features.mapping import Roles
 from features.outcomes import payment_timing
-from features.prefixes import seconds
+from features.prefixes import by_case, seconds
 
 _NEVER = np.iinfo(np.int64).max // 4  # "not (yet) happened": after every query time
 _DAY = 86400
@@ -264,7 +264,7 @@ class CrossCaseEncoder(PrefixEncoder):
         replaced_decisions = self.decisions_[self.decisions_.index.isin(replaced.index)]
         t = seconds(prepared["timestamp"]) + _OFFSET
         recent = int(self.recent_days * _DAY)
-        queries = prepared[list(_KINDS)].groupby(prepared["case_id"], sort=False).ffill()
+        queries = by_case(prepared[list(_KINDS)], prepared["case_id"]).ffill()
         out = pd.DataFrame(index=prepared.index)
         for column in _KINDS:
             query_values = queries[column].astype("object")

@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.prefixes import days_between, seconds
+from features.prefixes import by_case, days_between, seconds
 
 
 def slug(name: str) -> str:
@@ -58,7 +58,7 @@ def cumulative_within_case(matrix: np.ndarray, starts: np.ndarray) -> np.ndarray
 
 def last_known(prepared: pd.DataFrame, column: str) -> pd.Series:
     """The latest non-missing value at or before each prefix end."""
-    return prepared[column].groupby(prepared["case_id"], sort=False).ffill()
+    return by_case(prepared[column], prepared["case_id"]).ffill()
 
 
 class PrefixEncoder(TransformerMixin, BaseEstimator):
@@ -136,7 +136,7 @@ class ActivityCountEncoder(PrefixEncoder):
         out = pd.DataFrame(counts, columns=[*self.count_names_, "n_other_activity"],
                            index=prepared.index)
         repeated = prepared.groupby(["case_id", "activity"], sort=False).cumcount() > 0
-        n_repeated = repeated.astype("int32").groupby(prepared["case_id"], sort=False).cumsum()
+        n_repeated = by_case(repeated.astype("int32"), prepared["case_id"]).cumsum()
         out["n_events"] = prepared["prefix_len"].to_numpy()
         out["n_repeated_events"] = n_repeated.to_numpy()
         out["n_distinct_activities"] = out["n_events"] - out["n_repeated_events"]
@@ -165,15 +165,15 @@ class NumericHistoryEncoder(PrefixEncoder):
 
     def transform(self, prepared: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "feature_names_out_")
-        by_case = prepared["case_id"]
+        cases = prepared["case_id"]
         out = {}
         for col in self.columns_:
             values = prepared[col].astype("float64")
-            grouped = values.groupby(by_case, sort=False)
-            filled = values.notna().astype("int64").groupby(by_case, sort=False).cumsum()
-            total = values.fillna(0.0).groupby(by_case, sort=False).cumsum()
-            out[f"{col}_min"] = grouped.cummin().groupby(by_case, sort=False).ffill()
-            out[f"{col}_max"] = grouped.cummax().groupby(by_case, sort=False).ffill()
+            grouped = by_case(values, cases)
+            filled = by_case(values.notna().astype("int64"), cases).cumsum()
+            total = by_case(values.fillna(0.0), cases).cumsum()
+            out[f"{col}_min"] = by_case(grouped.cummin(), cases).ffill()
+            out[f"{col}_max"] = by_case(grouped.cummax(), cases).ffill()
             out[f"{col}_mean"] = (total / filled.where(filled > 0)).astype("float64")
         return pd.DataFrame(out, index=prepared.index)
 
@@ -186,10 +186,10 @@ class LastStateEncoder(PrefixEncoder):
         self.max_categories = max_categories
 
     def _states(self, prepared: pd.DataFrame) -> dict[str, pd.Series]:
-        by_case = prepared["case_id"]
+        cases = prepared["case_id"]
         return {
             "last_activity": prepared["activity"],
-            "prev_activity": prepared["activity"].groupby(by_case, sort=False).shift(1),
+            "prev_activity": by_case(prepared["activity"], cases).shift(1),
             "stage": last_known(prepared, "stage"),
             "last_resource": prepared["resource"],
         }
@@ -233,15 +233,15 @@ class TimeEncoder(PrefixEncoder):
 
     def transform(self, prepared: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "feature_names_out_")
-        by_case = prepared["case_id"]
+        cases = prepared["case_id"]
         ts = prepared["timestamp"]
         sec = pd.Series(seconds(ts), index=prepared.index)
         elapsed = days_between(ts, prepared["case_start"])
-        gap = (sec - sec.groupby(by_case, sort=False).shift(1)) / 86400.0
+        gap = (sec - by_case(sec, cases).shift(1)) / 86400.0
         out = pd.DataFrame(index=prepared.index)
         out["elapsed_days"] = elapsed
         out["gap_days"] = gap
-        out["max_gap_days"] = gap.groupby(by_case, sort=False).cummax()
+        out["max_gap_days"] = by_case(gap, cases).cummax()
         k = prepared["prefix_len"].to_numpy()
         out["mean_gap_days"] = np.where(k > 1, elapsed / np.maximum(k - 1, 1), np.nan)
         out["days_in_stage"] = self._days_in_stage(prepared, sec)
@@ -261,12 +261,14 @@ class TimeEncoder(PrefixEncoder):
         stage = last_known(prepared, "stage")
         if stage.isna().all():
             return np.full(len(prepared), np.nan)
-        by_case = prepared["case_id"]
-        changed = (stage != stage.groupby(by_case, sort=False).shift(1)) | (
+        cases = prepared["case_id"]
+        changed = (stage != by_case(stage, cases).shift(1)) | (
             prepared["prefix_len"] == 1)
         run = changed.cumsum()
         entered = sec.groupby(run, sort=False).transform("first")
-        return ((sec - entered) / 86400.0).to_numpy()
+        # no stage known yet: missing, as when the log has no stages at all (a case's
+        # feature must not depend on whether other cases have stages)
+        return ((sec - entered) / 86400.0).where(stage.notna()).to_numpy()
 
     def _quarter_position(self, ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """Days since the fiscal quarter began and days left until it ends."""
@@ -283,8 +285,8 @@ class TimeEncoder(PrefixEncoder):
         if not self.invoice_activities:
             return np.full(len(prepared), np.nan)
         is_invoice = prepared["activity"].isin(self.invoice_activities)
-        first = sec.where(is_invoice).groupby(prepared["case_id"], sort=False).cummin()
-        first = first.groupby(prepared["case_id"], sort=False).ffill()
+        first = by_case(sec.where(is_invoice), prepared["case_id"]).cummin()
+        first = by_case(first, prepared["case_id"]).ffill()
         return ((sec - first) / 86400.0).to_numpy()
 
 
@@ -310,25 +312,25 @@ class ConformanceEncoder(PrefixEncoder):
         return self
 
     @staticmethod
-    def _backward_steps(index: pd.Series, by_case: pd.Series) -> tuple[pd.Series, pd.Series]:
-        reached = index.groupby(by_case, sort=False).cummax().groupby(by_case, sort=False).ffill()
-        before = reached.groupby(by_case, sort=False).shift(1)
+    def _backward_steps(index: pd.Series, cases: pd.Series) -> tuple[pd.Series, pd.Series]:
+        reached = by_case(by_case(index, cases).cummax(), cases).ffill()
+        before = by_case(reached, cases).shift(1)
         backward = (index < before).astype("int32")
-        return backward.groupby(by_case, sort=False).cumsum(), reached
+        return by_case(backward, cases).cumsum(), reached
 
     def transform(self, prepared: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "feature_names_out_")
-        by_case = prepared["case_id"]
+        cases = prepared["case_id"]
         out = pd.DataFrame(index=prepared.index)
         if self.expected_order:
             position = {a: i for i, a in enumerate(self.expected_order)}
             index = prepared["activity"].map(position).astype("float64")
-            out["n_out_of_order"], out["path_progress"] = self._backward_steps(index, by_case)
+            out["n_out_of_order"], out["path_progress"] = self._backward_steps(index, cases)
         if self.stage_order:
             position = {s: i for i, s in enumerate(self.stage_order)}
             stage_idx = prepared["stage"].map(position).astype("float64")
-            regressions, reached = self._backward_steps(stage_idx, by_case)
+            regressions, reached = self._backward_steps(stage_idx, cases)
             out["n_stage_regressions"] = regressions
-            out["stage_index"] = stage_idx.groupby(by_case, sort=False).ffill()
+            out["stage_index"] = by_case(stage_idx, cases).ffill()
             out["max_stage_index"] = reached
         return out

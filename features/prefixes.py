@@ -8,6 +8,8 @@ depend only on events at or before the prefix end by construction.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -26,11 +28,52 @@ def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
     tie_break = ROW_COLUMN if ROW_COLUMN in events.columns else "activity"
     ordered = events.sort_values(["case_id", "timestamp", tie_break], kind="stable")
     ordered = ordered.reset_index(drop=True)
-    group = ordered.groupby("case_id", sort=False)
-    ordered["prefix_len"] = group.cumcount().to_numpy(dtype="int64") + 1
+    ids = ordered["case_id"].to_numpy()
+    row = np.arange(len(ids))
+    new_case = np.r_[True, ids[1:] != ids[:-1]] if len(ids) else np.zeros(0, dtype=bool)
+    start_row = np.maximum.accumulate(np.where(new_case, row, 0)) if len(ids) else row
+    ordered["prefix_len"] = (row - start_row + 1).astype("int64")
     ordered["prefix_end"] = ordered["timestamp"]
-    ordered["case_start"] = group["timestamp"].transform("first")
+    ordered["case_start"] = ordered["timestamp"].to_numpy()[start_row]
     return ordered
+
+
+class _OneCase:
+    """``groupby(case)`` stand-in when every row belongs to one case: the same cumulative
+    operations applied straight to the values, with the dtypes groupby gives.
+
+    Scoring one running case at the API runs some forty of these on a handful of rows;
+    pandas' grouping machinery costs ~0.3 ms per call there, the plain operation a tenth.
+    """
+
+    def __init__(self, values: pd.Series | pd.DataFrame) -> None:
+        self.values = values
+
+    def ffill(self) -> pd.Series | pd.DataFrame:
+        return self.values.ffill()
+
+    def shift(self, periods: int = 1) -> pd.Series | pd.DataFrame:
+        return self.values.shift(periods)
+
+    def cummax(self) -> pd.Series | pd.DataFrame:
+        return self.values.cummax()
+
+    def cummin(self) -> pd.Series | pd.DataFrame:
+        return self.values.cummin()
+
+    def cumsum(self) -> pd.Series | pd.DataFrame:
+        total = self.values.cumsum()
+        if isinstance(total, pd.Series) and pd.api.types.is_integer_dtype(self.values.dtype):
+            return total.astype(self.values.dtype)  # groupby keeps int32; cumsum widens
+        return total
+
+
+def by_case(values: pd.Series | pd.DataFrame, case_ids: pd.Series) -> Any:
+    """``values.groupby(case_ids, sort=False)``, or its one-case stand-in (same results)."""
+    ids = case_ids.to_numpy()
+    if len(ids) and (ids == ids[0]).all():
+        return _OneCase(values)
+    return values.groupby(case_ids, sort=False)
 
 
 def seconds(ts: pd.Series) -> np.ndarray:

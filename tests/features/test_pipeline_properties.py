@@ -412,3 +412,22 @@ def test_pipeline_needs_no_label_only_column(column: str) -> None:
     without = fitted(small.drop(columns=column))
     pd.testing.assert_frame_equal(without.transform(small.drop(columns=column)),
                                   fitted(small).transform(small), check_exact=True)
+
+
+@given(canonical_logs())
+@settings(max_examples=15, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+def test_a_case_scored_alone_gets_its_own_features_as_in_the_whole_log(
+        log: pd.DataFrame) -> None:
+    """The API scores one case at a time (the one-case path of ``by_case``); every feature
+    but the cross-case ones, which see other cases, must equal the whole log's, bit for bit.
+    """
+    pipe = fitted(log)
+    cross_case = {n for enc in pipe.encoders_ if type(enc).__name__ == "CrossCaseEncoder"
+                  for n in enc.feature_names_out_}
+    own = [n for n in pipe.get_feature_names_out() if n not in cross_case]
+    whole = pipe.transform(log).set_index(["case_id", "prefix_len"])
+    for case in log["case_id"].unique():
+        alone = pipe.transform(log[log["case_id"] == case]).set_index(["case_id", "prefix_len"])
+        assert_frames_equal(alone[["prefix_end", "case_start", *own]],
+                            whole.loc[alone.index, ["prefix_end", "case_start", *own]])
