@@ -36,3 +36,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) mlruns mlflow.db .pytest_cache .hypothesis
+
+# Real public logs (../shared/data) side by side with pm4py: installs the benchmark extra
+.PHONY: bench-real
+bench-real: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,benchmark]'
+	$(BIN)/python benchmarks/real_logs.py --json

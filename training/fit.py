@@ -82,7 +82,7 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
     else:
         # payment delay boosts from the account's past delay, which trees only approximate
         # by many small steps (remaining time has no such dominant feature)
-        base, params = _regression_base(target)
+        base, params = regression_base(target)
         model = IntervalRegressor({**params, **config.lgbm}, config.interval_alpha, config.seed,
                                   base=base)
         model.fit(X_fit, y_fit, X_valid, y_valid, X_cal, y_cal)
@@ -107,7 +107,7 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
                         buckets=buckets, oracle=oracle, test=test)
 
 
-def _regression_base(target: Target) -> tuple[PaymentDelayBaseline | None, dict[str, Any]]:
+def regression_base(target: Target) -> tuple[PaymentDelayBaseline | None, dict[str, Any]]:
     """The baseline a regression boosts from (fitted on the fit block only), if any, and
     LightGBM defaults for its corrections (``config.lgbm`` still overrides them).
 

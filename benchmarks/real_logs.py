@@ -1,0 +1,588 @@
+"""Benchmark on three real public event logs, side by side with pm4py's feature extraction.
+
+Runs, per log, the pipeline of ``l2c train`` (the log's mapping, ``PrefixPipeline``,
+``training.fit.fit_target`` with its LightGBM models and baselines; no MLflow run) on
+the protocol of the predictive process monitoring literature (Teinemaa et al.'s
+outcome-oriented and Verenich et al.'s remaining-time benchmarks):
+
+- cases ordered by start; the first 80 % train, the last 20 % test; training events
+  are cut at the first test case's start (strict protocol: no training event after it);
+- prefixes of length 1 .. min(40, 90th percentile of case length), 10 for traffic fines;
+- outcome: ROC AUC pooled over all test prefixes and per prefix length; times: MAE in
+  days pooled and per prefix length.
+
+The peer is pm4py's own prefix and feature extraction (``pm4py.ml.get_prefixes_from_log``
+and ``pm4py.ml.extract_features_dataframe``) on the same split, the same prefixes and the
+same labels, feeding the same model classes and LightGBM settings. Both feature builds
+are timed. pm4py is the ``benchmark`` extra (``pip install -e '.[dev,benchmark]'``);
+without it the peer columns are left empty.
+
+    .venv/bin/python benchmarks/real_logs.py --json
+    .venv/bin/python benchmarks/real_logs.py --logs helpdesk --max-cases 1000
+
+Data: ``../shared/data`` (see its README); nothing is downloaded. With ``--json`` the
+last line of stdout is one JSON object. The protocol and the figures: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from features.log import EventLog, read_log  # noqa: E402
+from features.outcomes import outcome_events  # noqa: E402
+from features.pipeline import PrefixPipeline  # noqa: E402
+from features.schema import LABEL_ONLY_COLUMNS, ROW_COLUMN  # noqa: E402
+from features.split import TemporalSplit, case_blocks, case_starts_sorted, temporal_split  # noqa: E402
+from models.estimators import IntervalRegressor, WinProbabilityModel  # noqa: E402
+from models.metrics import classification_metrics, regression_metrics  # noqa: E402
+from models.targets import TARGETS, Target  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.data import TrainingData  # noqa: E402
+from training.fit import TargetResult, fit_target, regression_base  # noqa: E402
+
+DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
+MAPPINGS = ROOT / "benchmarks" / "mappings"
+MAX_PREFIX_CAP = 40
+#: the least number of labelled test prefixes (and, for AUC, of each class) per length
+MIN_PER_LENGTH = 20
+BOOTSTRAP_RESAMPLES = 200
+
+err = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class PaymentAnchor:
+    """The data README's payment delay for traffic fines, which a mapping cannot express:
+    days from the notification (or, for fines handed over on the spot, the creation) plus
+    the due days to the first payment. The mapping's invoice role takes the *earliest* of
+    its activities, which would always be the creation."""
+
+    notification: str
+    creation: str
+    payment: str
+    due_days: float
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    """One benchmark log: its file, its mapping, its targets and its protocol choices."""
+
+    name: str
+    file: str
+    targets: tuple[str, ...]
+    fixed_max_prefix: int | None = None
+    #: keep only cases whose last event starting with this prefix decides the outcome
+    decision_prefix: str | None = None
+    #: drop cases started within the 95th-percentile decision time of the extraction
+    decision_horizon: bool = False
+    payment_anchor: PaymentAnchor | None = None
+    #: peer features are built on at most this many training cases (sampled, seeded)
+    peer_max_train_cases: int | None = None
+
+    @property
+    def mapping(self) -> Path:
+        return MAPPINGS / f"{self.name}.yaml"
+
+
+LOGS: dict[str, LogSpec] = {
+    "bpic2012": LogSpec("bpic2012", "bpic2012/BPI_Challenge_2012.xes.gz", ("outcome",),
+                        decision_prefix="O_"),
+    "helpdesk": LogSpec("helpdesk", "helpdesk/helpdesk.xes.gz", ("remaining_time",)),
+    "traffic_fines": LogSpec(
+        "traffic_fines", "traffic_fines/traffic_fines_full.csv.gz",
+        ("payment_delay", "outcome"), fixed_max_prefix=10, decision_horizon=True,
+        payment_anchor=PaymentAnchor("Insert Fine Notification", "Create Fine", "Payment", 60.0)),
+}
+
+
+@dataclass
+class Prepared:
+    """Everything one log's targets share: the split, our features and the labels."""
+
+    spec: LogSpec
+    log: EventLog
+    split: TemporalSplit
+    max_prefix_len: int
+    horizon_days: float | None
+    data: TrainingData
+    features_s: float
+
+
+# ---------------------------------------------------------------------------- the log
+def load(spec: LogSpec, data_dir: Path, max_cases: int | None) -> EventLog:
+    """Read through the mapping, apply the README's case filter, keep the earliest cases."""
+    log = read_log(data_dir / spec.file, spec.mapping)
+    events = log.events
+    if spec.decision_prefix is not None:
+        events = events[events["case_id"].isin(decided_cases(events, log, spec.decision_prefix))]
+    if max_cases is not None:
+        first = case_starts_sorted(events).index[:max_cases]
+        events = events[events["case_id"].isin(first)]
+    log.events = events.reset_index(drop=True)
+    return log
+
+
+def decided_cases(events: pd.DataFrame, log: EventLog, prefix: str) -> pd.Index:
+    """Cases whose last event named ``prefix...`` is a won or lost activity (BPIC 2012:
+    the last offer event is accepted, declined or cancelled; others have no label)."""
+    roles = log.mapping.roles
+    ordered = events.sort_values(["case_id", "timestamp", ROW_COLUMN], kind="stable")
+    last = ordered[ordered["activity"].str.startswith(prefix)].groupby("case_id").tail(1)
+    return pd.Index(last.loc[last["activity"].isin([*roles.won, *roles.lost]), "case_id"])
+
+
+def max_prefix_length(events: pd.DataFrame, spec: LogSpec) -> int:
+    """min(40, 90th percentile of case length) unless the log fixes it (traffic fines: 10)."""
+    if spec.fixed_max_prefix is not None:
+        return spec.fixed_max_prefix
+    q90 = events.groupby("case_id").size().quantile(0.9)
+    return int(min(MAX_PREFIX_CAP, math.ceil(q90)))
+
+
+def decision_horizon(log: EventLog) -> pd.Timedelta | None:
+    """95th percentile of start -> deciding outcome event, on cases of the log's first half.
+
+    Cases younger than this at extraction mostly have no outcome yet; only their quick
+    outcomes (here: prompt payments) would be labelled, so they are left out of train and
+    test, as ``l2c train``'s evaluation horizon does with the cycle time.
+    """
+    events = log.events
+    start = events.groupby("case_id")["timestamp"].min()
+    decided = outcome_events(events, log.mapping.roles)["outcome_time"]
+    first_half = start < start.min() + (start.max() - start.min()) / 2
+    took = (decided.reindex(start.index) - start)[first_half].dropna()
+    return took.quantile(0.95) if len(took) >= 20 else None
+
+
+# -------------------------------------------------------------------- our features
+def prepare(spec: LogSpec, log: EventLog, config: TrainConfig) -> Prepared:
+    """``training.data.prepare_training_data`` on an already read log, with this protocol.
+
+    Same steps: temporal split, pipeline fitted on the cut training events, features and
+    labels of the whole log, training rows = training cases' prefixes ending before the
+    split, test rows = test cases' prefixes; time-ordered fit/valid/cal blocks.
+    """
+    events = log.events
+    k_max = max_prefix_length(events, spec)
+    horizon = decision_horizon(log) if spec.decision_horizon else None
+    split = temporal_split(events, config.test_fraction, horizon)
+    started = time.perf_counter()
+    pipeline = PrefixPipeline(roles=log.mapping.roles, max_prefix_len=k_max,
+                              min_frequency=config.min_frequency)
+    pipeline.fit(split.train)
+    frame = pipeline.transform(events)
+    features_s = time.perf_counter() - started
+    labels = pipeline.labels(events)
+    if spec.payment_anchor is not None:
+        labels = anchored_payment_labels(labels, events, spec.payment_anchor)
+    in_test = frame["case_id"].isin(split.test["case_id"].unique()).to_numpy()
+    in_train = ~in_test & frame["case_id"].isin(split.train["case_id"].unique()).to_numpy() \
+        & (frame["prefix_end"] < split.split_time).to_numpy()
+    train_frame = frame[in_train].reset_index(drop=True)
+    data = TrainingData(
+        log=log, split=split, pipeline=pipeline, train_frame=train_frame,
+        train_labels=labels[in_train].reset_index(drop=True),
+        test_frame=frame[in_test].reset_index(drop=True),
+        test_labels=labels[in_test].reset_index(drop=True),
+        fingerprint={"cases": int(events["case_id"].nunique()), "events": len(events)},
+        blocks=case_blocks(train_frame, config.fold_fractions))
+    return Prepared(spec=spec, log=log, split=split, max_prefix_len=k_max,
+                    horizon_days=None if horizon is None else horizon / pd.Timedelta(days=1),
+                    data=data, features_s=features_s)
+
+
+def anchored_payment_labels(labels: pd.DataFrame, events: pd.DataFrame,
+                            anchor: PaymentAnchor) -> pd.DataFrame:
+    """Payment delay per the data README: first payment - (notification or creation + due).
+
+    Usable for prefixes that end before the first payment; unpaid cases are censored
+    (left out, as ``Target.rows`` does). Rows align with ``labels`` by (case, length).
+    """
+    def first(activity: str, what: str = "timestamp") -> pd.Series:
+        hits = events[events["activity"] == activity]
+        return hits.groupby("case_id")[what].min()
+
+    cases = labels["case_id"]
+    notified = cases.map(first(anchor.notification))
+    due = notified.fillna(cases.map(first(anchor.creation))) + pd.Timedelta(days=anchor.due_days)
+    paid = cases.map(first(anchor.payment))
+    ordered = events.sort_values(["case_id", "timestamp", ROW_COLUMN], kind="stable")
+    position = ordered.groupby("case_id").cumcount() + 1
+    k_pay = cases.map(position[ordered["activity"] == anchor.payment]
+                      .groupby(ordered["case_id"]).min())
+    out = labels.copy()
+    out["payment_delay_days"] = ((paid - due) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    out["payment_censored"] = paid.isna().to_numpy()
+    out["payment_usable"] = (paid.notna() & (out["prefix_len"] < k_pay)).to_numpy()
+    return out
+
+
+# ------------------------------------------------------------------- the peer (pm4py)
+def pm4py_available() -> bool:
+    try:
+        import pm4py  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def peer_columns(events: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """String and numeric event columns the log fills, for pm4py's one-hot/last encoding."""
+    skip = {"case_id", "timestamp", ROW_COLUMN, *LABEL_ONLY_COLUMNS}
+    filled = [c for c in events.columns if c not in skip and events[c].notna().any()]
+    numeric = [c for c in filled if pd.api.types.is_numeric_dtype(events[c])]
+    return [c for c in filled if c not in numeric], numeric
+
+
+def peer_features(events: pd.DataFrame, max_prefix_len: int) -> pd.DataFrame:
+    """One row per (case, k) from pm4py: prefixes by ``get_prefixes_from_log``, features by
+    ``extract_features_dataframe`` (activity/resource/category counts, last numbers).
+
+    pm4py's DataFrame extraction has no time feature; the prefix's elapsed days (an event
+    column, read as its last value) and k are added so the peer is not blind to time.
+    """
+    import pm4py
+
+    strings, numbers = peer_columns(events)
+    df = events.sort_values(["case_id", "timestamp", ROW_COLUMN], kind="stable")
+    df = df[["case_id", "timestamp", *strings, *numbers]].copy()
+    for column in strings:
+        df[column] = df[column].astype("object")
+    df["elapsed_days"] = ((df["timestamp"] - df.groupby("case_id")["timestamp"].transform("min"))
+                          / pd.Timedelta(days=1))
+    df = df.rename(columns={"case_id": "case:concept:name", "activity": "concept:name",
+                            "timestamp": "time:timestamp", "resource": "org:resource"})
+    rename = {"activity": "concept:name", "resource": "org:resource"}
+    str_attrs = [rename.get(c, c) for c in strings]
+    num_attrs = [*numbers, "elapsed_days"]
+    length = df.groupby("case:concept:name")["concept:name"].transform("size")
+    parts = []
+    for k in range(1, max_prefix_len + 1):
+        prefixes = pm4py.ml.get_prefixes_from_log(df[length >= k], k,
+                                                  case_id_key="case:concept:name")
+        if prefixes.empty:
+            break
+        table = pm4py.ml.extract_features_dataframe(
+            prefixes, str_ev_attr=str_attrs, num_ev_attr=num_attrs,
+            case_id_key="case:concept:name", include_case_id=True, count_occurrences=True)
+        parts.append(table.assign(prefix_len=k))
+    out = pd.concat(parts, ignore_index=True).rename(columns={"case:concept:name": "case_id"})
+    counts = [c for c in out.columns if c not in {"case_id", "prefix_len", *num_attrs}]
+    out = out.fillna({c: 0.0 for c in counts})  # a value absent from all prefixes of length k
+    # pm4py orders columns through a set (hash-seeded): sort them, or LightGBM's column
+    # sampling would draw different features from run to run
+    return out[["case_id", "prefix_len", *sorted(c for c in out.columns
+                                                 if c not in ("case_id", "prefix_len"))]]
+
+
+def align(train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Test columns as in training (values unseen in training dropped, absent ones 0)."""
+    counts = [c for c in train.columns if c not in test.columns]
+    test = test.reindex(columns=train.columns).fillna({c: 0.0 for c in counts})
+    return train, test
+
+
+@dataclass
+class PeerData:
+    train: pd.DataFrame  # keys + features, training cases cut at the split
+    test: pd.DataFrame
+    features_s: float
+    train_cases: int
+    sampled: bool
+
+
+def build_peer(prep: Prepared, seed: int) -> PeerData:
+    """pm4py features of the cut training log (optionally a seeded sample of its cases,
+    see ``LogSpec.peer_max_train_cases``) and of the test cases, timed."""
+    train_events = prep.split.train
+    cases = train_events["case_id"].unique()
+    cap = prep.spec.peer_max_train_cases
+    sampled = cap is not None and len(cases) > cap
+    if sampled:
+        keep = np.random.default_rng(seed).choice(cases, size=cap, replace=False)
+        train_events = train_events[train_events["case_id"].isin(keep)]
+    started = time.perf_counter()
+    train = peer_features(train_events, prep.max_prefix_len)
+    test = peer_features(prep.split.test, prep.max_prefix_len)
+    train, test = align(train, test)
+    safe = {c: f"f{i}_{re.sub(r'[^0-9A-Za-z_]', '_', c)}" for i, c in enumerate(train.columns)
+            if c not in ("case_id", "prefix_len")}  # LightGBM refuses JSON characters
+    # one consolidated block each (pm4py's frames are built column by column)
+    train, test = train.rename(columns=safe).copy(), test.rename(columns=safe).copy()
+    return PeerData(train=train, test=test, features_s=time.perf_counter() - started,
+                    train_cases=int(train_events["case_id"].nunique()), sampled=sampled)
+
+
+def peer_matrix(keys: pd.DataFrame, peer: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Peer feature rows for our (case, k) rows, in our order; mask of rows it has."""
+    merged = keys[["case_id", "prefix_len"]].merge(peer, on=["case_id", "prefix_len"],
+                                                   how="left", indicator=True)
+    found = (merged.pop("_merge") == "both").to_numpy()
+    X = merged.drop(columns=["case_id"]).astype("float64")
+    return X.reset_index(drop=True), found
+
+
+def fit_peer(prep: Prepared, peer: PeerData, target: Target,
+             config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same model class, settings and fit/valid/cal blocks as ours, on pm4py features.
+
+    Returns test predictions, test labels and test prefix lengths.
+    """
+    data = prep.data
+    rows = target.rows(data.train_labels)
+    X_all, found = peer_matrix(data.train_frame[rows], peer.train)
+    if not peer.sampled and not found.all():
+        raise RuntimeError(f"pm4py built no features for {int((~found).sum())} training rows")
+    y_all = data.train_labels.loc[rows, target.label].to_numpy(dtype=float)[found]
+    X_all = X_all[found].reset_index(drop=True)
+    blocks = data.blocks[rows][found]
+    folds = [(X_all[blocks == b], y_all[blocks == b]) for b in range(3)]
+    test_rows = target.rows(data.test_labels)
+    X_test, test_found = peer_matrix(data.test_frame[test_rows], peer.test)
+    if not test_found.all():
+        raise RuntimeError(f"pm4py built no features for {int((~test_found).sum())} test rows")
+    y_test = data.test_labels.loc[test_rows, target.label].to_numpy(dtype=float)
+    k_test = data.test_frame.loc[test_rows, "prefix_len"].to_numpy()
+    if target.kind == "classification":
+        model = WinProbabilityModel(config.lgbm, config.calibration, config.seed,
+                                    base=config.win_base)
+        (X_fit, y_fit), (X_valid, y_valid), (X_cal, y_cal) = folds
+        model.fit(X_fit, y_fit.astype(int), X_valid, y_valid.astype(int), X_cal, y_cal.astype(int))
+        return model.predict_proba(X_test), y_test, k_test
+    base, params = regression_base(target)
+    regressor = IntervalRegressor({**params, **config.lgbm}, config.interval_alpha,
+                                  config.seed, base=base)
+    regressor.fit(*(part for f in folds for part in f))
+    return regressor.predict(X_test), y_test, k_test
+
+
+# ------------------------------------------------------------------------ metrics
+def per_length(k: np.ndarray, y: np.ndarray, pred: np.ndarray,
+               kind: str) -> dict[str, float]:
+    """Metric per prefix length (lengths with too few rows, or one class, left out)."""
+    out: dict[str, float] = {}
+    for length in np.unique(k):
+        inside = k == length
+        if inside.sum() < MIN_PER_LENGTH:
+            continue
+        if kind == "classification":
+            if min((y[inside] == 1).sum(), (y[inside] == 0).sum()) < 2:
+                continue
+            out[str(int(length))] = classification_metrics(y[inside], pred[inside])["auc"]
+        else:
+            out[str(int(length))] = regression_metrics(y[inside], pred[inside])["mae_days"]
+    return {key: round(value, 4) for key, value in out.items()}
+
+
+def main_metric(target: Target, y: np.ndarray, pred: np.ndarray,
+                weight: np.ndarray | None = None) -> float:
+    if target.kind == "classification":
+        return float(roc_auc_score(y, pred, sample_weight=weight))
+    return float(np.average(np.abs(y - pred), weights=weight))
+
+
+def paired_difference_ci(target: Target, cases: np.ndarray, y: np.ndarray, ours: np.ndarray,
+                         peer: np.ndarray, seed: int,
+                         resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """95 % interval of metric(ours) - metric(peer) over test cases drawn with replacement.
+
+    Prefixes of one case share its label, so cases (not rows) are resampled; both
+    models are scored on the same draw, which makes small differences readable.
+    """
+    codes, n_cases = pd.factorize(cases)[0], len(np.unique(cases))
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        weight = rng.multinomial(n_cases, np.full(n_cases, 1 / n_cases))[codes]
+        diffs.append(main_metric(target, y, ours, weight) - main_metric(target, y, peer, weight))
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return float(low), float(high)
+
+
+# ------------------------------------------------------------------------- running
+def run_target(prep: Prepared, target: Target, config: TrainConfig,
+               peer: PeerData | None) -> dict[str, Any]:
+    """Our model, our baselines and (if built) the peer, for one target of one log."""
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn/LightGBM chatter on feature names
+        result: TargetResult = fit_target(prep.data, target, config)
+    fit_s = time.perf_counter() - started
+    test = result.test
+    pred_col = "p_win" if target.kind == "classification" else "prediction"
+    k, y, pred = test["prefix_len"].to_numpy(), test["y"].to_numpy(), test[pred_col].to_numpy()
+    out: dict[str, Any] = {
+        "metric": target.main_metric,
+        "ours": result.metrics[target.main_metric],
+        "baselines": {name: values[target.main_metric]
+                      for name, values in result.baselines.items()},
+        "ours_per_length": per_length(k, y, pred, target.kind),
+        "test_prefixes": len(test), "test_cases": int(test["case_id"].nunique()),
+        "train_prefixes": int(target.rows(prep.data.train_labels).sum()),
+        "fit_s": round(fit_s, 2),
+    }
+    if target.kind == "classification":
+        out["positive_rate_test"] = float(np.mean(y))
+    if peer is not None:
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p_pred, p_y, p_k = fit_peer(prep, peer, target, config)
+        out["peer"] = main_metric(target, p_y, p_pred)
+        low, high = paired_difference_ci(target, test["case_id"].to_numpy(), y, pred, p_pred,
+                                         config.seed)
+        out["ours_minus_peer_ci95"] = [round(low, 4), round(high, 4)]
+        out["peer_per_length"] = per_length(p_k, p_y, p_pred, target.kind)
+        out["peer_fit_s"] = round(time.perf_counter() - started, 2)
+    return out
+
+
+def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, with_peer: bool,
+            config: TrainConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+    log = load(spec, data_dir, max_cases)
+    read_s = time.perf_counter() - started
+    err.print(f"[{spec.name}] read {log.events['case_id'].nunique()} cases in {read_s:.1f}s")
+    prep = prepare(spec, log, config)
+    err.print(f"[{spec.name}] our features in {prep.features_s:.1f}s "
+              f"(prefixes 1..{prep.max_prefix_len}, horizon {prep.horizon_days})")
+    peer = None
+    if with_peer:
+        peer = build_peer(prep, config.seed)
+        err.print(f"[{spec.name}] pm4py features in {peer.features_s:.1f}s")
+    targets = {}
+    for name in spec.targets:
+        targets[name] = run_target(prep, TARGETS[name], config, peer)
+        err.print(f"[{spec.name}] {name}: {targets[name]['ours']:.4f} "
+                  f"(peer {targets[name].get('peer')})")
+    split = prep.split
+    return {
+        "cases": int(log.events["case_id"].nunique()), "events": len(log.events),
+        "train_cases": int(split.train["case_id"].nunique()),
+        "test_cases": int(split.test["case_id"].nunique()),
+        "left_out_too_recent": len(split.too_recent),
+        "horizon_days": None if prep.horizon_days is None else round(prep.horizon_days, 1),
+        "split_time": split.split_time.isoformat(),
+        "max_prefix_len": prep.max_prefix_len,
+        "read_s": round(read_s, 2), "features_s": round(prep.features_s, 2),
+        "peer_features_s": None if peer is None else round(peer.features_s, 2),
+        "peer_train_cases": None if peer is None else peer.train_cases,
+        "peer_sampled": None if peer is None else peer.sampled,
+        "targets": targets,
+    }
+
+
+# -------------------------------------------------------------------------- output
+def _r(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), digits)
+
+
+def summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's JSON keys per log, plus per-length figures and the run's facts."""
+    out: dict[str, Any] = {}
+    for name, res in results.items():
+        t = res["targets"]
+        row: dict[str, Any] = {}
+        if name == "bpic2012":
+            o = t["outcome"]
+            row |= {"auc": _r(o["ours"]), "baseline_auc": _r(max(o["baselines"].values())),
+                    "peer_auc": _r(o.get("peer")),
+                    "stage_rate_auc": _r(o["baselines"]["stage_rate"]),
+                    "logreg_auc": _r(o["baselines"]["logreg"])}
+        elif name == "helpdesk":
+            r = t["remaining_time"]
+            row |= {"mae_days": _r(r["ours"]),
+                    "baseline_mae_days": _r(r["baselines"]["historical"]),
+                    "peer_mae_days": _r(r.get("peer"))}
+        elif name == "traffic_fines":
+            p, o = t["payment_delay"], t["outcome"]
+            row |= {"payment_delay_mae_days": _r(p["ours"]),
+                    "payment_delay_baseline_mae_days": _r(p["baselines"]["historical"]),
+                    "peer_payment_delay_mae_days": _r(p.get("peer")),
+                    "outcome_auc": _r(o["ours"]), "peer_outcome_auc": _r(o.get("peer")),
+                    "outcome_baseline_auc": _r(max(o["baselines"].values()))}
+        row |= {"features_s": res["features_s"], "peer_features_s": res["peer_features_s"]}
+        row["details"] = {k: v for k, v in res.items() if k != "targets"} | {
+            target: {k: v for k, v in values.items() if k not in ("metric",)}
+            for target, values in t.items()}
+        out[name] = row
+    return out
+
+
+def table(results: dict[str, dict[str, Any]]) -> Table:
+    grid = Table(title="Real public logs: ours vs baselines vs pm4py features "
+                       "(same split, prefixes, labels, LightGBM)")
+    for column in ("log", "target", "metric", "ours", "best baseline", "pm4py peer",
+                   "ours-peer 95% CI", "test prefixes", "features s", "pm4py s", "speed-up"):
+        grid.add_column(column, justify="left" if column in ("log", "target", "metric")
+                        else "right")
+    for name, res in results.items():
+        ours_s, peer_s = res["features_s"], res["peer_features_s"]
+        speed = f"{peer_s / ours_s:.1f}x" if peer_s else "-"
+        for target, t in res["targets"].items():
+            best = (max if t["metric"] == "auc" else min)(t["baselines"].values())
+            peer, ci = t.get("peer"), t.get("ours_minus_peer_ci95")
+            grid.add_row(name, target, t["metric"], f"{t['ours']:.3f}", f"{best:.3f}",
+                         "-" if peer is None else f"{peer:.3f}",
+                         "-" if ci is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]",
+                         str(t["test_prefixes"]),
+                         f"{ours_s:.1f}", "-" if peer_s is None else f"{peer_s:.1f}", speed)
+    return grid
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help="folder with the logs (default: ../shared/data)")
+    parser.add_argument("--logs", nargs="+", choices=list(LOGS), default=list(LOGS),
+                        help="which logs to run (default: all three)")
+    parser.add_argument("--max-cases", type=int, default=None,
+                        help="keep only the earliest N cases of each log (smoke runs)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the pm4py peer")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object as the last line")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    missing = [LOGS[n].file for n in args.logs if not (args.data_dir / LOGS[n].file).is_file()]
+    if missing:
+        err.print(f"missing log file(s) under {args.data_dir}: {missing}")
+        return 2
+    with_peer = not args.no_peer and pm4py_available()
+    if not args.no_peer and not with_peer:
+        err.print("pm4py is not installed (pip install -e '.[benchmark]'): peer skipped",
+                  markup=False)
+    config = TrainConfig()
+    started = time.perf_counter()
+    results = {name: run_log(LOGS[name], args.data_dir, args.max_cases, with_peer, config)
+               for name in args.logs}
+    wall_s = time.perf_counter() - started
+    Console(width=170).print(table(results))
+    print(f"wall time {wall_s:.0f} s")
+    if args.json:
+        print(json.dumps(summary(results) | {"wall_s": round(wall_s, 1)}, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
