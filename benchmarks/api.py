@@ -120,8 +120,9 @@ class Server:
     """``l2c serve`` as a subprocess, ready when ``GET /ready`` answers 200."""
 
     def __init__(self, workdir: Path, api_key: str, ready_timeout: float,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, workers: int = 1) -> None:
         self.workdir = workdir
+        self.workers = workers
         self.extra_env = extra_env or {}
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -135,7 +136,8 @@ class Server:
         env.update(L2C_API_KEY=self.api_key, L2C_ENVIRONMENT="production", **self.extra_env)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [l2c_executable(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [l2c_executable(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--workers", str(self.workers)],
                 cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             self._wait_ready()
@@ -446,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path,
                         help="prepared folder to reuse (or to prepare); default: a temporary one")
     parser.add_argument("--json", action="store_true", help="print one JSON line at the end")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--max-seconds", type=float, default=60.0,
                         help="time limit of each concurrency level")
     parser.add_argument("--levels", default=",".join(str(n) for n in LEVELS),
@@ -477,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_out = None
         extra_env = ({} if args.max_request_bytes is None
                      else {"L2C_MAX_REQUEST_BYTES": str(args.max_request_bytes)})
-        with Server(workdir, api_key, args.ready_timeout, extra_env) as server:
+        with Server(workdir, api_key, args.ready_timeout, extra_env, args.workers) as server:
             warm_up(server.base_url, api_key, bodies, args.request_timeout, workdir)
             for n in levels:
                 err.print(f"  {n} client(s): up to {LEVELS[n]} requests or "
