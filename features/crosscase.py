@@ -25,6 +25,32 @@ from features.outcomes import payment_timing
 from features.prefixes import by_case, seconds
 
 _NEVER = np.iinfo(np.int64).max // 4  # "not (yet) happened": after every query time
+#: up to this many facts, running sums are taken in Python (see ``running_sums``)
+_FEW_FACTS = 256
+
+
+def running_sums(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Cumulative sums of ``values`` (rows) restarting in every group, exactly as pandas'
+    ``groupby(...).cumsum()`` computes them (Kahan-compensated, bit for bit).
+
+    A request brings a handful of facts, where pandas' groupby costs ~1 ms a call; the
+    same compensated loop in Python takes microseconds. Larger inputs go to pandas.
+    """
+    if len(values) > _FEW_FACTS:
+        return pd.DataFrame(values).groupby(groups, sort=False).cumsum().to_numpy()
+    out = np.empty_like(values)
+    totals: dict[object, list[float]] = {}
+    errors: dict[object, list[float]] = {}
+    for i, group in enumerate(groups.tolist()):
+        total = totals.setdefault(group, [0.0] * values.shape[1])
+        error = errors.setdefault(group, [0.0] * values.shape[1])
+        for j, value in enumerate(values[i].tolist()):
+            y = value - error[j]
+            t = total[j] + y
+            error[j] = t - total[j] - y
+            total[j] = t
+            out[i, j] = t
+    return out
 _DAY = 86400
 
 
@@ -53,27 +79,27 @@ def _first_known(prepared: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFra
 def case_history(prepared: pd.DataFrame, roles: Roles) -> pd.DataFrame:
     """One row per case with every fact another case's prefix may need, and its time."""
     cases = pd.Index(prepared["case_id"].unique(), name="case_id")
-    history = pd.DataFrame(index=cases)
-    history["start_sec"] = seconds(prepared["timestamp"])[
-        np.r_[True, prepared["case_id"].to_numpy()[1:] != prepared["case_id"].to_numpy()[:-1]]]
-    groups = list(_KINDS)
-    values, known = _first_known(prepared, groups)
-    for column in groups:
-        history[column] = values[column].reindex(cases).astype("object")
-        history[f"{column}_sec"] = known[column].reindex(cases).to_numpy(dtype=np.int64)
+    ids = prepared["case_id"].to_numpy()
+    facts: dict[str, object] = {
+        "start_sec": seconds(prepared["timestamp"])[np.r_[True, ids[1:] != ids[:-1]]]}
+    values, known = _first_known(prepared, list(_KINDS))
+    for column in _KINDS:
+        facts[column] = values[column].reindex(cases).astype("object")
+        facts[f"{column}_sec"] = known[column].reindex(cases).to_numpy(dtype=np.int64)
     ends = roles.end_activities
     is_end = prepared["activity"].isin(ends) if ends else None
-    history["end_sec"] = _NEVER
+    facts["end_sec"] = np.full(len(cases), _NEVER, dtype=np.int64)
     if is_end is not None and is_end.any():
         end = prepared.loc[is_end].groupby("case_id", sort=False)["timestamp"].min()
-        history["end_sec"] = _sec_or_never(end.reindex(cases))
-    history["cycle_days"] = (history["end_sec"] - history["start_sec"]) / _DAY
-    history["payment_sec"] = _NEVER
-    history["payment_delay_days"] = np.nan
+        facts["end_sec"] = _sec_or_never(end.reindex(cases))
+    facts["cycle_days"] = (facts["end_sec"] - facts["start_sec"]) / _DAY
+    facts["payment_sec"] = np.full(len(cases), _NEVER, dtype=np.int64)
+    facts["payment_delay_days"] = np.full(len(cases), np.nan)
     if roles.payment and prepared["activity"].isin(roles.payment).any():  # else none paid
         pay = payment_timing(prepared, roles).reindex(cases)
-        history["payment_sec"] = _sec_or_never(pay["payment_time"])
-        history["payment_delay_days"] = pay["delay_days"].astype("float64")
+        facts["payment_sec"] = _sec_or_never(pay["payment_time"])
+        facts["payment_delay_days"] = pay["delay_days"].to_numpy(dtype="float64")
+    history = pd.DataFrame(facts, index=cases)  # one frame: column inserts cost ~0.3 ms each
     return history
 
 
@@ -119,8 +145,7 @@ class _AsOf:
         vals = np.nan_to_num(values[known][order].astype("float64"))
         if len(vals) == 0:
             return cls(keys=keys, sums=np.zeros((0, values.shape[1])), span=span)
-        groups = codes[known][order]
-        sums = pd.DataFrame(vals).groupby(groups, sort=False).cumsum().to_numpy()
+        sums = running_sums(vals, codes[known][order])
         return cls(keys=keys[order], sums=sums, span=span)
 
     def at(self, codes: np.ndarray, times: np.ndarray) -> np.ndarray:
