@@ -73,6 +73,15 @@ class PrefixEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "feature_names_out_")
         return {name: name.replace("_", " ") for name in self.feature_names_out_}
 
+    def feature_groups(self) -> dict[str, tuple[str, str]]:
+        """Feature -> (group, words) for features that describe one thing together.
+
+        Explanations add up a group's contributions: the min, max and mean of one
+        discount are near-collinear, and a linear base splits their effect into large
+        opposite terms that only make sense summed.
+        """
+        return {}
+
 
 class AttributeEncoder(PrefixEncoder):
     """Case and event attributes as known at the prefix end (last non-missing value).
@@ -177,6 +186,14 @@ class NumericHistoryEncoder(PrefixEncoder):
             out[f"{col}_mean"] = (total / filled.where(filled > 0)).astype("float64")
         return pd.DataFrame(out, index=prepared.index)
 
+    def feature_groups(self) -> dict[str, tuple[str, str]]:
+        """Each number's min, max and mean, with its current value (the attribute ``c``)."""
+        groups = {}
+        for c in self.columns_:
+            words = (c, f"{c.replace('_', ' ')} (now, and min, max, mean so far)")
+            groups.update({name: words for name in (c, f"{c}_min", f"{c}_max", f"{c}_mean")})
+        return groups
+
 
 class LastStateEncoder(PrefixEncoder):
     """Where the case stands: last and previous activity, current stage, last resource."""
@@ -255,6 +272,10 @@ class TimeEncoder(PrefixEncoder):
         terms = last_known(prepared, "payment_terms_days").to_numpy(dtype="float64")
         out["days_past_due"] = since_invoice - terms
         return out
+
+    def feature_groups(self) -> dict[str, tuple[str, str]]:
+        quarter = ("quarter_position", "position in the fiscal quarter (days in, days left)")
+        return {"day_in_quarter": quarter, "days_to_quarter_end": quarter}
 
     @staticmethod
     def _days_in_stage(prepared: pd.DataFrame, sec: pd.Series) -> np.ndarray:

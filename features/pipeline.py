@@ -160,6 +160,14 @@ class PrefixPipeline(BaseEstimator):
             names.update(enc.readable_names())
         return names
 
+    def feature_groups(self) -> dict[str, tuple[str, str]]:
+        """Feature -> (group, words) where encoders group features for explanations."""
+        check_is_fitted(self, "encoders_")
+        groups: dict[str, tuple[str, str]] = {}
+        for enc in self.encoders_:
+            groups.update(enc.feature_groups())
+        return groups
+
     def feature_matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Only the features, in schema order, after checking the schema."""
         self.check_features(frame)

@@ -91,6 +91,25 @@ def test_shap_contributions_add_up_to_the_model_output(client, trained) -> None:
     assert outcome["total"] == pytest.approx(np.log(raw / (1 - raw)), abs=1e-6)
 
 
+def test_grouped_features_are_explained_as_one_item_that_still_adds_up(store) -> None:
+    from serving.service import explain_rows
+
+    bundle = store.snapshot.get("outcome").bundle
+    X = bundle.pipeline.feature_matrix(bundle.features(bundle.info["example_events"]))
+    explained = explain_rows(bundle, X, top_k=X.shape[1])
+    raw = bundle.raw_output(X)
+    for row, explanation in enumerate(explained):
+        features = [c["feature"] for c in explanation["contributions"]]
+        assert "discount_pct" in features and "quarter_position" in features
+        assert not {"discount_pct_min", "day_in_quarter"} & set(features)
+        assert explanation["other_features"] == pytest.approx(0.0, abs=1e-9)
+        listed = sum(c["contribution"] for c in explanation["contributions"])
+        assert explanation["base_value"] + listed == pytest.approx(raw[row], abs=1e-6)
+        discount = features.index("discount_pct")
+        assert explanation["contributions"][discount]["value"].startswith("now ")
+        assert ", min " in explanation["contributions"][discount]["value"]
+
+
 def test_api_key_is_required_except_for_health(client, store) -> None:
     anonymous = TestClient(client.app)
     assert anonymous.get("/health").status_code == 200
