@@ -48,14 +48,13 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from features.log import EventLog, read_log  # noqa: E402
 from features.outcomes import outcome_events  # noqa: E402
-from features.pipeline import PrefixPipeline  # noqa: E402
 from features.schema import LABEL_ONLY_COLUMNS, ROW_COLUMN  # noqa: E402
-from features.split import TemporalSplit, case_blocks, case_starts_sorted, temporal_split  # noqa: E402
+from features.split import TemporalSplit, case_starts_sorted  # noqa: E402
 from models.estimators import IntervalRegressor, WinProbabilityModel  # noqa: E402
 from models.metrics import classification_metrics, regression_metrics  # noqa: E402
 from models.targets import TARGETS, Target  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
-from training.data import TrainingData  # noqa: E402
+from training.data import TrainingData, build_training_data  # noqa: E402
 from training.fit import TargetResult, fit_target, regression_base  # noqa: E402
 
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
@@ -174,39 +173,27 @@ def decision_horizon(log: EventLog) -> pd.Timedelta | None:
 
 # -------------------------------------------------------------------- our features
 def prepare(spec: LogSpec, log: EventLog, config: TrainConfig) -> Prepared:
-    """``training.data.prepare_training_data`` on an already read log, with this protocol.
+    """``training.data.build_training_data`` (what ``l2c train`` runs on a read log) with
+    this protocol's prefix lengths and horizon, and the log's own label rules.
 
-    Same steps: temporal split, pipeline fitted on the cut training events, features and
-    labels of the whole log, training rows = training cases' prefixes ending before the
-    split, test rows = test cases' prefixes; time-ordered fit/valid/cal blocks.
+    Temporal split, pipeline fitted on the cut training events, features and labels of
+    the whole log, training rows = training cases' prefixes ending before the split, test
+    rows = test cases' prefixes; time-ordered fit/valid/cal blocks.
     """
     events = log.events
     k_max = max_prefix_length(events, spec)
     horizon = decision_horizon(log) if spec.decision_horizon else None
-    split = temporal_split(events, config.test_fraction, horizon)
-    started = time.perf_counter()
-    pipeline = PrefixPipeline(roles=log.mapping.roles, max_prefix_len=k_max,
-                              min_frequency=config.min_frequency)
-    pipeline.fit(split.train)
-    frame = pipeline.transform(events)
-    features_s = time.perf_counter() - started
-    labels = pipeline.labels(events)
+    data = build_training_data(
+        log, config.model_copy(update={"max_prefix_len": k_max}), horizon,
+        fingerprint={"cases": int(events["case_id"].nunique()), "events": len(events)})
     if spec.payment_anchor is not None:
-        labels = anchored_payment_labels(labels, events, spec.payment_anchor)
-    in_test = frame["case_id"].isin(split.test["case_id"].unique()).to_numpy()
-    in_train = ~in_test & frame["case_id"].isin(split.train["case_id"].unique()).to_numpy() \
-        & (frame["prefix_end"] < split.split_time).to_numpy()
-    train_frame = frame[in_train].reset_index(drop=True)
-    data = TrainingData(
-        log=log, split=split, pipeline=pipeline, train_frame=train_frame,
-        train_labels=labels[in_train].reset_index(drop=True),
-        test_frame=frame[in_test].reset_index(drop=True),
-        test_labels=labels[in_test].reset_index(drop=True),
-        fingerprint={"cases": int(events["case_id"].nunique()), "events": len(events)},
-        blocks=case_blocks(train_frame, config.fold_fractions))
-    return Prepared(spec=spec, log=log, split=split, max_prefix_len=k_max,
+        data.train_labels = anchored_payment_labels(data.train_labels, events,
+                                                    spec.payment_anchor)
+        data.test_labels = anchored_payment_labels(data.test_labels, events,
+                                                   spec.payment_anchor)
+    return Prepared(spec=spec, log=log, split=data.split, max_prefix_len=k_max,
                     horizon_days=None if horizon is None else horizon / pd.Timedelta(days=1),
-                    data=data, features_s=features_s)
+                    data=data, features_s=data.features_s)
 
 
 def anchored_payment_labels(labels: pd.DataFrame, events: pd.DataFrame,

@@ -7,6 +7,7 @@ fails with a clear message and leaves no half-written run behind.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class TrainingData:
     fingerprint: dict[str, Any]
     truth: pd.DataFrame | None = None
     blocks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    features_s: float = 0.0  # pipeline fit + transform of the whole log
 
 
 def file_sha256(path: str | Path) -> str:
@@ -81,33 +83,46 @@ def prepare_training_data(path: str | Path, mapping: Mapping | str | Path | None
             f"{path}: only {log.events['case_id'].nunique()} usable case(s) after validation "
             f"({log.report.rows_quarantined} row(s) quarantined: "
             f"{dict(log.report.quarantined)}); at least 50 are needed to train")
-    horizon = evaluation_horizon(log, config)
+    data = build_training_data(log, config, evaluation_horizon(log, config),
+                               fingerprint(path, log), load_truth(path))
+    for target in targets:
+        _check_enough_labels(data, target, path)
+    return data
+
+
+def build_training_data(log: EventLog, config: TrainConfig, horizon: pd.Timedelta | None,
+                        fingerprint: dict[str, Any],
+                        truth: pd.DataFrame | None = None) -> TrainingData:
+    """Split in time, fit the feature pipeline on training events, build the matrices.
+
+    Shared by ``l2c train`` and the real-log benchmark, which reads its logs itself and
+    chooses its own horizon and prefix lengths (``config.max_prefix_len``).
+    """
     split = temporal_split(log.events, config.test_fraction, horizon)
     pipeline = PrefixPipeline(roles=log.mapping.roles, max_prefix_len=config.max_prefix_len,
                               thin_after=config.thin_after, thin_step=config.thin_step,
                               min_frequency=config.min_frequency)
+    started = time.perf_counter()
     pipeline.fit(split.train)
     # Features are as-of by construction, so prefixes of the whole log that end before
     # the split equal those of the cut log; labels come from the whole case, as in the
     # literature's protocol (training cases are cut, their outcomes are not censored).
     frame = pipeline.transform(log.events)
+    features_s = time.perf_counter() - started
     labels = pipeline.labels(log.events)
     test_cases = split.test["case_id"].unique()
     in_test = frame["case_id"].isin(test_cases).to_numpy()
     in_train = ~in_test & (frame["prefix_end"] < split.split_time).to_numpy()
     pipeline.refresh_history(log.events)  # deployment sees the whole extract's history
     train_frame = frame[in_train].reset_index(drop=True)
-    data = TrainingData(
+    return TrainingData(
         log=log, split=split, pipeline=pipeline,
         train_frame=train_frame, train_labels=labels[in_train].reset_index(drop=True),
         test_frame=frame[in_test].reset_index(drop=True),
         test_labels=labels[in_test].reset_index(drop=True),
-        fingerprint=fingerprint(path, log), truth=load_truth(path),
-        blocks=case_blocks(train_frame, config.fold_fractions),
+        fingerprint=fingerprint, truth=truth,
+        blocks=case_blocks(train_frame, config.fold_fractions), features_s=features_s,
     )
-    for target in targets:
-        _check_enough_labels(data, target, path)
-    return data
 
 
 def evaluation_horizon(log: EventLog, config: TrainConfig) -> pd.Timedelta | None:

@@ -88,6 +88,7 @@ def _log_everything(data: TrainingData, results: list[TargetResult], config: Tra
     mlflow.log_dict({"features": data.pipeline.schema_,
                      "readable": data.pipeline.readable_names()}, "features/schema.json")
     _log_evaluation_set(data)
+    mlflow.log_metric("features.seconds", data.features_s)  # pipeline fit + whole-log transform
     versions = {}
     for result in results:
         mlflow.log_metrics(result.flat_metrics())

@@ -49,6 +49,8 @@ def test_run_logs_data_params_metrics_plots_and_registers_models(trained) -> Non
     assert run.data.metrics["outcome.auc"] == pytest.approx(
         next(r for r in trained.results if r.target.name == "outcome").metrics["auc"])
     assert any(k.startswith("outcome.baseline_logreg.") for k in run.data.metrics)
+    assert run.data.metrics["features.seconds"] == pytest.approx(trained.data.features_s)
+    assert trained.data.features_s > 0
     assert any(k.startswith("outcome.prefix_1-2.") for k in run.data.metrics)
     assert run.inputs.dataset_inputs[0].dataset.digest == trained.data.fingerprint["sha256"][:16]
     artifacts = {a.path for a in client.list_artifacts(trained.run_id, "plots")}
