@@ -80,8 +80,8 @@ def case_history(prepared: pd.DataFrame, roles: Roles) -> pd.DataFrame:
     """One row per case with every fact another case's prefix may need, and its time."""
     cases = pd.Index(prepared["case_id"].unique(), name="case_id")
     ids = prepared["case_id"].to_numpy()
-    facts: dict[str, object] = {
-        "start_sec": seconds(prepared["timestamp"])[np.r_[True, ids[1:] != ids[:-1]]]}
+    first_rows = np.r_[True, ids[1:] != ids[:-1]] if len(ids) else np.zeros(0, dtype=bool)
+    facts: dict[str, object] = {"start_sec": seconds(prepared["timestamp"])[first_rows]}
     values, known = _first_known(prepared, list(_KINDS))
     for column in _KINDS:
         facts[column] = values[column].reindex(cases).astype("object")

@@ -36,12 +36,37 @@ def draw_remaining(point: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     return np.maximum(np.where(z < 0, below, above), 0.0)
 
 
-def win_to_payment_lag_days(log: EventLog) -> float:
+def win_to_payment_lags(log: EventLog) -> pd.Series:
+    """Days from the win to the payment of every paid won case of the log."""
     roles = log.mapping.roles
     won = first_time_of(log.events, roles.won)
     paid = first_time_of(log.events, roles.payment)
-    lag = (paid.reindex(won.index) - won).dropna() / pd.Timedelta(days=1)
-    return float(lag.median()) if len(lag) else 0.0
+    return (paid.reindex(won.index) - won).dropna() / pd.Timedelta(days=1)
+
+
+def won_awaiting_payment(log: EventLog, status: pd.Series,
+                         lags: pd.Series) -> tuple[pd.Index, list[str]]:
+    """Won cases whose payment is still to come, and what was left out and why.
+
+    Only when the mapping names a payment activity (else no won case ever looks paid),
+    and, once the log shows at least 20 paid wins, only wins younger than the 95th
+    percentile of their win-to-payment lag: an older unpaid win is a write-off or a gap
+    in the export, not cash next month.
+    """
+    won = status.index[status == "won"]
+    if not log.mapping.roles.payment:
+        return won[:0], [f"{len(won)} won deal(s) not forecast as cash: the mapping names "
+                         "no payment activity"] if len(won) else []
+    if len(lags) < 20:
+        return won, []
+    as_of = log.events["timestamp"].max()
+    won_at = first_time_of(log.events, log.mapping.roles.won).reindex(won)
+    limit = float(lags.quantile(0.95))
+    fresh = ((as_of - won_at) / pd.Timedelta(days=1) <= limit).to_numpy()
+    stale = int((~fresh).sum())
+    notes = [f"{stale} won deal(s) unpaid for longer than {limit:.0f} days (95% of paid wins "
+             "paid sooner) are not forecast as cash"] if stale else []
+    return won[fresh], notes
 
 
 def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | None,
@@ -51,7 +76,9 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
     events = log.events
     as_of = events["timestamp"].max()
     scored = score_log(snapshot, log)
-    pending = scored.status.index[scored.status.isin(["open", "won"])]
+    lags = win_to_payment_lags(log)
+    awaiting, left_out = won_awaiting_payment(log, scored.status, lags)
+    pending = scored.status.index[(scored.status == "open") | scored.status.index.isin(awaiting)]
     if len(pending) == 0:
         raise ValueError(f"{source}: no open or won-but-unpaid case to forecast")
     is_open = (scored.status.reindex(pending) == "open").to_numpy()
@@ -62,7 +89,7 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
     last = last.reindex(pending)
     without_value = last["value"].isna().to_numpy()
     value = last["value"].fillna(0.0).to_numpy(dtype=float)
-    lag = win_to_payment_lag_days(log)
+    lag = float(lags.median()) if len(lags) else 0.0
 
     rng = np.random.default_rng(seed)
     n = len(p)
@@ -111,6 +138,7 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
             f"only the next {months} months are counted",
         ],
     }
+    result["assumptions"] += left_out
     if without_value.any():
         result["assumptions"].append(
             f"{int(without_value.sum())} deal(s) have no value and count as 0: "

@@ -239,6 +239,39 @@ def test_forecast_counts_won_unpaid_deals_as_cash_only_and_reports_missing_value
     assert any(str(open_case[0]) in a and "no value" in a for a in body["assumptions"])
 
 
+def test_won_deals_count_as_cash_only_with_a_payment_role_and_while_fresh(trained) -> None:
+    from features.log import EventLog
+    from features.outcomes import WON, case_outcomes, first_time_of
+    from serving.forecast import win_to_payment_lags, won_awaiting_payment
+
+    log = trained.data.log
+    events, roles = log.events, log.mapping.roles
+    status = case_outcomes(events, roles)
+    paid = events.loc[events["activity"].isin(roles.payment), "case_id"].unique()
+    status = status.where(~status.index.isin(paid), "closed")
+    # an old win never paid: shift one won-unpaid case three years back
+    unpaid_won = status.index[status == WON]
+    stale_case = unpaid_won[0]
+    shifted = events.copy()
+    shifted.loc[shifted["case_id"] == stale_case, "timestamp"] -= pd.Timedelta(days=3 * 365)
+    stale_log = EventLog(events=shifted, quarantine=log.quarantine, report=log.report,
+                         mapping=log.mapping)
+    lags = win_to_payment_lags(stale_log)
+    assert len(lags) >= 20
+    chosen, notes = won_awaiting_payment(stale_log, status, lags)
+    assert stale_case not in chosen and len(chosen) > 0
+    won_at = first_time_of(shifted, roles.won).reindex(chosen)
+    age = (shifted["timestamp"].max() - won_at) / pd.Timedelta(days=1)
+    assert (age <= lags.quantile(0.95)).all()
+    assert notes and "not forecast as cash" in notes[0]
+    no_payment = log.mapping.model_copy(update={
+        "roles": roles.model_copy(update={"payment": []})})
+    none, why = won_awaiting_payment(
+        EventLog(events=events, quarantine=log.quarantine, report=log.report,
+                 mapping=no_payment), status, lags)
+    assert len(none) == 0 and "no payment activity" in why[0]
+
+
 def test_models_list_and_failed_reload_keeps_serving(client, store) -> None:
     listed = client.get("/v1/models").json()
     assert {m["target"] for m in listed["models"]} == {"outcome", "remaining_time",
