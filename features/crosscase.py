@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from features.encoders import PrefixEncoder
 from features.mapping import Roles
 from features.outcomes import payment_timing
-from features.prefixes import by_case, seconds
+from features.prefixes import by_case, case_starts, seconds
 
 _NEVER = np.iinfo(np.int64).max // 4  # "not (yet) happened": after every query time
 #: up to this many facts, running sums are taken in Python (see ``running_sums``)
@@ -79,8 +79,7 @@ def _first_known(prepared: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFra
 def case_history(prepared: pd.DataFrame, roles: Roles) -> pd.DataFrame:
     """One row per case with every fact another case's prefix may need, and its time."""
     cases = pd.Index(prepared["case_id"].unique(), name="case_id")
-    ids = prepared["case_id"].to_numpy()
-    first_rows = np.r_[True, ids[1:] != ids[:-1]] if len(ids) else np.zeros(0, dtype=bool)
+    first_rows = case_starts(prepared["case_id"]) == np.arange(len(prepared))
     facts: dict[str, object] = {"start_sec": seconds(prepared["timestamp"])[first_rows]}
     values, known = _first_known(prepared, list(_KINDS))
     for column in _KINDS:

@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.prefixes import by_case, days_between, seconds
+from features.prefixes import by_case, case_starts, days_between, seconds
 
 
 def slug(name: str) -> str:
@@ -40,13 +40,6 @@ def as_category(values: pd.Series, categories: Sequence[str]) -> pd.Series:
     return pd.Series(
         pd.Categorical(values.astype("object"), categories=list(categories)), index=values.index
     )
-
-
-def case_starts(case_ids: pd.Series) -> np.ndarray:
-    """Row index of each row's case start (rows are sorted by case)."""
-    codes = case_ids.to_numpy()
-    new_case = np.r_[True, codes[1:] != codes[:-1]]
-    return np.maximum.accumulate(np.where(new_case, np.arange(len(codes)), 0))
 
 
 def cumulative_within_case(matrix: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -28,14 +28,18 @@ def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
     tie_break = ROW_COLUMN if ROW_COLUMN in events.columns else "activity"
     ordered = events.sort_values(["case_id", "timestamp", tie_break], kind="stable")
     ordered = ordered.reset_index(drop=True)
-    ids = ordered["case_id"].to_numpy()
-    row = np.arange(len(ids))
-    new_case = np.r_[True, ids[1:] != ids[:-1]] if len(ids) else np.zeros(0, dtype=bool)
-    start_row = np.maximum.accumulate(np.where(new_case, row, 0)) if len(ids) else row
-    ordered["prefix_len"] = (row - start_row + 1).astype("int64")
+    start_row = case_starts(ordered["case_id"])
+    ordered["prefix_len"] = (np.arange(len(ordered)) - start_row + 1).astype("int64")
     ordered["prefix_end"] = ordered["timestamp"]
     ordered["case_start"] = ordered["timestamp"].to_numpy()[start_row]
     return ordered
+
+
+def case_starts(case_ids: pd.Series) -> np.ndarray:
+    """Row index of each row's case start (rows are sorted by case)."""
+    codes = case_ids.to_numpy()
+    new_case = np.r_[True, codes[1:] != codes[:-1]]
+    return np.maximum.accumulate(np.where(new_case, np.arange(len(codes)), 0))
 
 
 class _OneCase:
