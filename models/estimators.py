@@ -96,7 +96,26 @@ def _fit_lgbm(model: lgb.LGBMModel, X: pd.DataFrame, y: np.ndarray, X_valid: pd.
     return model
 
 
-class WinProbabilityModel:
+class _Boosted:
+    """What both models share: the fitted LightGBM model ``model_`` (for the regressor,
+    its point model) read from one float matrix (see models.matrix)."""
+
+    model_: lgb.LGBMModel
+
+    @property
+    def booster(self) -> lgb.Booster:
+        return self.model_.booster_
+
+    def matrix(self, X: Matrix) -> np.ndarray:
+        """``X`` as the float matrix every part of this model reads."""
+        return as_matrix(X, self.booster.pandas_categorical)
+
+    def tree_contributions(self, X: Matrix) -> np.ndarray:
+        """TreeSHAP of the trees (LightGBM's ``pred_contrib``), expected value last."""
+        return _predict(self.booster, self.matrix(X), pred_contrib=True)
+
+
+class WinProbabilityModel(_Boosted):
     """LightGBM classifier boosted from a logistic regression, checked on later cases.
 
     Fitting, with three time-ordered blocks (fit, valid, cal):
@@ -193,14 +212,6 @@ class WinProbabilityModel:
             return _calibrator(self.calibration, raw, y), used
         return None, applied
 
-    @property
-    def booster(self) -> lgb.Booster:
-        return self.model_.booster_
-
-    def matrix(self, X: Matrix) -> np.ndarray:
-        """``X`` as the float matrix every part of this model reads (see models.matrix)."""
-        return as_matrix(X, self.booster.pandas_categorical)
-
     def base_margin(self, X: Matrix) -> np.ndarray:
         """The baseline's log-odds (LightGBM's starting score); zeros without a base."""
         if self.base_ is None:
@@ -220,10 +231,6 @@ class WinProbabilityModel:
         out[:, -1] = self.base_.intercept_ + self.base_term_means_.sum()
         return out
 
-    def tree_contributions(self, X: Matrix) -> np.ndarray:
-        """TreeSHAP of the trees (LightGBM's ``pred_contrib``), expected value last."""
-        return _predict(self.booster, self.matrix(X), pred_contrib=True)
-
     def raw_margin(self, X: Matrix) -> np.ndarray:
         """Uncalibrated log-odds: the base's plus the trees' correction."""
         M = self.matrix(X)
@@ -242,7 +249,7 @@ class WinProbabilityModel:
         return shifted if self.calibrator_ is None else _apply(self.calibrator_, shifted)
 
 
-class IntervalRegressor:
+class IntervalRegressor(_Boosted):
     """Point prediction (median, L1) plus a 10–90% interval with conformal correction.
 
     Quantile models give an interval that adapts to each case; conformalized quantile
@@ -283,16 +290,12 @@ class IntervalRegressor:
                                 y_valid, *init)
         self.upper_ = _fit_lgbm(model(objective="quantile", alpha=1 - half), X, y, X_valid,
                                 y_valid, *init)
-        lo, hi = self._quantiles(self._matrix(X_cal), self.base_prediction(X_cal))
+        lo, hi = self._quantiles(self.matrix(X_cal), self.base_prediction(X_cal))
         scores = np.maximum(lo - y_cal, y_cal - hi)
         n = len(scores)
         level = min(1.0, np.ceil((n + 1) * (1 - self.alpha)) / n) if n else 1.0
         self.correction_ = float(np.quantile(scores, level)) if n else 0.0
         return self
-
-    @property
-    def booster(self) -> lgb.Booster:
-        return self.model_.booster_
 
     def base_prediction(self, X: Matrix) -> np.ndarray:
         """The baseline's prediction the trees start from; zeros without a base."""
@@ -300,22 +303,15 @@ class IntervalRegressor:
             return np.zeros(len(X))
         return np.asarray(self.base_.predict(X), dtype=float)
 
-    def tree_contributions(self, X: Matrix) -> np.ndarray:
-        """TreeSHAP of the point model's trees, expected value last."""
-        return _predict(self.booster, self._matrix(X), pred_contrib=True)
-
-    def _matrix(self, X: Matrix) -> np.ndarray:
-        return as_matrix(X, self.booster.pandas_categorical)
-
     def predict(self, X: Matrix) -> np.ndarray:
-        return self.base_prediction(X) + _predict(self.booster, self._matrix(X))
+        return self.base_prediction(X) + _predict(self.booster, self.matrix(X))
 
     def predict_interval(self, X: Matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Point, lower and upper; the interval always contains the point.
 
         The frame becomes a matrix once for the three boosters (see models.matrix).
         """
-        M, base = self._matrix(X), self.base_prediction(X)
+        M, base = self.matrix(X), self.base_prediction(X)
         point = base + _predict(self.booster, M)
         lo, hi = self._quantiles(M, base)
         lo, hi = lo - self.correction_, hi + self.correction_
