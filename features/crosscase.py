@@ -25,6 +25,7 @@ from features.outcomes import payment_timing
 from features.prefixes import by_case, case_starts, seconds
 
 _NEVER = np.iinfo(np.int64).max // 4  # "not (yet) happened": after every query time
+_DAY = 86400
 #: up to this many facts, running sums are taken in Python (see ``running_sums``)
 _FEW_FACTS = 256
 
@@ -51,7 +52,6 @@ def running_sums(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
             total[j] = t
             out[i, j] = t
     return out
-_DAY = 86400
 
 
 def _sec_or_never(times: pd.Series) -> np.ndarray:
