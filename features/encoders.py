@@ -2,8 +2,10 @@
 
 Each encoder learns its vocabulary in ``fit`` (categories, activities) and only
 applies it in ``transform``, so a model sees the same columns at training and at
-serving. Every quantity is cumulative within the case (cumsum, cummax, forward fill
-over rows sorted by time), so a prefix's features depend on its own events only.
+serving. Every quantity is cumulative within the case (running sums, maxima, last
+known values over rows sorted by time), so a prefix's features depend on its own
+events only. The arithmetic is numpy over whole columns (``CaseRows``): one code path
+serves a million training rows and the API's one running case.
 
 Unknown categories policy (all encoders): a value not seen often enough in ``fit``
 becomes missing (NaN), which LightGBM routes like any missing value; activity counts
@@ -14,13 +16,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.prefixes import by_case, case_starts, days_between, seconds
+from features.prefixes import EventRows, Lookup, cumulative_within_case
 
 
 def slug(name: str) -> str:
@@ -28,34 +32,60 @@ def slug(name: str) -> str:
     return re.sub(r"[^0-9a-zA-Z]+", "_", str(name)).strip("_").lower() or "blank"
 
 
-def learn_categories(values: pd.Series, min_frequency: int, max_categories: int) -> list[str]:
+def learn_categories(values: pd.Series | np.ndarray, min_frequency: int,
+                     max_categories: int) -> list[str]:
     """The most frequent values seen at least ``min_frequency`` times, sorted by name."""
-    counts = values.dropna().value_counts()
+    counts = pd.Series(values).dropna().value_counts()
     counts = counts[counts >= min_frequency].head(max_categories)
     return sorted(counts.index.astype(str))
 
 
-def as_category(values: pd.Series, categories: Sequence[str]) -> pd.Series:
+@dataclass(frozen=True)
+class Coded:
+    """A categorical feature: codes into fixed categories, -1 where missing or unknown."""
+
+    codes: np.ndarray
+    categories: tuple[str, ...]
+
+
+Encoded = dict[str, "np.ndarray | Coded"]
+
+
+@lru_cache(maxsize=1024)
+def _lookup(categories: tuple[str, ...]) -> Lookup:
+    return Lookup(categories)
+
+
+@lru_cache(maxsize=1024)
+def category_dtype(categories: tuple[str, ...]) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(list(categories))
+
+
+def coded(values: np.ndarray, categories: Sequence[str]) -> Coded:
     """Fixed categories; anything else becomes missing (the unknown policy)."""
-    return pd.Series(
-        pd.Categorical(values.astype("object"), categories=list(categories)), index=values.index
-    )
+    cats = tuple(categories)
+    return Coded(codes=_lookup(cats).positions(values).astype(np.int32), categories=cats)
 
 
-def cumulative_within_case(matrix: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Cumsum down the rows, restarted at every case start, in one numpy pass."""
-    total = np.cumsum(matrix, axis=0)
-    before = np.vstack([np.zeros((1, matrix.shape[1]), dtype=total.dtype), total])[starts]
-    return total - before
-
-
-def last_known(prepared: pd.DataFrame, column: str) -> pd.Series:
-    """The latest non-missing value at or before each prefix end."""
-    return by_case(prepared[column], prepared["case_id"]).ffill()
+def as_frame(encoded: Encoded, index: pd.Index) -> pd.DataFrame:
+    """Encoded features as a frame: categoricals with their training categories."""
+    columns = {name: pd.Categorical.from_codes(value.codes, dtype=category_dtype(
+                   value.categories), validate=False) if isinstance(value, Coded) else value
+               for name, value in encoded.items()}
+    return pd.DataFrame(columns, index=index)
 
 
 class PrefixEncoder(TransformerMixin, BaseEstimator):
-    """Shared plumbing: names out, and a check that ``fit`` happened."""
+    """Shared plumbing: names out, a check that ``fit`` happened, and ``transform`` as
+    a frame of what ``encode`` computes on the prepared table's arrays."""
+
+    def encode(self, rows: EventRows) -> Encoded:
+        """Feature name -> values per row (``Coded`` for categoricals)."""
+        raise NotImplementedError
+
+    def transform(self, prepared: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "feature_names_out_")
+        return as_frame(self.encode(EventRows(prepared)), prepared.index)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
@@ -100,12 +130,12 @@ class AttributeEncoder(PrefixEncoder):
         self.feature_names_out_ = [*self.categories_, *self.numeric_]
         return self
 
-    def transform(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        check_is_fitted(self, "feature_names_out_")
-        out = {col: as_category(last_known(prepared, col), cats)
-               for col, cats in self.categories_.items()}
-        out.update({col: last_known(prepared, col).astype("float64") for col in self.numeric_})
-        return pd.DataFrame(out, index=prepared.index)
+    def encode(self, rows: EventRows) -> Encoded:
+        ffill = rows.cases.ffill
+        out: Encoded = {col: coded(ffill(rows[col]), cats)
+                        for col, cats in self.categories_.items()}
+        out.update({col: ffill(rows.floats(col)) for col in self.numeric_})
+        return out
 
 
 class ActivityCountEncoder(PrefixEncoder):
@@ -127,21 +157,24 @@ class ActivityCountEncoder(PrefixEncoder):
                                    "n_repeated_events", "n_distinct_activities"]
         return self
 
-    def transform(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        check_is_fitted(self, "feature_names_out_")
-        codes = pd.Categorical(prepared["activity"].astype("object"),
-                               categories=self.activities_).codes
+    def encode(self, rows: EventRows) -> Encoded:
+        cases, n = rows.cases, len(rows)
+        activity = rows["activity"]
+        codes = coded(activity, self.activities_).codes
         width = len(self.activities_) + 1
-        onehot = np.zeros((len(prepared), width), dtype=np.int32)
-        onehot[np.arange(len(prepared)), np.where(codes < 0, width - 1, codes)] = 1
-        counts = cumulative_within_case(onehot, case_starts(prepared["case_id"]))
-        out = pd.DataFrame(counts, columns=[*self.count_names_, "n_other_activity"],
-                           index=prepared.index)
-        repeated = prepared.groupby(["case_id", "activity"], sort=False).cumcount() > 0
-        n_repeated = by_case(repeated.astype("int32"), prepared["case_id"]).cumsum()
-        out["n_events"] = prepared["prefix_len"].to_numpy()
-        out["n_repeated_events"] = n_repeated.to_numpy()
-        out["n_distinct_activities"] = out["n_events"] - out["n_repeated_events"]
+        onehot = np.zeros((n, width), dtype=np.int32)
+        onehot[np.arange(n), np.where(codes < 0, width - 1, codes)] = 1
+        counts = cumulative_within_case(onehot, cases.start)
+        out: Encoded = dict(zip([*self.count_names_, "n_other_activity"], counts.T,
+                                strict=True))
+        # an event repeats a step when its (case, activity) occurred before in the case
+        names, _ = pd.factorize(activity)  # per name, listed or not
+        key = cases.case_number() * (int(names.max(initial=0)) + 1) + names
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        n_repeated = cases.count(first[inverse] != np.arange(n))
+        out["n_events"] = cases.k + 1
+        out["n_repeated_events"] = n_repeated
+        out["n_distinct_activities"] = cases.k + 1 - n_repeated
         return out
 
     def readable_names(self) -> dict[str, str]:
@@ -165,19 +198,19 @@ class NumericHistoryEncoder(PrefixEncoder):
                                    for stat in ("min", "max", "mean")]
         return self
 
-    def transform(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        check_is_fitted(self, "feature_names_out_")
-        cases = prepared["case_id"]
-        out = {}
+    def encode(self, rows: EventRows) -> Encoded:
+        cases = rows.cases
+        out: Encoded = {}
         for col in self.columns_:
-            values = prepared[col].astype("float64")
-            grouped = by_case(values, cases)
-            filled = by_case(values.notna().astype("int64"), cases).cumsum()
-            total = by_case(values.fillna(0.0), cases).cumsum()
-            out[f"{col}_min"] = by_case(grouped.cummin(), cases).ffill()
-            out[f"{col}_max"] = by_case(grouped.cummax(), cases).ffill()
-            out[f"{col}_mean"] = (total / filled.where(filled > 0)).astype("float64")
-        return pd.DataFrame(out, index=prepared.index)
+            values = rows.floats(col)
+            present = ~np.isnan(values)
+            filled = cases.count(present)
+            total = cases.scan(np.add, np.where(present, values, 0.0))
+            out[f"{col}_min"] = cases.scan(np.fmin, values)
+            out[f"{col}_max"] = cases.scan(np.fmax, values)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"{col}_mean"] = np.where(filled > 0, total / filled, np.nan)
+        return out
 
     def feature_groups(self) -> dict[str, tuple[str, str]]:
         """Each number's min, max and mean, with its current value (the attribute ``c``)."""
@@ -195,29 +228,27 @@ class LastStateEncoder(PrefixEncoder):
         self.min_frequency = min_frequency
         self.max_categories = max_categories
 
-    def _states(self, prepared: pd.DataFrame) -> dict[str, pd.Series]:
-        cases = prepared["case_id"]
+    @staticmethod
+    def _states(rows: EventRows) -> dict[str, np.ndarray]:
         return {
-            "last_activity": prepared["activity"],
-            "prev_activity": by_case(prepared["activity"], cases).shift(1),
-            "stage": last_known(prepared, "stage"),
-            "last_resource": prepared["resource"],
+            "last_activity": rows["activity"],
+            "prev_activity": rows.cases.shift(rows["activity"]),
+            "stage": rows.cases.ffill(rows["stage"]),
+            "last_resource": rows["resource"],
         }
 
     def fit(self, prepared: pd.DataFrame, y: object = None) -> LastStateEncoder:
         self.categories_ = {}
-        for name, values in self._states(prepared).items():
+        for name, values in self._states(EventRows(prepared)).items():
             cats = learn_categories(values, self.min_frequency, self.max_categories)
             if cats:
                 self.categories_[name] = cats
         self.feature_names_out_ = list(self.categories_)
         return self
 
-    def transform(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        check_is_fitted(self, "feature_names_out_")
-        states = self._states(prepared)
-        return pd.DataFrame({name: as_category(states[name], cats)
-                             for name, cats in self.categories_.items()}, index=prepared.index)
+    def encode(self, rows: EventRows) -> Encoded:
+        states = self._states(rows)
+        return {name: coded(states[name], cats) for name, cats in self.categories_.items()}
 
 
 class TimeEncoder(PrefixEncoder):
@@ -241,52 +272,50 @@ class TimeEncoder(PrefixEncoder):
         ]
         return self
 
-    def transform(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        check_is_fitted(self, "feature_names_out_")
-        cases = prepared["case_id"]
-        ts = prepared["timestamp"]
-        sec = pd.Series(seconds(ts), index=prepared.index)
-        elapsed = days_between(ts, prepared["case_start"])
-        gap = (sec - by_case(sec, cases).shift(1)) / 86400.0
-        out = pd.DataFrame(index=prepared.index)
-        out["elapsed_days"] = elapsed
-        out["gap_days"] = gap
-        out["max_gap_days"] = by_case(gap, cases).cummax()
-        k = prepared["prefix_len"].to_numpy()
-        out["mean_gap_days"] = np.where(k > 1, elapsed / np.maximum(k - 1, 1), np.nan)
-        out["days_in_stage"] = self._days_in_stage(prepared, sec)
-        out["hour"] = ts.dt.hour.astype("float64")
-        out["weekday"] = ts.dt.weekday.astype("float64")
-        day_in_q, to_end = self._quarter_position(ts)
-        out["day_in_quarter"] = day_in_q
-        out["days_to_quarter_end"] = to_end
-        since_invoice = self._days_since_invoice(prepared, sec)
-        out["days_since_invoice"] = since_invoice
-        terms = last_known(prepared, "payment_terms_days").to_numpy(dtype="float64")
-        out["days_past_due"] = since_invoice - terms
-        return out
+    def encode(self, rows: EventRows) -> Encoded:
+        cases, sec = rows.cases, rows.sec
+        first = sec[cases.start]
+        elapsed = (sec - first) / 86400.0
+        gap = np.where(cases.k > 0, (sec - cases.shift(sec, fill=0)) / 86400.0, np.nan)
+        k = cases.k + 1
+        day_in_q, to_end = self._quarter_position(rows.micros())
+        since_invoice = self._days_since_invoice(rows)
+        terms = cases.ffill(rows.floats("payment_terms_days"))
+        return {
+            "elapsed_days": elapsed,
+            "gap_days": gap,
+            "max_gap_days": cases.scan(np.fmax, gap),
+            "mean_gap_days": np.where(k > 1, elapsed / np.maximum(k - 1, 1), np.nan),
+            "days_in_stage": self._days_in_stage(rows),
+            "hour": (np.floor_divide(sec, 3600) % 24).astype("float64"),
+            "weekday": ((np.floor_divide(sec, 86400) + 3) % 7).astype("float64"),  # 1970-01-01: Thu
+            "day_in_quarter": day_in_q,
+            "days_to_quarter_end": to_end,
+            "days_since_invoice": since_invoice,
+            "days_past_due": since_invoice - terms,
+        }
 
     def feature_groups(self) -> dict[str, tuple[str, str]]:
         quarter = ("quarter_position", "position in the fiscal quarter (days in, days left)")
         return {"day_in_quarter": quarter, "days_to_quarter_end": quarter}
 
     @staticmethod
-    def _days_in_stage(prepared: pd.DataFrame, sec: pd.Series) -> np.ndarray:
-        stage = last_known(prepared, "stage")
-        if stage.isna().all():
-            return np.full(len(prepared), np.nan)
-        cases = prepared["case_id"]
-        changed = (stage != by_case(stage, cases).shift(1)) | (
-            prepared["prefix_len"] == 1)
-        run = changed.cumsum()
-        entered = sec.groupby(run, sort=False).transform("first")
+    def _days_in_stage(rows: EventRows) -> np.ndarray:
+        cases = rows.cases
+        stage = cases.ffill(rows["stage"])
+        known = ~pd.isna(stage)
+        if not known.any():
+            return np.full(len(rows), np.nan)
+        before = cases.shift(stage)
+        # a stage's run starts where the known stage differs from the row before's
+        changed = (cases.k == 0) | ~known | pd.isna(before) | (stage != before)
+        entered = rows.sec[np.maximum.accumulate(np.where(changed, np.arange(len(rows)), 0))]
         # no stage known yet: missing, as when the log has no stages at all (a case's
         # feature must not depend on whether other cases have stages)
-        return ((sec - entered) / 86400.0).where(stage.notna()).to_numpy()
+        return np.where(known, (rows.sec - entered) / 86400.0, np.nan)
 
-    def _quarter_position(self, ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    def _quarter_position(self, now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Days since the fiscal quarter began and days left until it ends."""
-        now = ts.dt.tz_localize(None).to_numpy("datetime64[us]")
         months = now.astype("datetime64[M]").astype(np.int64)  # months since 1970-01
         calendar_month = months % 12 + 1
         q_start = months - (calendar_month - self.fiscal_year_start_month) % 3
@@ -295,13 +324,13 @@ class TimeEncoder(PrefixEncoder):
         day = np.timedelta64(1, "D")
         return (now - start) / day, (end - now) / day
 
-    def _days_since_invoice(self, prepared: pd.DataFrame, sec: pd.Series) -> np.ndarray:
+    def _days_since_invoice(self, rows: EventRows) -> np.ndarray:
         if not self.invoice_activities:
-            return np.full(len(prepared), np.nan)
-        is_invoice = prepared["activity"].isin(self.invoice_activities)
-        first = by_case(sec.where(is_invoice), prepared["case_id"]).cummin()
-        first = by_case(first, prepared["case_id"]).ffill()
-        return ((sec - first) / 86400.0).to_numpy()
+            return np.full(len(rows), np.nan)
+        is_invoice = np.isin(rows["activity"], list(self.invoice_activities))
+        sec = rows.sec.astype("float64")
+        first = rows.cases.scan(np.fmin, np.where(is_invoice, sec, np.nan))
+        return (sec - first) / 86400.0
 
 
 class ConformanceEncoder(PrefixEncoder):
@@ -326,25 +355,29 @@ class ConformanceEncoder(PrefixEncoder):
         return self
 
     @staticmethod
-    def _backward_steps(index: pd.Series, cases: pd.Series) -> tuple[pd.Series, pd.Series]:
-        reached = by_case(by_case(index, cases).cummax(), cases).ffill()
-        before = by_case(reached, cases).shift(1)
-        backward = (index < before).astype("int32")
-        return by_case(backward, cases).cumsum(), reached
+    def _backward_steps(rows: EventRows, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Steps back (below the furthest point reached before) so far, and that point."""
+        reached = rows.cases.scan(np.fmax, index)
+        before = rows.cases.shift(reached)
+        with np.errstate(invalid="ignore"):
+            backward = index < before  # missing on either side: not a step back
+        return rows.cases.count(backward).astype("float64"), reached
 
-    def transform(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        check_is_fitted(self, "feature_names_out_")
-        cases = prepared["case_id"]
-        out = pd.DataFrame(index=prepared.index)
+    def encode(self, rows: EventRows) -> Encoded:
+        out: Encoded = {}
         if self.expected_order:
-            position = {a: i for i, a in enumerate(self.expected_order)}
-            index = prepared["activity"].map(position).astype("float64")
-            out["n_out_of_order"], out["path_progress"] = self._backward_steps(index, cases)
+            index = _positions_of(rows["activity"], self.expected_order)
+            out["n_out_of_order"], out["path_progress"] = self._backward_steps(rows, index)
         if self.stage_order:
-            position = {s: i for i, s in enumerate(self.stage_order)}
-            stage_idx = prepared["stage"].map(position).astype("float64")
-            regressions, reached = self._backward_steps(stage_idx, cases)
+            stage_idx = _positions_of(rows["stage"], self.stage_order)
+            regressions, reached = self._backward_steps(rows, stage_idx)
             out["n_stage_regressions"] = regressions
-            out["stage_index"] = by_case(stage_idx, cases).ffill()
+            out["stage_index"] = rows.cases.ffill(stage_idx)
             out["max_stage_index"] = reached
         return out
+
+
+def _positions_of(values: np.ndarray, order: Sequence[str]) -> np.ndarray:
+    """Each value's place in ``order`` as a float; NaN where it is not listed."""
+    codes = coded(values, order).codes
+    return np.where(codes >= 0, codes, np.nan).astype("float64")

@@ -33,15 +33,17 @@ from features.encoders import (
     ActivityCountEncoder,
     AttributeEncoder,
     ConformanceEncoder,
+    Encoded,
     LastStateEncoder,
     NumericHistoryEncoder,
     PrefixEncoder,
     TimeEncoder,
+    as_frame,
 )
 from features.errors import FeatureSchemaError
 from features.labels import build_labels
 from features.mapping import Roles
-from features.prefixes import KEY_COLUMNS, prepare_events, select_prefixes
+from features.prefixes import KEY_COLUMNS, EventRows, prepare_events, select_prefixes
 from features.schema import CORE_COLUMNS, LABEL_ONLY_COLUMNS, ROW_COLUMN
 
 FRAME_KEYS = (*KEY_COLUMNS, "case_start")
@@ -114,9 +116,15 @@ class PrefixPipeline(BaseEstimator):
         return self
 
     # ----------------------------------------------------------- transforming
+    def _encoded(self, prepared: pd.DataFrame) -> Encoded:
+        rows = EventRows(prepared)  # columns converted once for all encoders
+        encoded: Encoded = {}
+        for enc in self.encoders_:
+            encoded.update(enc.encode(rows))
+        return encoded
+
     def _features(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        parts = [enc.transform(prepared) for enc in self.encoders_]
-        return pd.concat(parts, axis=1)
+        return as_frame(self._encoded(prepared), prepared.index)
 
     def transform(self, events: pd.DataFrame, last_only: bool = False) -> pd.DataFrame:
         """Keys (case, prefix length, prefix end, case start) then the features.
