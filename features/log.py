@@ -25,6 +25,7 @@ from features.schema import (
     ROW_COLUMN,
     TIMESTAMP_DTYPE,
     empty_column,
+    text_dtype,
 )
 
 _EXAMPLES_PER_REASON = 5
@@ -81,7 +82,7 @@ class EventLog:
 # ------------------------------------------------------------------ parsing steps
 def _as_text(series: pd.Series) -> pd.Series:
     """Text with surrounding blanks removed and empty strings as missing."""
-    text = series.astype("str").str.strip()
+    text = series.astype(text_dtype(len(series))).str.strip()
     return text.mask(series.isna() | (text == ""))
 
 
@@ -147,15 +148,15 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     report = ValidationReport(source=source, rows_in=len(raw))
     report.absent_optional = [r for r in mapping.optional if r not in columns]
     n = len(raw)
-    reason = pd.Series([None] * n, dtype="str")
-    detail = pd.Series([None] * n, dtype="str")
+    reason = pd.Series([None] * n, dtype=text_dtype(n))
+    detail = pd.Series([None] * n, dtype=text_dtype(n))
 
     def flag(mask: pd.Series, why: str, column: str, values: pd.Series, text: str) -> None:
         fresh = mask & reason.isna()
         if not fresh.any():
             return
         reason[fresh] = why
-        shown = values[fresh].astype("str")
+        shown = values[fresh].astype(text_dtype(n))
         detail[fresh] = f"column {column!r}: {text}: " + shown
         report.note(why, _row_messages(source, raw.loc[fresh, ROW_COLUMN], column,
                                        values[fresh], text), int(fresh.sum()))
@@ -252,7 +253,7 @@ def _translate_activities(exported: pd.Series, mapping: Mapping) -> pd.Series:
     if not mapping.activities:
         return exported
     translated = exported.map(mapping.activities)
-    return translated.fillna(exported).astype("str").mask(exported.isna())
+    return translated.fillna(exported).astype(text_dtype(len(exported))).mask(exported.isna())
 
 
 def _flag_duplicates(raw: pd.DataFrame, usable: pd.Series, reason: pd.Series,
@@ -270,7 +271,7 @@ def _flag_duplicates(raw: pd.DataFrame, usable: pd.Series, reason: pd.Series,
         return
     first_row = candidates.groupby(content, dropna=False, sort=False)[ROW_COLUMN].transform("first")
     reason[dup_index] = "duplicate_event"
-    detail[dup_index] = "exact duplicate of row " + first_row[dup].astype("str")
+    detail[dup_index] = "exact duplicate of row " + first_row[dup].astype(text_dtype(len(raw)))
     rows = raw.loc[dup_index, ROW_COLUMN]
     messages = [f"{source}: row {int(r)}: exact duplicate of row {int(f)}"
                 for r, f in zip(rows.iloc[:_EXAMPLES_PER_REASON],

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.mapping import Roles
+from features.schema import text_dtype
 
 WON, LOST, OPEN = "won", "lost", "open"
 
@@ -32,11 +33,20 @@ def outcome_events(events: pd.DataFrame, roles: Roles) -> pd.DataFrame:
 
 
 def case_outcomes(events: pd.DataFrame, roles: Roles) -> pd.Series:
-    """'won', 'lost' or 'open' per case id (index), following the mapping's rule."""
-    cases = pd.Index(events["case_id"].unique(), name="case_id")
-    decided = outcome_events(events, roles)["won"].reindex(cases)
-    result = np.where(decided.isna(), OPEN, np.where(decided.fillna(False).astype(bool), WON, LOST))
-    return pd.Series(result, index=cases, name="outcome", dtype="str")
+    """'won', 'lost' or 'open' per case id (index, in order of appearance), following the
+    mapping's rule; events in time order within each case."""
+    codes, cases = pd.factorize(events["case_id"].to_numpy())
+    activity = events["activity"].to_numpy()
+    is_won = np.isin(activity, roles.won)
+    rows = np.flatnonzero(is_won | np.isin(activity, roles.lost))
+    if roles.outcome_rule == "last_of_won_lost":
+        rows = rows[::-1]
+    _, first = np.unique(codes[rows], return_index=True)  # each case's deciding event
+    deciding = rows[first]
+    result = np.full(len(cases), OPEN, dtype=object)
+    result[codes[deciding]] = np.where(is_won[deciding], WON, LOST)
+    index = pd.Index(cases, name="case_id", dtype=events["case_id"].dtype)
+    return pd.Series(result, index=index, name="outcome", dtype=text_dtype(len(cases)))
 
 
 def completed_cases(events: pd.DataFrame, roles: Roles) -> pd.Series:

@@ -21,6 +21,7 @@ Example (runs as it stands)::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from features.crosscase import CrossCaseEncoder
 from features.encoders import (
     ActivityCountEncoder,
     AttributeEncoder,
+    Coded,
     ConformanceEncoder,
     Encoded,
     LastStateEncoder,
@@ -132,17 +134,26 @@ class PrefixPipeline(BaseEstimator):
         ``last_only`` keeps each case's latest prefix: what the API scores for a
         running case. Otherwise the prefixes chosen by ``max_prefix_len``/thinning.
         """
+        return self.encode(events, last_only=last_only).frame()
+
+    def encode(self, events: pd.DataFrame, last_only: bool = False) -> EncodedPrefixes:
+        """What ``transform`` returns, as arrays: the API turns them into the model's
+        matrix and readable values without building (and re-checking) a frame."""
         check_is_fitted(self, "schema_")
         self._check_input(events)
         prepared = prepare_events(events)
-        features = self._features(prepared)
+        encoded = self._encoded(prepared)
         if last_only:
-            keep = np.r_[prepared["case_id"].to_numpy()[1:] != prepared["case_id"].to_numpy()[:-1],
-                         True] if len(prepared) else np.zeros(0, dtype=bool)
+            ids = prepared["case_id"].to_numpy()
+            keep = np.r_[ids[1:] != ids[:-1], True] if len(ids) else np.zeros(0, dtype=bool)
         else:
             keep = select_prefixes(prepared, self.max_prefix_len, self.thin_after, self.thin_step)
-        frame = pd.concat([prepared[list(FRAME_KEYS)], features], axis=1)[keep]
-        return frame.reset_index(drop=True)
+        keys = {key: prepared[key].to_numpy()[keep] for key in FRAME_KEYS}
+        features = {name: Coded(value.codes[keep], value.categories)
+                    if isinstance(value, Coded) else value[keep]
+                    for name, value in encoded.items()}
+        return EncodedPrefixes(keys=keys, features=features,
+                               timestamp_dtype=prepared["timestamp"].dtype)
 
     def fit_transform(self, events: pd.DataFrame, y: object = None) -> pd.DataFrame:
         return self.fit(events).transform(events)
@@ -202,6 +213,49 @@ class PrefixPipeline(BaseEstimator):
                 f"event log lacks column(s) {missing} that the pipeline was trained with")
         if not isinstance(events["timestamp"].dtype, pd.DatetimeTZDtype):
             raise FeatureSchemaError("column 'timestamp' must be tz-aware (canonical log)")
+
+
+@dataclass
+class EncodedPrefixes:
+    """Prefix keys and features as arrays, in schema order (``Coded`` categoricals)."""
+
+    keys: dict[str, np.ndarray]
+    features: Encoded
+    timestamp_dtype: Any
+
+    def __len__(self) -> int:
+        return len(self.keys["case_id"])
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.features)
+
+    def frame(self) -> pd.DataFrame:
+        """Keys then features, as ``PrefixPipeline.transform`` returns them."""
+        keys = {key: values if key == "case_id" or key == "prefix_len"
+                else pd.array(values, dtype=self.timestamp_dtype)
+                for key, values in self.keys.items()}
+        return pd.concat([pd.DataFrame(keys), as_frame(self.features, pd.RangeIndex(len(self)))],
+                         axis=1)
+
+    def matrix(self) -> np.ndarray:
+        """The float matrix LightGBM builds from the frame: codes for categories, NaN for
+        missing (``models.matrix.as_matrix`` of the frame, without the frame)."""
+        out = np.empty((len(self), len(self.features)), dtype="float64")
+        for j, value in enumerate(self.features.values()):
+            if isinstance(value, Coded):
+                out[:, j] = np.where(value.codes < 0, np.nan, value.codes)
+            else:
+                out[:, j] = value
+        return out
+
+    def readable(self, name: str) -> np.ndarray:
+        """A feature's values as objects: category names (NaN where missing), numbers."""
+        value = self.features[name]
+        if isinstance(value, Coded):
+            names = np.asarray([*value.categories, np.nan], dtype=object)
+            return names[value.codes]  # code -1 picks the NaN at the end
+        return value.astype(object)
 
 
 def _dtype_spec(column: pd.Series) -> dict[str, Any]:

@@ -41,18 +41,22 @@ class TargetBundle:
 
     def predict_matrix(self, X: Matrix, frame: pd.DataFrame) -> pd.DataFrame:
         """As ``predict_features`` for the feature matrix ``X`` already taken (and checked)
-        from ``frame``, or its ``as_matrix``: the API converts once for all targets of one
-        training run."""
+        from ``frame``, or its ``as_matrix``."""
         out = frame[list(FRAME_KEYS)].copy()
-        if isinstance(self.model, WinProbabilityModel):
-            out["p_win"] = self.model.predict_proba(X) if len(X) else np.zeros(0)
-        else:
-            if len(X):
-                point, lower, upper = self.model.predict_interval(X)
-            else:
-                point = lower = upper = np.zeros(0)
-            out["prediction_days"], out["lower_days"], out["upper_days"] = point, lower, upper
+        for name, values in self.predict_arrays(X).items():
+            out[name] = values
         return out
+
+    def predict_arrays(self, X: Matrix) -> dict[str, np.ndarray]:
+        """This target's prediction columns (``p_win``, or ``prediction_days`` with
+        ``lower_days`` and ``upper_days``) for the rows of ``X``."""
+        if isinstance(self.model, WinProbabilityModel):
+            return {"p_win": self.model.predict_proba(X) if len(X) else np.zeros(0)}
+        if len(X):
+            point, lower, upper = self.model.predict_interval(X)
+        else:
+            point = lower = upper = np.zeros(0)
+        return {"prediction_days": point, "lower_days": lower, "upper_days": upper}
 
     def predict_events(self, events: pd.DataFrame, last_only: bool = True) -> pd.DataFrame:
         """Predictions for canonical events (each case's latest prefix by default)."""

@@ -95,9 +95,9 @@ def test_grouped_features_are_explained_as_one_item_that_still_adds_up(store) ->
     from serving.service import explain_rows
 
     bundle = store.snapshot.get("outcome").bundle
-    X = bundle.pipeline.feature_matrix(bundle.features(bundle.info["example_events"]))
-    explained = explain_rows(bundle, X, top_k=X.shape[1])
-    raw = bundle.raw_output(X)
+    features = bundle.pipeline.encode(bundle.info["example_events"], last_only=True)
+    explained = explain_rows(bundle, features, top_k=len(features.names))
+    raw = bundle.raw_output(features.matrix())
     for row, explanation in enumerate(explained):
         features = [c["feature"] for c in explanation["contributions"]]
         assert "discount_pct" in features and "quarter_position" in features
