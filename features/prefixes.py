@@ -26,13 +26,40 @@ def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
     a shuffled frame still gives one answer.
     """
     tie_break = ROW_COLUMN if ROW_COLUMN in events.columns else "activity"
-    ordered = events.sort_values(["case_id", "timestamp", tie_break], kind="stable")
-    ordered = ordered.reset_index(drop=True)
+    ordered = in_case_time_order(events, tie_break).copy(deep=False)  # caller's frame kept
     start_row = case_starts(ordered["case_id"])
     ordered["prefix_len"] = (np.arange(len(ordered)) - start_row + 1).astype("int64")
     ordered["prefix_end"] = ordered["timestamp"]
     ordered["case_start"] = ordered["timestamp"].to_numpy()[start_row]
     return ordered
+
+
+def in_case_time_order(frame: pd.DataFrame, tie_break: str) -> pd.DataFrame:
+    """Rows sorted by case, time and ``tie_break`` (stable), with a fresh 0..n-1 index.
+
+    One numpy lexsort over integer keys; a frame already in order is returned as it is
+    (an API request usually is), where ``sort_values`` costs ~1 ms even on ten rows.
+    """
+    order = np.lexsort([_sort_key(frame[c]) for c in (tie_break, "timestamp", "case_id")])
+    if not (order == np.arange(len(order))).all():
+        frame = frame.take(order)
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
+    return frame.reset_index(drop=True)
+
+
+def _sort_key(column: pd.Series) -> np.ndarray:
+    """Integers (or floats) that sort as ``sort_values`` sorts the column, missing last."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
+            column.dtype):
+        key = column.array.asi8.copy()
+        key[column.isna().to_numpy()] = np.iinfo(np.int64).max
+        return key
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return column.to_numpy(dtype="float64", na_value=np.nan)
+    codes, _ = pd.factorize(column.to_numpy(), sort=True)
+    return np.where(codes < 0, np.iinfo(np.int64).max, codes)
 
 
 def case_starts(case_ids: pd.Series) -> np.ndarray:

@@ -108,14 +108,9 @@ def cases_to_frame(cases: list[CaseIn]) -> tuple[pd.DataFrame, dict[str, list[st
                    "activity": event.activity, "timestamp": _utc(event.timestamp).isoformat()}
             if event.resource is not None:
                 row["resource"] = event.resource
-            rows.append(row)
-    # object columns: the reader takes every cell as text (JSON numbers and text mixed)
+            # JSON numbers and text share columns: every cell goes to the reader as text
+            rows.append({k: None if v is None else str(v) for k, v in row.items()})
     return pd.DataFrame(rows, dtype=object), notes
-
-
-def _absent(value: Any) -> bool:
-    """A cell the request did not fill (None, or the NaN of a key absent in a row)."""
-    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 def _utc(ts: pd.Timestamp | Any) -> pd.Timestamp:
@@ -128,9 +123,6 @@ def read_request_events(raw: pd.DataFrame, mapping: Mapping,
     """Canonicalise request events; quarantined rows and unknowns become notes."""
     unknown_columns = sorted(set(raw.columns) - known_attribute_names(mapping) - {"source_row"})
     raw = raw.drop(columns=unknown_columns)
-    for column in raw.columns:  # JSON numbers and text share columns: read all as text
-        if raw[column].dtype == object:
-            raw[column] = [None if _absent(v) else str(v) for v in raw[column].tolist()]
     log = canonicalize(raw, api_mapping(mapping), source="request")
     for _, bad in log.quarantine.iterrows():
         case = str(bad.get("case_id", "?"))
