@@ -148,12 +148,13 @@ class PrefixPipeline(BaseEstimator):
             keep = np.r_[ids[1:] != ids[:-1], True] if len(ids) else np.zeros(0, dtype=bool)
         else:
             keep = select_prefixes(prepared, self.max_prefix_len, self.thin_after, self.thin_step)
-        keys = {key: prepared[key].to_numpy()[keep] for key in FRAME_KEYS}
+        # times stay pandas datetime arrays (to_numpy would box every one as a Timestamp)
+        keys = {key: prepared[key].array[keep] if key in ("prefix_end", "case_start")
+                else prepared[key].to_numpy()[keep] for key in FRAME_KEYS}
         features = {name: Coded(value.codes[keep], value.categories)
                     if isinstance(value, Coded) else value[keep]
                     for name, value in encoded.items()}
-        return EncodedPrefixes(keys=keys, features=features,
-                               timestamp_dtype=prepared["timestamp"].dtype)
+        return EncodedPrefixes(keys=keys, features=features)
 
     def fit_transform(self, events: pd.DataFrame, y: object = None) -> pd.DataFrame:
         return self.fit(events).transform(events)
@@ -219,9 +220,8 @@ class PrefixPipeline(BaseEstimator):
 class EncodedPrefixes:
     """Prefix keys and features as arrays, in schema order (``Coded`` categoricals)."""
 
-    keys: dict[str, np.ndarray]
+    keys: dict[str, Any]  # case_id, prefix_len: ndarray; prefix_end, case_start: DatetimeArray
     features: Encoded
-    timestamp_dtype: Any
 
     def __len__(self) -> int:
         return len(self.keys["case_id"])
@@ -232,11 +232,8 @@ class EncodedPrefixes:
 
     def frame(self) -> pd.DataFrame:
         """Keys then features, as ``PrefixPipeline.transform`` returns them."""
-        keys = {key: values if key == "case_id" or key == "prefix_len"
-                else pd.array(values, dtype=self.timestamp_dtype)
-                for key, values in self.keys.items()}
-        return pd.concat([pd.DataFrame(keys), as_frame(self.features, pd.RangeIndex(len(self)))],
-                         axis=1)
+        return pd.concat([pd.DataFrame(self.keys), as_frame(self.features,
+                                                             pd.RangeIndex(len(self)))], axis=1)
 
     def matrix(self) -> np.ndarray:
         """The float matrix LightGBM builds from the frame: codes for categories, NaN for

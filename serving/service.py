@@ -317,10 +317,12 @@ class _ExplainedUnits:
 
 
 def _readable_value(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return "(missing)"
-    if isinstance(value, float | np.floating):
+    if isinstance(value, float | np.floating):  # the common case first: ~150k calls a batch
+        if value != value:
+            return "(missing)"
         return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    if value is None or value is pd.NA:
+        return "(missing)"
     return str(value)
 
 
@@ -336,65 +338,82 @@ def _due_dates(log: EventLog, mapping: Mapping) -> pd.Series:
 
 def assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
              top_k: int) -> list[dict[str, Any]]:
-    """One response dict per case, in request order of first appearance."""
-    log = scored.log
+    """One response dict per case, in the order of the scored cases."""
     mapping = served_mapping(snapshot)
     # each case's latest prefix ends at its last event and counts its events
     keys = next(iter(scored.features.values())).keys
     ids = keys["case_id"].tolist()
-    as_of = dict(zip(ids, keys["prefix_end"].tolist(), strict=True))
-    used = dict(zip(ids, keys["prefix_len"].tolist(), strict=True))
-    due = _due_dates(log, mapping).to_dict()  # dicts: Series.get per case costs ~20 us
+    as_of = pd.DatetimeIndex(keys["prefix_end"])
     statuses = scored.status.to_dict()
+    versions = {t: m.version for t, m in snapshot.models.items()}
     out: dict[str, dict[str, Any]] = {}
-    for case in as_of:
+    for case, when, used in zip(ids, _datetimes(as_of), keys["prefix_len"].tolist(),
+                                strict=True):
         status = str(statuses.get(case, "open"))
         notes = list(scored.notes.get(case, []))
-        if status == "won":
-            notes.append("the case is already won: no win probability; time to payment and "
-                         "payment delay are still predicted")
-        elif status == "lost":
-            notes.append("the case is already lost: nothing left to predict")
-        elif status == "closed":
-            notes.append("payment received: the case is closed, nothing left to predict")
-        out[case] = {"case_id": case, "status": status, "as_of": as_of[case],
-                     "events_used": int(used[case]), "notes": notes, "explanations": {},
-                     "model_versions": {t: m.version for t, m in snapshot.models.items()}}
-    explained: dict[str, list[dict[str, Any]]] = {}
+        if status in _STATUS_NOTES:
+            notes.append(_STATUS_NOTES[status])
+        out[case] = {"case_id": case, "status": status, "as_of": when, "events_used": used,
+                     "win_probability": None, "remaining_time": None, "payment_delay": None,
+                     "explanations": {}, "notes": notes, "model_versions": dict(versions)}
+    due = _due_dates(scored.log, mapping)
     for target, result in scored.results.items():
-        if explain:
-            explained[target] = explain_rows(snapshot.get(target).bundle,
-                                             scored.features[target], top_k,
-                                             scored.values.get(target))
-        columns = {name: result[name].tolist() for name in result.columns}
-        for i, case in enumerate(columns["case_id"]):
-            row = {name: values[i] for name, values in columns.items()}
-            entry = out[case]
+        order = result["case_id"].tolist()
+        entries = [out[case] for case in order]
+        times = as_of if order == ids else pd.DatetimeIndex(
+            pd.Series(as_of, index=ids).reindex(order))
+        answers = _target_answers(target, result, times, due, order)
+        explained = explain_rows(snapshot.get(target).bundle, scored.features[target], top_k,
+                                 scored.values.get(target)) if explain else None
+        for i, (entry, answer) in enumerate(zip(entries, answers, strict=True)):
             if not _applies(target, entry["status"]):
                 continue
-            if target == "outcome":
-                entry["win_probability"] = float(row["p_win"])
-            elif target == "remaining_time":
-                days = max(float(row["prediction_days"]), 0.0)
-                lo, hi = max(float(row["lower_days"]), 0.0), max(float(row["upper_days"]), 0.0)
-                start = entry["as_of"]
-                entry["remaining_time"] = {
-                    "days": days, "p10_days": lo, "p90_days": hi,
-                    "expected_end": start + pd.Timedelta(days=days),
-                    "end_p10": start + pd.Timedelta(days=lo),
-                    "end_p90": start + pd.Timedelta(days=hi)}
-            else:
-                case_due = due.get(case)
-                delay = float(row["prediction_days"])
-                entry["payment_delay"] = {
-                    "days": delay, "p10_days": float(row["lower_days"]),
-                    "p90_days": float(row["upper_days"]),
-                    "due_date": case_due,
-                    "expected_payment_date": None if case_due is None
-                    else case_due + pd.Timedelta(days=delay)}
-            if explain:
-                entry["explanations"][target] = explained[target][i]
+            entry[_ANSWER_KEY[target]] = answer
+            if explained is not None:
+                entry["explanations"][target] = explained[i]
     return list(out.values())
+
+
+_STATUS_NOTES = {
+    "won": "the case is already won: no win probability; time to payment and payment delay "
+           "are still predicted",
+    "lost": "the case is already lost: nothing left to predict",
+    "closed": "payment received: the case is closed, nothing left to predict",
+}
+_ANSWER_KEY = {"outcome": "win_probability", "remaining_time": "remaining_time",
+               "payment_delay": "payment_delay"}
+
+
+def _target_answers(target: str, result: pd.DataFrame, as_of: pd.DatetimeIndex,
+                    due: pd.Series, ids: list[str]) -> list[Any]:
+    """Per row of ``result``, what the response says for ``target``; dates computed for
+    all rows at once (one Timestamp sum per cell costs ~10 us, 30k of them a batch)."""
+    if target == "outcome":
+        return result["p_win"].astype(float).tolist()
+    point, lower, upper = (result[c].to_numpy(dtype=float)
+                           for c in ("prediction_days", "lower_days", "upper_days"))
+    if target == "remaining_time":
+        point, lower, upper = (np.maximum(v, 0.0) for v in (point, lower, upper))
+        ends = (_datetimes(as_of + pd.to_timedelta(days, unit="D"))
+                for days in (point, lower, upper))
+        return [{"days": d, "p10_days": lo, "p90_days": hi, "expected_end": e,
+                 "end_p10": e10, "end_p90": e90}
+                for d, lo, hi, e, e10, e90 in zip(point.tolist(), lower.tolist(),
+                                                  upper.tolist(), *ends, strict=True)]
+    due_at = pd.DatetimeIndex(due.reindex(ids)) if len(due) else pd.DatetimeIndex(
+        [pd.NaT] * len(ids), tz="UTC")
+    paid_at = due_at + pd.to_timedelta(point, unit="D")
+    return [{"days": d, "p10_days": lo, "p90_days": hi, "due_date": dd,
+             "expected_payment_date": pd_}
+            for d, lo, hi, dd, pd_ in zip(point.tolist(), lower.tolist(), upper.tolist(),
+                                          _datetimes(due_at), _datetimes(paid_at),
+                                          strict=True)]
+
+
+def _datetimes(times: pd.DatetimeIndex) -> list[Any]:
+    """tz-aware datetimes for the response, None where missing."""
+    values = times.to_pydatetime().tolist()
+    return [None if missing else v for v, missing in zip(values, times.isna(), strict=True)]
 
 
 def _applies(target: str, status: str) -> bool:

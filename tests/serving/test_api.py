@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from serving.app import create_app
-from serving.schemas import EXAMPLE_CASE
+from serving.schemas import EXAMPLE_CASE, BatchResponse, Prediction
 from serving.settings import Settings
 from serving.store import ModelStore, ServedModel
 from tests.serving.conftest import KEY
@@ -171,7 +171,7 @@ def test_decided_cases_say_so(client) -> None:
 def test_batch_json_and_uploaded_csv_agree(client, trained) -> None:
     events = trained.data.split.test
     cases = events["case_id"].unique()[:25]
-    json_body = {"cases": [case_request(events, c) for c in cases], "explain": False}
+    json_body = {"cases": [case_request(events, c) for c in cases], "explain": True}
     for case in json_body["cases"]:
         case.pop("explain"), case.pop("top_k")
     by_json = client.post("/v1/predict/batch", json=json_body)
@@ -182,6 +182,9 @@ def test_batch_json_and_uploaded_csv_agree(client, trained) -> None:
     upload = client.post("/v1/predict/batch", files={
         "file": ("open.csv", csv.to_csv(index=False).encode(), "text/csv")})
     assert upload.status_code == 200, upload.text
+    for answer in (by_json.json(), upload.json()):  # written without the response model
+        BatchResponse.model_validate(answer)
+        assert all(set(p) == set(Prediction.model_fields) for p in answer["predictions"])
     a = {p["case_id"]: p for p in by_json.json()["predictions"]}
     b = {p["case_id"]: p for p in upload.json()["predictions"]}
     assert set(a) == set(b) == set(cases)
