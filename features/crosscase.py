@@ -321,7 +321,8 @@ class CrossCaseEncoder(PrefixEncoder):
         roles = self._roles()
         current = case_facts(rows, roles)
         stored = self.cases_.positions(current.ids)
-        replaced = self.facts_.take(stored[stored >= 0])
+        stored = stored[stored >= 0]  # a new case at the API: none (skip the O(history) take)
+        replaced = self.facts_.take(stored) if len(stored) else None
         t = rows.sec + _OFFSET
         recent = int(self.recent_days * _DAY)
         out: Encoded = {}
@@ -331,9 +332,9 @@ class CrossCaseEncoder(PrefixEncoder):
             at = _AsOfQuery(
                 stored=self.index_[column],
                 added=_facts(current, column, _codes_with_new(groups, current[column], new)),
-                removed=_facts(replaced, column, groups.positions(replaced[column]))
-                if len(replaced) else {},
-                whole_history_given=len(replaced) == len(self.facts_),
+                removed={} if replaced is None else _facts(
+                    replaced, column, groups.positions(replaced[column])),
+                whole_history_given=len(stored) == len(self.facts_),
                 q=_codes_with_new(groups, query_values, new))
             if column in ("rep", "region") and roles.end_activities:
                 out[f"{column}_open_cases"] = (at("opened", t) - at("closed", t))[:, 0]

@@ -82,9 +82,10 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
     if len(pending) == 0:
         raise ValueError(f"{source}: no open or won-but-unpaid case to forecast")
     is_open = (scored.status.reindex(pending) == "open").to_numpy()
-    p = scored.results["outcome"].set_index("case_id")["p_win"].reindex(pending)
+    p = pd.DataFrame(scored.results["outcome"]).set_index("case_id")["p_win"].reindex(pending)
     p = pd.Series(np.where(is_open, p.to_numpy(), 1.0), index=pending)
-    remaining = scored.results["remaining_time"].set_index("case_id").reindex(pending)
+    remaining = pd.DataFrame(scored.results["remaining_time"]).set_index("case_id").reindex(
+        pending)
     last = events[events["case_id"].isin(pending)].groupby("case_id", sort=False).last()
     last = last.reindex(pending)
     without_value = last["value"].isna().to_numpy()
