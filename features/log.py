@@ -235,7 +235,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
             flag(out[role] < 0, "negative_amount", columns.get(role, role), out[role],
                  "negative amount")
 
-    unknown = out["activity"].notna() & ~out["activity"].isin(mapping.known_activities)
+    unknown = _unknown_activities(out["activity"], mapping)
     if mapping.activities and unknown.any() and mapping.unknown_activities == "quarantine":
         flag(unknown, "unknown_activity", act_col, raw[act_col],
              "activity not listed in the mapping")
@@ -276,6 +276,15 @@ def _translate_activities(exported: pd.Series, mapping: Mapping) -> pd.Series:
         return pd.Series(cells, index=exported.index, dtype=text_dtype(n))
     translated = exported.map(mapping.activities)
     return translated.fillna(exported).astype(text_dtype(n)).mask(exported.isna())
+
+
+def _unknown_activities(activity: pd.Series, mapping: Mapping) -> np.ndarray:
+    """Given activities the mapping does not list (a set lookup each on a request)."""
+    if len(activity) <= SMALL_FRAME_ROWS:
+        known = set(mapping.known_activities)
+        return np.fromiter((a is not None and a == a and a not in known
+                            for a in activity.tolist()), dtype=bool, count=len(activity))
+    return (activity.notna() & ~activity.isin(mapping.known_activities)).to_numpy()
 
 
 def _year_start_micros(year: int) -> int:
@@ -319,18 +328,22 @@ def _flag_after_case_end(events: pd.DataFrame, usable: np.ndarray, reason: np.nd
                          mapping: Mapping) -> None:
     """Events strictly later than a case's first end event cannot belong to that case."""
     ends = mapping.roles.end_activities
-    if not ends or not np.isin(events["activity"].to_numpy()[usable], ends).any():
+    live = np.flatnonzero(pd.isna(reason))  # rows still usable
+    is_end = np.isin(events["activity"].to_numpy()[live], ends) if ends else None
+    if is_end is None or not is_end.any():
         return
-    live = events[pd.isna(reason)]
-    end_times = live.loc[live["activity"].isin(ends)].groupby("case_id")["timestamp"].min()
-    if end_times.empty:
+    # each live row against its case's first end time, in numpy (any row order)
+    case, _ = pd.factorize(events["case_id"].to_numpy()[live])
+    micros = events["timestamp"].array.asi8[live]
+    case_end = np.full(case.max() + 1, np.iinfo(np.int64).max)
+    np.minimum.at(case_end, case[is_end], micros[is_end])
+    late = micros > case_end[case]
+    if not late.any():
         return
-    case_end = live["case_id"].map(end_times)
-    after = live.index[(live["timestamp"] > case_end).to_numpy()]
-    if len(after) == 0:
-        return
+    after = live[late]
+    ended = pd.Series(pd.to_datetime(case_end[case[late]], unit="us", utc=True)).dt.strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
     reason[after] = "event_after_case_end"
-    ended = case_end[after].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     detail[after] = [f"after the case's end event at {e}" for e in ended.tolist()]
     rows = events.loc[after, ROW_COLUMN]
     messages = [f"{source}: row {int(r)}: event after its case's end event at {e}"
