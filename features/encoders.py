@@ -72,7 +72,7 @@ def as_frame(encoded: Encoded, index: pd.Index) -> pd.DataFrame:
     columns = {name: pd.Categorical.from_codes(value.codes, dtype=category_dtype(
                    value.categories), validate=False) if isinstance(value, Coded) else value
                for name, value in encoded.items()}
-    return pd.DataFrame(columns, index=index)
+    return pd.DataFrame(columns, index=index, copy=False)
 
 
 class PrefixEncoder(TransformerMixin, BaseEstimator):

@@ -149,6 +149,8 @@ class PrefixPipeline(BaseEstimator):
         else:
             keep = select_prefixes(prepared, self.max_prefix_len, self.thin_after, self.thin_step)
         # times stay pandas datetime arrays (to_numpy would box every one as a Timestamp)
+        if keep.all():  # every prefix kept (training): no copies of a large matrix
+            keep = slice(None)
         keys = {key: prepared[key].array[keep] if key in ("prefix_end", "case_start")
                 else prepared[key].to_numpy()[keep] for key in FRAME_KEYS}
         features = {name: Coded(value.codes[keep], value.categories)
@@ -232,8 +234,7 @@ class EncodedPrefixes:
 
     def frame(self) -> pd.DataFrame:
         """Keys then features, as ``PrefixPipeline.transform`` returns them."""
-        return pd.concat([pd.DataFrame(self.keys), as_frame(self.features,
-                                                             pd.RangeIndex(len(self)))], axis=1)
+        return as_frame({**self.keys, **self.features}, pd.RangeIndex(len(self)))
 
     def matrix(self) -> np.ndarray:
         """The float matrix LightGBM builds from the frame: codes for categories, NaN for

@@ -453,3 +453,17 @@ def test_running_sums_are_pandas_groupby_cumsum_bit_for_bit() -> None:
         groups = np.sort(rng.integers(0, 6, n))
         expected = pd.DataFrame(values).groupby(groups, sort=False).cumsum().to_numpy()
         assert np.array_equal(running_sums(values, groups), expected)
+
+
+def test_long_text_columns_read_as_shared_values_equal_the_plain_conversion() -> None:
+    from features.prefixes import _as_values
+
+    rng = np.random.default_rng(3)
+    values = rng.choice(np.array(["Rep 1", "Rep 2", " Rep 3", None], dtype=object), 6000)
+    column = pd.Series(values, dtype="str")
+    shared = _as_values(column)
+    plain = column.to_numpy()
+    assert len(shared) == len(plain) == 6000
+    assert (pd.isna(shared) == pd.isna(plain)).all() and pd.isna(shared).any()
+    present = ~pd.isna(plain)
+    assert (shared[present] == plain[present]).all()
