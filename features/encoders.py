@@ -169,6 +169,7 @@ class ActivityCountEncoder(PrefixEncoder):
                                 strict=True))
         # an event repeats a step when its (case, activity) occurred before in the case
         names, _ = pd.factorize(activity)  # per name, listed or not
+        names = np.where(names < 0, names.max(initial=-1) + 1, names)  # missing: own code
         key = cases.case_number() * (int(names.max(initial=0)) + 1) + names
         _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         n_repeated = cases.count(first[inverse] != np.arange(n))
@@ -361,7 +362,7 @@ class ConformanceEncoder(PrefixEncoder):
         before = rows.cases.shift(reached)
         with np.errstate(invalid="ignore"):
             backward = index < before  # missing on either side: not a step back
-        return rows.cases.count(backward).astype("float64"), reached
+        return rows.cases.count(backward), reached
 
     def encode(self, rows: EventRows) -> Encoded:
         out: Encoded = {}

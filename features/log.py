@@ -85,7 +85,9 @@ class EventLog:
 def _as_text(series: pd.Series) -> pd.Series:
     """Text with surrounding blanks removed and empty strings as missing."""
     n = len(series)
-    if n <= SMALL_FRAME_ROWS:  # a request: three pandas string operations cost ~1 ms
+    textual = series.dtype == object or pd.api.types.is_string_dtype(series.dtype)
+    if n <= SMALL_FRAME_ROWS and textual:  # a request: pandas string operations cost ~1 ms
+        # (other dtypes, e.g. dates or float32, keep pandas' own text form)
         cells = [None if pd.isna(v) else str(v).strip() or None for v in series.tolist()]
         return pd.Series(cells, index=series.index, dtype=text_dtype(n))
     text = series.astype(text_dtype(n)).str.strip()
@@ -244,7 +246,8 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     events = pd.DataFrame({**{name: column.array for name, column in out.items()},
                            ROW_COLUMN: raw[ROW_COLUMN].to_numpy()}, copy=False)
     usable = pd.isna(reason)
-    if n > SMALL_FRAME_ROWS or _may_hold_duplicates(events, usable):
+    if n > SMALL_FRAME_ROWS or _may_hold_duplicates(
+            raw, [columns[r] for r in ("case_id", "activity", "timestamp")], usable):
         _flag_duplicates(raw, usable, reason, detail, report, source)
     _flag_after_case_end(events, usable, reason, detail, report, source, mapping)
 
@@ -291,12 +294,12 @@ def _year_start_micros(year: int) -> int:
     return int(pd.Timestamp(year=year, month=1, day=1).value // 1000)
 
 
-def _may_hold_duplicates(events: pd.DataFrame, usable: np.ndarray) -> bool:
-    """Whether two usable rows share case, activity and time, as exact duplicates must:
-    on a request one numpy check usually spares pandas' ``duplicated`` (~1 ms)."""
-    keys = np.stack([pd.factorize(events[c].to_numpy()[usable])[0]
-                     for c in ("case_id", "activity")]
-                    + [events["timestamp"].array.asi8[usable]], axis=1)
+def _may_hold_duplicates(raw: pd.DataFrame, key_columns: list[str], usable: np.ndarray) -> bool:
+    """Whether two usable rows agree on the file's case, activity and time columns, as
+    exact duplicates must (factorized as ``duplicated`` compares them, so 1 and 1.0
+    agree): on a request this numpy check usually spares pandas' search (~1 ms)."""
+    keys = np.stack([pd.factorize(raw[c].to_numpy()[usable])[0]
+                     for c in dict.fromkeys(key_columns)], axis=1)
     return len(np.unique(keys, axis=0)) < len(keys)
 
 

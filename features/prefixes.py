@@ -177,21 +177,37 @@ class Lookup:
         self.values = np.asarray(list(values), dtype=object)
         self._positions: dict[object, int] | None = None
         self._index: pd.Index | None = None
+        self._at: np.ndarray | None = None  # the position of each index entry
 
     def __len__(self) -> int:
         return len(self.values)
 
+    def _table(self) -> dict[object, int]:
+        """Value -> position; a value listed twice keeps its last position (as a dict
+        built from the list does, which the pandas path follows too)."""
+        if self._positions is None:
+            self._positions = {v: i for i, v in enumerate(self.values.tolist())}
+        return self._positions
+
     def positions(self, queries: np.ndarray) -> np.ndarray:
+        table = self._table()
         if len(queries) <= self.FEW:
-            if self._positions is None:
-                self._positions = {v: i for i, v in enumerate(self.values.tolist())}
-            get = self._positions.get
-            return np.fromiter((get(q, -1) if isinstance(q, str) else -1 for q in queries),
+            get = table.get
+            return np.fromiter((-1 if _missing(q) else get(q, -1) for q in queries),
                                dtype=np.int64, count=len(queries))
-        if self._index is None:
-            self._index = pd.Index(self.values, dtype=object)
+        if self._index is None or getattr(self, "_at", None) is None:
+            self._index = pd.Index(list(table), dtype=object)  # distinct values
+            self._at = np.fromiter(table.values(), dtype=np.int64, count=len(table))
         found = self._index.get_indexer(np.asarray(queries, dtype=object))
-        return np.where(pd.isna(queries), -1, found).astype(np.int64)
+        out = np.full(len(found), -1, dtype=np.int64)
+        hit = (found >= 0) & ~pd.isna(queries)
+        out[hit] = self._at[found[hit]]
+        return out
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (
+        isinstance(value, float) and value != value)
 
 
 class EventRows:

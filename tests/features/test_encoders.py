@@ -467,3 +467,24 @@ def test_long_text_columns_read_as_shared_values_equal_the_plain_conversion() ->
     assert (pd.isna(shared) == pd.isna(plain)).all() and pd.isna(shared).any()
     present = ~pd.isna(plain)
     assert (shared[present] == plain[present]).all()
+
+
+@pytest.mark.parametrize("size", [3, 3000])  # the dict path and the pandas path
+def test_lookup_finds_any_value_and_keeps_the_last_position_of_a_repeat(size: int) -> None:
+    from features.prefixes import Lookup
+
+    lookup = Lookup([7, "a", 7.5, "a", None])
+    assert Lookup([]).positions(np.array(["a"] * size, dtype=object)).tolist() == [-1] * size
+    queries = np.array([7, "a", 7.5, "b", None, np.nan] * (size // 6 + 1), dtype=object)[:size]
+    expected = {7: 0, "a": 3, 7.5: 2}
+    wanted = [-1 if pd.isna(q) else expected.get(q, -1) for q in queries]
+    assert lookup.positions(queries).tolist() == wanted
+
+
+def test_a_missing_activity_is_its_own_step_not_another_case_s() -> None:
+    log = make_log([
+        ("A", "x", "2024-01-01T09:00Z"), ("A", "Zeta", "2024-01-02T09:00Z"),
+        ("B", "x", "2024-01-01T10:00Z"), ("B", None, "2024-01-02T10:00Z"),
+    ], "")
+    whole = fit_transform(ActivityCountEncoder(), log)
+    assert whole["n_repeated_events"].tolist() == [0, 0, 0, 0]

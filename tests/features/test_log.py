@@ -204,3 +204,23 @@ def test_placeholder_dates_are_quarantined_not_used(tmp_path: Path) -> None:
     assert log.report.quarantined == {"implausible_timestamp": 2}
     assert list(log.events["case_id"]) == ["O1"]
     assert "row 2, column 'event_time'" in log.report.examples["implausible_timestamp"][0]
+
+
+def test_small_frames_read_text_as_pandas_does_and_find_loose_duplicates() -> None:
+    import numpy as np
+
+    from features.log import _as_text, canonicalize
+    from features.simulate import simulate_log
+
+    dates = pd.Series(pd.to_datetime(["2024-01-01", "2024-02-03"]))
+    assert _as_text(dates).tolist() == dates.astype("str").tolist() == ["2024-01-01",
+                                                                        "2024-02-03"]
+    floats = pd.Series(np.array([0.1, 2.5], dtype="float32"))
+    assert _as_text(floats).tolist() == floats.astype("str").tolist()
+    # an exact duplicate whose case id is typed 1 in one row and 1.0 in the other, as
+    # pandas' duplicated sees it
+    raw = simulate_log(n_cases=2, seed=1)[0].astype(object).iloc[:3].copy()
+    raw = pd.concat([raw, raw.iloc[[1]]], ignore_index=True)
+    raw.loc[1, "opportunity_id"], raw.loc[3, "opportunity_id"] = 1, 1.0
+    log = canonicalize(raw, default_mapping())
+    assert dict(log.report.quarantined) == {"duplicate_event": 1}
