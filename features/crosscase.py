@@ -327,7 +327,7 @@ class CrossCaseEncoder(PrefixEncoder):
         recent = int(self.recent_days * _DAY)
         out: Encoded = {}
         for column in _KINDS:
-            query_values = rows.cases.ffill(rows[column])
+            query_values = rows.last_known(column)
             groups, new = self.groups_[column], {}
             at = _AsOfQuery(
                 stored=self.index_[column],

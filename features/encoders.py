@@ -131,10 +131,10 @@ class AttributeEncoder(PrefixEncoder):
         return self
 
     def encode(self, rows: EventRows) -> Encoded:
-        ffill = rows.cases.ffill
-        out: Encoded = {col: coded(ffill(rows[col]), cats)
+        out: Encoded = {col: coded(rows.last_known(col), cats)
                         for col, cats in self.categories_.items()}
-        out.update({col: ffill(rows.floats(col)) for col in self.numeric_})
+        out.update({col: np.asarray(rows.last_known(col), dtype="float64")
+                    for col in self.numeric_})
         return out
 
 
@@ -234,7 +234,7 @@ class LastStateEncoder(PrefixEncoder):
         return {
             "last_activity": rows["activity"],
             "prev_activity": rows.cases.shift(rows["activity"]),
-            "stage": rows.cases.ffill(rows["stage"]),
+            "stage": rows.last_known("stage"),
             "last_resource": rows["resource"],
         }
 
@@ -281,7 +281,7 @@ class TimeEncoder(PrefixEncoder):
         k = cases.k + 1
         day_in_q, to_end = self._quarter_position(rows.micros())
         since_invoice = self._days_since_invoice(rows)
-        terms = cases.ffill(rows.floats("payment_terms_days"))
+        terms = np.asarray(rows.last_known("payment_terms_days"), dtype="float64")
         return {
             "elapsed_days": elapsed,
             "gap_days": gap,
@@ -303,7 +303,7 @@ class TimeEncoder(PrefixEncoder):
     @staticmethod
     def _days_in_stage(rows: EventRows) -> np.ndarray:
         cases = rows.cases
-        stage = cases.ffill(rows["stage"])
+        stage = rows.last_known("stage")
         known = ~pd.isna(stage)
         if not known.any():
             return np.full(len(rows), np.nan)

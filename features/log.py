@@ -18,7 +18,7 @@ import pandas as pd
 from features.errors import EventLogError
 from features.io import read_raw, sidecar_path
 from features.mapping import Mapping, default_mapping, resolve_columns
-from features.prefixes import in_case_time_order
+from features.prefixes import epoch_micros, in_case_time_order, is_missing
 from features.schema import (
     CANONICAL_KINDS,
     NON_NEGATIVE,
@@ -202,7 +202,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     flag(out["timestamp"].isna(), "unparseable_timestamp", ts_col, raw[ts_col],
          f"cannot parse as a timestamp (expected format {expected})")
     first, last = PLAUSIBLE_YEARS
-    micros = out["timestamp"].array.asi8  # NaT rows are flagged above already
+    micros = epoch_micros(out["timestamp"])  # NaT rows are flagged above already
     plausible = (micros >= _year_start_micros(first)) & (micros < _year_start_micros(last + 1))
     flag(~plausible, "implausible_timestamp", ts_col, raw[ts_col],
          f"outside the years {first}-{last} (a placeholder date?)")
@@ -249,7 +249,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     if n > SMALL_FRAME_ROWS or _may_hold_duplicates(
             raw, [columns[r] for r in ("case_id", "activity", "timestamp")], usable):
         _flag_duplicates(raw, usable, reason, detail, report, source)
-    _flag_after_case_end(events, usable, reason, detail, report, source, mapping)
+    _flag_after_case_end(events, reason, detail, report, source, mapping)
 
     if mapping.activities and mapping.unknown_activities == "keep":
         still_unknown = unknown & pd.isna(reason)
@@ -275,7 +275,7 @@ def _translate_activities(exported: pd.Series, mapping: Mapping) -> pd.Series:
     n = len(exported)
     if n <= SMALL_FRAME_ROWS:  # a request: a dict lookup per event, not four pandas calls
         names = mapping.activities
-        cells = [v if v is None or v != v else names.get(v, v) for v in exported.tolist()]
+        cells = [v if is_missing(v) else names.get(v, v) for v in exported.tolist()]
         return pd.Series(cells, index=exported.index, dtype=text_dtype(n))
     translated = exported.map(mapping.activities)
     return translated.fillna(exported).astype(text_dtype(n)).mask(exported.isna())
@@ -285,7 +285,7 @@ def _unknown_activities(activity: pd.Series, mapping: Mapping) -> np.ndarray:
     """Given activities the mapping does not list (a set lookup each on a request)."""
     if len(activity) <= SMALL_FRAME_ROWS:
         known = set(mapping.known_activities)
-        return np.fromiter((a is not None and a == a and a not in known
+        return np.fromiter((not is_missing(a) and a not in known
                             for a in activity.tolist()), dtype=bool, count=len(activity))
     return (activity.notna() & ~activity.isin(mapping.known_activities)).to_numpy()
 
@@ -326,7 +326,7 @@ def _flag_duplicates(raw: pd.DataFrame, usable: np.ndarray, reason: np.ndarray,
     report.note("duplicate_event", messages, len(dup_index))
 
 
-def _flag_after_case_end(events: pd.DataFrame, usable: np.ndarray, reason: np.ndarray,
+def _flag_after_case_end(events: pd.DataFrame, reason: np.ndarray,
                          detail: np.ndarray, report: ValidationReport, source: str,
                          mapping: Mapping) -> None:
     """Events strictly later than a case's first end event cannot belong to that case."""
@@ -337,7 +337,7 @@ def _flag_after_case_end(events: pd.DataFrame, usable: np.ndarray, reason: np.nd
         return
     # each live row against its case's first end time, in numpy (any row order)
     case, _ = pd.factorize(events["case_id"].to_numpy()[live])
-    micros = events["timestamp"].array.asi8[live]
+    micros = epoch_micros(events["timestamp"])[live]
     case_end = np.full(case.max() + 1, np.iinfo(np.int64).max)
     np.minimum.at(case_end, case[is_end], micros[is_end])
     late = micros > case_end[case]

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.mapping import Roles
+from features.prefixes import first_row_per_group
 from features.schema import text_dtype
 
 WON, LOST, OPEN = "won", "lost", "open"
@@ -41,8 +42,7 @@ def case_outcomes(events: pd.DataFrame, roles: Roles) -> pd.Series:
     rows = np.flatnonzero(is_won | np.isin(activity, roles.lost))
     if roles.outcome_rule == "last_of_won_lost":
         rows = rows[::-1]
-    _, first = np.unique(codes[rows], return_index=True)  # each case's deciding event
-    deciding = rows[first]
+    deciding = first_row_per_group(codes, rows)  # each case's deciding event
     result = np.full(len(cases), OPEN, dtype=object)
     result[codes[deciding]] = np.where(is_won[deciding], WON, LOST)
     index = pd.Index(cases, name="case_id", dtype=events["case_id"].dtype)

@@ -45,7 +45,13 @@ from features.encoders import (
 from features.errors import FeatureSchemaError
 from features.labels import build_labels
 from features.mapping import Roles
-from features.prefixes import KEY_COLUMNS, EventRows, prepare_events, select_prefixes
+from features.prefixes import (
+    KEY_COLUMNS,
+    EventRows,
+    decoded,
+    prepare_events,
+    select_prefixes,
+)
 from features.schema import CORE_COLUMNS, LABEL_ONLY_COLUMNS, ROW_COLUMN
 
 FRAME_KEYS = (*KEY_COLUMNS, "case_start")
@@ -251,8 +257,7 @@ class EncodedPrefixes:
         """A feature's values as objects: category names (NaN where missing), numbers."""
         value = self.features[name]
         if isinstance(value, Coded):
-            names = np.asarray([*value.categories, np.nan], dtype=object)
-            return names[value.codes]  # code -1 picks the NaN at the end
+            return decoded(value.codes, value.categories)
         return value.astype(object)
 
 

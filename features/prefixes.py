@@ -65,6 +65,13 @@ def _sort_key(column: pd.Series) -> np.ndarray:
     return np.where(codes < 0, np.iinfo(np.int64).max, codes)
 
 
+def first_row_per_group(groups: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each group's first row among ``rows``, taken in the order given (reverse ``rows``
+    for the last): one sort instead of a groupby."""
+    _, first = np.unique(groups[rows], return_index=True)
+    return rows[first]
+
+
 def case_starts(case_ids: pd.Series) -> np.ndarray:
     """Row index of each row's case start (rows are sorted by case)."""
     codes = case_ids.to_numpy()
@@ -159,8 +166,13 @@ def _as_values(column: pd.Series) -> np.ndarray:
     if len(column) <= SMALL_FRAME_ROWS or not pd.api.types.is_string_dtype(column.dtype):
         return column.to_numpy()
     codes, uniques = pd.factorize(column)
-    distinct = np.append(np.asarray(uniques, dtype=object), np.nan)
-    return distinct[codes]  # code -1 (missing) picks the NaN at the end
+    return decoded(codes, uniques)
+
+
+def decoded(codes: np.ndarray, values: Sequence[object]) -> np.ndarray:
+    """``values[code]`` per code as objects, NaN where the code is -1 (missing)."""
+    table = np.append(np.asarray(values, dtype=object), np.nan)
+    return table[codes]  # code -1 picks the NaN at the end
 
 
 class Lookup:
@@ -193,9 +205,9 @@ class Lookup:
         table = self._table()
         if len(queries) <= self.FEW:
             get = table.get
-            return np.fromiter((-1 if _missing(q) else get(q, -1) for q in queries),
+            return np.fromiter((-1 if is_missing(q) else get(q, -1) for q in queries),
                                dtype=np.int64, count=len(queries))
-        if self._index is None or getattr(self, "_at", None) is None:
+        if self._at is None:
             self._index = pd.Index(list(table), dtype=object)  # distinct values
             self._at = np.fromiter(table.values(), dtype=np.int64, count=len(table))
         found = self._index.get_indexer(np.asarray(queries, dtype=object))
@@ -205,7 +217,8 @@ class Lookup:
         return out
 
 
-def _missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
+    """One cell missing (None, NaN, NA, NaT), without pandas' per-call cost."""
     return value is None or value is pd.NA or value is pd.NaT or (
         isinstance(value, float) and value != value)
 
@@ -228,18 +241,31 @@ class EventRows:
             self._columns[column] = _as_values(self.frame[column])
         return self._columns[column]
 
+    def last_known(self, column: str) -> np.ndarray:
+        """The column's latest non-missing value at or before each row (NaN before the
+        first), computed once: several encoders read the stage, rep or region so."""
+        key = f"last known {column}"
+        if key not in self._columns:
+            self._columns[key] = self.cases.ffill(self[column])
+        return self._columns[key]
+
     def floats(self, column: str) -> np.ndarray:
         return np.asarray(self[column], dtype="float64")
 
     def micros(self) -> np.ndarray:
         """UTC timestamps as datetime64[us] (sub-second precision kept)."""
-        return _epoch_ints(self.frame["timestamp"], 10**6).view("datetime64[us]")
+        return epoch_micros(self.frame["timestamp"]).view("datetime64[us]")
 
 
 def seconds(ts: pd.Series) -> np.ndarray:
     """UTC timestamps as int64 seconds since the epoch (floored), for searchsorted and
     arithmetic; NaT stays numpy's NaT integer."""
     return _epoch_ints(ts, 1)
+
+
+def epoch_micros(ts: pd.Series) -> np.ndarray:
+    """tz-aware timestamps as int64 microseconds since the epoch; NaT as numpy's NaT."""
+    return _epoch_ints(ts, 10**6)
 
 
 def _epoch_ints(ts: pd.Series, per_second: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from features.log import EventLog, canonicalize
 from features.mapping import FileFormat, Mapping
 from features.outcomes import case_outcomes, first_time_of, terms_at_invoice
 from features.pipeline import EncodedPrefixes
+from features.prefixes import first_row_per_group
 from features.schema import CANONICAL_KINDS, CORE_COLUMNS
 from models.bundle import TargetBundle
 from serving.schemas import CaseIn
@@ -159,9 +160,7 @@ def _last_given(events: pd.DataFrame, columns: list[str]) -> tuple[list[str],
     given: dict[str, dict[str, Any]] = {}
     for column in columns:
         values = events[column].to_numpy()
-        rows = np.flatnonzero(~pd.isna(values))[::-1]  # latest first
-        _, first = np.unique(codes[rows], return_index=True)
-        chosen = rows[first]
+        chosen = first_row_per_group(codes, np.flatnonzero(~pd.isna(values))[::-1])
         given[column] = dict(zip(case_names[codes[chosen]].tolist(), values[chosen].tolist(),
                                  strict=True))
     return case_names.tolist(), given
