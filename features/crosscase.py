@@ -244,8 +244,9 @@ class _AsOfQuery:
     stored: dict[str, _AsOf]
     added: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     removed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
-    whole_history_given: bool
-    q: np.ndarray
+    whole_history_given: bool | np.ndarray  # per row when parts are scored apart
+    q: np.ndarray  # the queries' group codes in the stored history
+    q_given: np.ndarray  # ... among the given cases (the same unless scored apart)
     built: dict[str, tuple[_AsOf, _AsOf | None]] = field(default_factory=dict)
 
     def _indexes(self, kind: str) -> tuple[_AsOf, _AsOf | None]:
@@ -258,11 +259,15 @@ class _AsOfQuery:
 
     def __call__(self, kind: str, times: np.ndarray) -> np.ndarray:
         plus, minus = self._indexes(kind)
-        result = plus.at(self.q, times)
-        if self.whole_history_given:  # stored facts all replaced: skip the arithmetic
-            return result
-        result = result + self.stored[kind].at(self.q, times)
-        return result if minus is None else result - minus.at(self.q, times)
+        given = plus.at(self.q_given, times)
+        whole = self.whole_history_given
+        if whole is True:  # stored facts all replaced: skip the arithmetic
+            return given
+        result = given + self.stored[kind].at(self.q, times)
+        if minus is not None:
+            result = result - minus.at(self.q_given, times)
+        # a part holding every stored case gets the bits it gets alone (no s + p - s)
+        return result if whole is False else np.where(whole[:, None], given, result)
 
 
 class CrossCaseEncoder(PrefixEncoder):
@@ -320,22 +325,34 @@ class CrossCaseEncoder(PrefixEncoder):
         check_is_fitted(self, "index_")
         roles = self._roles()
         current = case_facts(rows, roles)
-        stored = self.cases_.positions(current.ids)
-        stored = stored[stored >= 0]  # a new case at the API: none (skip the O(history) take)
+        found = self.cases_.positions(current.ids)
+        given_stored = np.flatnonzero(found >= 0)  # given cases the history holds too
+        stored = found[given_stored]  # a new case at the API: none (skip the O(history) take)
         replaced = self.facts_.take(stored) if len(stored) else None
+        part = _Parts.of(rows, current) if rows.apart is not None else None
+        whole = len(stored) == len(self.facts_) if part is None else part.whole_history(
+            given_stored, len(self.facts_))
         t = rows.sec + _OFFSET
         recent = int(self.recent_days * _DAY)
         out: Encoded = {}
         for column in _KINDS:
             query_values = rows.last_known(column)
             groups, new = self.groups_[column], {}
+            added = _codes_with_new(groups, current[column], new)
+            q = _codes_with_new(groups, query_values, new)
+            removed = None if replaced is None else groups.positions(replaced[column])
+            q_given = q
+            if part is not None:  # each part its own groups among the given cases
+                width = len(groups) + len(new)
+                added, q_given = part.cases(added, width), part.rows(q, width)
+                if removed is not None:
+                    removed = part.cases(removed, width, given_stored)
             at = _AsOfQuery(
                 stored=self.index_[column],
-                added=_facts(current, column, _codes_with_new(groups, current[column], new)),
-                removed={} if replaced is None else _facts(
-                    replaced, column, groups.positions(replaced[column])),
-                whole_history_given=len(stored) == len(self.facts_),
-                q=_codes_with_new(groups, query_values, new))
+                added=_facts(current, column, added),
+                removed={} if replaced is None else _facts(replaced, column, removed),
+                whole_history_given=whole,
+                q=q, q_given=q_given)
             if column in ("rep", "region") and roles.end_activities:
                 out[f"{column}_open_cases"] = (at("opened", t) - at("closed", t))[:, 0]
             if column == "rep":
@@ -375,6 +392,44 @@ class CrossCaseEncoder(PrefixEncoder):
             "account_paid_cases": "account's paid invoices so far",
             "account_mean_payment_delay_days": "account's average payment delay (days)",
         }
+
+
+@dataclass
+class _Parts:
+    """Which part of a batch each given case belongs to, for scoring parts apart.
+
+    A part's cases see the stored history and each other, never another part's cases:
+    shifting a part's group codes by ``part * width`` gives it groups of its own, so
+    its as-of sums (and their floating-point order) are those of the part scored alone.
+    """
+
+    of_case: np.ndarray
+    of_row: np.ndarray
+
+    @classmethod
+    def of(cls, rows: EventRows, current: CaseFacts) -> _Parts:
+        apart = rows.apart
+        of_case = np.fromiter((apart[case] for case in current.ids.tolist()), dtype=np.int64,
+                              count=len(current))
+        return cls(of_case=of_case, of_row=of_case[rows.cases.case_number()])
+
+    def cases(self, codes: np.ndarray, width: int,
+              which: np.ndarray | None = None) -> np.ndarray:
+        """Codes of the given cases (or of the cases at ``which``) within their parts."""
+        parts = self.of_case if which is None else self.of_case[which]
+        return np.where(codes >= 0, codes + parts * width, -1)
+
+    def rows(self, codes: np.ndarray, width: int) -> np.ndarray:
+        return np.where(codes >= 0, codes + self.of_row * width, -1)
+
+    def whole_history(self, given_stored: np.ndarray, stored_cases: int) -> bool | np.ndarray:
+        """Per row, whether its part alone gives every stored case (False when none do):
+        for other parts the stored cases of this part still count."""
+        if not len(self.of_case):
+            return False
+        given = np.bincount(self.of_case[given_stored], minlength=self.of_case.max() + 1)
+        whole = given == stored_cases
+        return bool(whole.any()) and whole[self.of_row]
 
 
 def _ratio(sums: np.ndarray) -> np.ndarray:

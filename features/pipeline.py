@@ -21,6 +21,7 @@ Example (runs as it stands)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,8 +125,9 @@ class PrefixPipeline(BaseEstimator):
         return self
 
     # ----------------------------------------------------------- transforming
-    def _encoded(self, prepared: pd.DataFrame) -> Encoded:
-        rows = EventRows(prepared)  # columns converted once for all encoders
+    def _encoded(self, prepared: pd.DataFrame,
+                 apart: Mapping[object, int] | None = None) -> Encoded:
+        rows = EventRows(prepared, apart)  # columns converted once for all encoders
         encoded: Encoded = {}
         for enc in self.encoders_:
             encoded.update(enc.encode(rows))
@@ -142,13 +144,23 @@ class PrefixPipeline(BaseEstimator):
         """
         return self.encode(events, last_only=last_only).frame()
 
-    def encode(self, events: pd.DataFrame, last_only: bool = False) -> EncodedPrefixes:
+    def encode(self, events: pd.DataFrame, last_only: bool = False,
+               apart: Mapping[object, int] | None = None) -> EncodedPrefixes:
         """What ``transform`` returns, as arrays: the API turns them into the model's
-        matrix and readable values without building (and re-checking) a frame."""
+        matrix and readable values without building (and re-checking) a frame.
+
+        ``apart`` (case -> part) scores parts of ``events`` as if each came alone: the
+        API scores concurrent requests in one pass, and no request's answer may depend
+        on which others arrived with it. Every case needs a part.
+        """
         check_is_fitted(self, "schema_")
         self._check_input(events)
+        if apart is not None:
+            unassigned = set(pd.unique(events["case_id"])) - set(apart)
+            if unassigned:
+                raise ValueError(f"cases without a part: {sorted(map(str, unassigned))[:5]}")
         prepared = prepare_events(events)
-        encoded = self._encoded(prepared)
+        encoded = self._encoded(prepared, apart)
         if last_only:
             ids = prepared["case_id"].to_numpy()
             keep = np.r_[ids[1:] != ids[:-1], True] if len(ids) else np.zeros(0, dtype=bool)

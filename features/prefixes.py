@@ -8,7 +8,7 @@ depend only on events at or before the prefix end by construction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -225,10 +225,17 @@ def is_missing(value: object) -> bool:
 
 class EventRows:
     """The prepared table's columns as numpy arrays, each converted once per transform,
-    with the case positions every encoder needs."""
+    with the case positions every encoder needs.
 
-    def __init__(self, prepared: pd.DataFrame) -> None:
+    ``apart``: case -> part, when the cases come from separate requests scored in one
+    pass; cross-case features then let a case see only its own part's cases (and the
+    stored history), so each answer is the one its request would get alone.
+    """
+
+    def __init__(self, prepared: pd.DataFrame,
+                 apart: Mapping[object, int] | None = None) -> None:
         self.frame = prepared
+        self.apart = apart
         self.cases = CaseRows(prepared["prefix_len"].to_numpy())
         self.sec = seconds(prepared["timestamp"])
         self._columns: dict[str, np.ndarray] = {}

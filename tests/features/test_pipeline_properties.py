@@ -431,3 +431,31 @@ def test_a_case_scored_alone_gets_its_own_features_as_in_the_whole_log(
         alone = pipe.transform(log[log["case_id"] == case]).set_index(["case_id", "prefix_len"])
         assert_frames_equal(alone[["prefix_end", "case_start", *own]],
                             whole.loc[alone.index, ["prefix_end", "case_start", *own]])
+
+
+@given(canonical_logs(), canonical_logs(), st.data())
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_parts_scored_apart_in_one_pass_get_what_each_gets_alone(
+        history: pd.DataFrame, given_log: pd.DataFrame, data: st.DataObject) -> None:
+    """The API scores concurrent requests in one pass (``encode(apart=...)``). No request
+    may see another's cases, so each part's features, cross-case ones included, must be
+    bit for bit those of the part encoded alone. Given cases share reps, regions and
+    accounts with each other and the history, and may be cases the history holds (a
+    part may even hold all of them: it must not lose the bits it gets alone)."""
+    pipe = fitted(history)
+    cases = list(given_log["case_id"].unique())
+    apart = {case: data.draw(st.integers(0, 2), label=f"part of {case}") for case in cases}
+    together = pipe.encode(given_log, apart=apart).frame().set_index(["case_id", "prefix_len"])
+    for part in sorted(set(apart.values())):
+        members = [case for case in cases if apart[case] == part]
+        alone = pipe.transform(given_log[given_log["case_id"].isin(members)])
+        alone = alone.set_index(["case_id", "prefix_len"])
+        assert_frames_equal(together.loc[alone.index], alone)
+
+
+def test_scoring_apart_needs_a_part_for_every_case() -> None:
+    log = simulated(12)[0]
+    log = log[log["case_id"].isin(log["case_id"].unique()[:3])]
+    with pytest.raises(ValueError, match="without a part"):
+        fitted(log).encode(log, apart={log["case_id"].iloc[0]: 0})
