@@ -16,8 +16,10 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from features.errors import EventLogError, FeatureSchemaError
+from serving.coalesce import PredictionCoalescer
 from serving.deps import require_api_key
 from serving.routes import forecast, models, predict
+from serving.service import predict_together
 from serving.settings import Settings
 from serving.store import ModelsNotLoadedError, ModelStore
 
@@ -80,6 +82,9 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
         version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
+    app.state.coalescer = PredictionCoalescer(predict_together,
+                                              max_cases=settings.coalesce_max_cases,
+                                              enabled=settings.coalesce_predictions)
     secured = [Depends(require_api_key)]
     app.include_router(predict.router, dependencies=secured)
     app.include_router(forecast.router, dependencies=secured)

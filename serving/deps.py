@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
+from serving.coalesce import PredictionCoalescer
 from serving.settings import Settings
 from serving.store import ModelStore, Snapshot
 
@@ -31,6 +32,10 @@ def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
                             detail="missing or wrong API key: send it in the X-API-Key header")
 
 
+def get_coalescer(request: Request) -> PredictionCoalescer:
+    return request.app.state.coalescer
+
+
 def get_snapshot(store: Annotated[ModelStore, Depends(get_store)]) -> Snapshot:
     """The models of this request, fixed for its whole duration."""
     return store.snapshot
@@ -39,3 +44,4 @@ def get_snapshot(store: Annotated[ModelStore, Depends(get_store)]) -> Snapshot:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 SnapshotDep = Annotated[Snapshot, Depends(get_snapshot)]
+CoalescerDep = Annotated[PredictionCoalescer, Depends(get_coalescer)]

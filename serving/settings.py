@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_KEYS = frozenset({"", "change-me", "changeme", "placeholder", "secret", "dev-key"})
@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     forecast_simulations: int = 2000
     forecast_months: int = 6
     load_models_on_startup: bool = True
+    #: concurrent /v1/predict requests scored in one pass (each as if alone); a pass
+    #: takes at most this many (its latency grows ~1 ms a case)
+    coalesce_predictions: bool = True
+    coalesce_max_cases: int = Field(32, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _no_placeholder_key_outside_development(self) -> Settings:

@@ -11,19 +11,20 @@ from pydantic import TypeAdapter, ValidationError
 
 from features.io import read_upload
 from features.log import canonicalize
-from serving.deps import SettingsDep, SnapshotDep
+from serving.deps import CoalescerDep, SettingsDep, SnapshotDep
 from serving.schemas import BatchRequest, BatchResponse, Prediction, PredictRequest
-from serving.service import assemble, cases_to_frame, score_cases, score_log, served_mapping
+from serving.service import assemble, score_cases, score_log, served_mapping
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
 
 
 @router.post("/predict", response_model=Prediction)
-async def predict(body: PredictRequest, snapshot: SnapshotDep) -> dict[str, Any]:
-    """Win probability, time to close and payment, with SHAP explanations in words."""
-    raw, notes = cases_to_frame([body])
-    scored = score_cases(snapshot, raw, notes)
-    return assemble(scored, snapshot, body.explain, body.top_k)[0]
+async def predict(body: PredictRequest, snapshot: SnapshotDep,
+                  coalescer: CoalescerDep) -> dict[str, Any]:
+    """Win probability, time to close and payment, with SHAP explanations in words.
+
+    Requests that arrive together are scored in one pass, each exactly as if alone."""
+    return await coalescer.predict(snapshot, body)
 
 
 _BATCH_BODY = {
@@ -69,8 +70,7 @@ async def predict_batch(request: Request, snapshot: SnapshotDep,
             raise HTTPException(422, detail=json.loads(exc.json(include_url=False))) from exc
         _check_batch_size(len(body.cases), settings.max_batch_cases)
         explain, top_k = body.explain, body.top_k
-        raw, notes = cases_to_frame(body.cases)
-        scored = score_cases(snapshot, raw, notes)
+        scored = score_cases(snapshot, body.cases)
     predictions = assemble(scored, snapshot, explain, top_k)
     answer = {"predictions": predictions, "cases": len(predictions),
               "seconds": time.perf_counter() - started}
