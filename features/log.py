@@ -8,6 +8,7 @@ books (rows in = rows kept + rows quarantined).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,7 +137,13 @@ def _parse_numbers(raw: pd.Series, mapping: Mapping) -> tuple[pd.Series, np.ndar
 
 
 def _terms_days(terms: pd.Series, mapping: Mapping) -> pd.Series:
-    days = terms.str.extract(mapping.payment_terms.pattern, expand=False)
+    if len(terms) <= SMALL_FRAME_ROWS:  # a request: Python's re, as pandas uses there
+        pattern = re.compile(mapping.payment_terms.pattern)
+        matches = {v: pattern.search(v) for v in set(terms.tolist()) if isinstance(v, str)}
+        days = pd.Series([None if m is None else m.group(1)
+                          for m in map(matches.get, terms.tolist())], dtype=object)
+    else:
+        days = terms.str.extract(mapping.payment_terms.pattern, expand=False)
     parsed = pd.to_numeric(days, errors="coerce").astype("float64")
     if mapping.payment_terms.default_days is not None:
         parsed = parsed.fillna(mapping.payment_terms.default_days)
@@ -158,7 +165,9 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     """Apply the mapping to a raw frame; quarantine, with reasons, what cannot be used."""
     if ROW_COLUMN not in raw.columns:
         raw = raw.assign(**{ROW_COLUMN: np.arange(1, len(raw) + 1, dtype="int64")})
-    raw = raw.reset_index(drop=True)
+    if not (isinstance(raw.index, pd.RangeIndex) and raw.index.start == 0
+            and raw.index.step == 1):
+        raw = raw.reset_index(drop=True)
     available = [c for c in raw.columns if c != ROW_COLUMN]
     columns = resolve_columns(mapping, available, source)
     report = ValidationReport(source=source, rows_in=len(raw))

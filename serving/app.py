@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -84,7 +85,8 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.state.store = store
     app.state.coalescer = PredictionCoalescer(predict_together,
                                               max_cases=settings.coalesce_max_cases,
-                                              enabled=settings.coalesce_predictions)
+                                              enabled=settings.coalesce_predictions,
+                                              gather_ms=settings.coalesce_gather_ms)
     secured = [Depends(require_api_key)]
     app.include_router(predict.router, dependencies=secured)
     app.include_router(forecast.router, dependencies=secured)
@@ -103,7 +105,8 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
             return JSONResponse(status_code=503, content={
                 "status": "not ready", "loaded": loaded, "errors": store.last_errors})
         return JSONResponse(content={"status": "ready", "loaded": loaded,
-                                     "errors": store.last_errors})
+                                     "errors": store.last_errors,
+                                     "predict_passes": asdict(app.state.coalescer.counts)})
 
     @app.exception_handler(ModelsNotLoadedError)
     async def _no_models(request: Request, exc: ModelsNotLoadedError) -> JSONResponse:

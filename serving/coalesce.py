@@ -11,6 +11,7 @@ an answer never depends on which others came with it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from serving.schemas import PredictRequest
 from serving.store import Snapshot
 
+_POLL_S = 0.0005
 Scorer = Callable[[Snapshot, Sequence[PredictRequest]], list[Any]]
 
 
@@ -43,45 +45,75 @@ class PassCounts:
     passes: int = 0
     requests: int = 0
     largest_pass: int = 0
+    scoring_seconds: float = 0.0  # spent in passes (worker thread)
     sizes: dict[int, int] = field(default_factory=dict)  # pass size -> passes
 
 
 class PredictionCoalescer:
     """Gathers the requests that arrive while a pass runs into the next pass.
 
-    ``max_cases`` bounds a pass (its latency grows ~1 ms per case); ``enabled=False``
-    scores every request alone, in its own thread, as a plain endpoint would.
+    ``max_cases`` bounds a pass (its latency grows ~1 ms per case); ``gather_ms`` is how
+    long a pass may wait for the requests expected (as many as were in flight before);
+    ``enabled=False`` scores every request alone, in a worker thread.
     """
 
-    def __init__(self, score: Scorer, max_cases: int = 32, enabled: bool = True) -> None:
+    def __init__(self, score: Scorer, max_cases: int = 32, enabled: bool = True,
+                 gather_ms: float = 15.0) -> None:
         if max_cases < 1:
             raise ValueError("max_cases must be at least 1")
         self.score = score
         self.max_cases = max_cases if enabled else 1
+        self.gather_s = gather_ms / 1000
         self.counts = PassCounts()
         self._waiting: list[_Waiting] = []
         self._draining: asyncio.Task[None] | None = None
+        self._in_flight = 0  # requests inside ``predict``
+        self._peak_in_flight = 0  # most in flight since the last pass started
 
     async def predict(self, snapshot: Snapshot, request: PredictRequest) -> dict[str, Any]:
         """The request's answer; raises the error its case meets when scored alone."""
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(snapshot, request, answer))
+        self._in_flight += 1
+        self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
         if self._draining is None:
             self._draining = asyncio.create_task(self._drain())
-        return await answer
+        try:
+            return await answer
+        finally:
+            self._in_flight -= 1
+
+    async def _gather(self) -> None:
+        """Wait up to ``gather_ms`` for as many requests as were in flight last time.
+
+        Clients answered by the last pass send their next requests within a few ms; a
+        pass started on the first of them would leave the rest waiting a whole pass
+        (passes would alternate 2 and 6 requests, each request waiting for two). A
+        lone client never waits: one request was in flight.
+        """
+        expected = min(self._peak_in_flight, self.max_cases)
+        self._peak_in_flight = self._in_flight
+        if self.gather_s <= 0 or len(self._waiting) >= expected:
+            return
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + self.gather_s
+        while len(self._waiting) < expected and clock() < deadline:
+            await asyncio.sleep(_POLL_S)
 
     async def _drain(self) -> None:
         try:
             while self._waiting:
+                await self._gather()
                 batch = self._next_pass()
                 if not batch:  # every waiting client went away
                     continue
+                started = time.perf_counter()
                 try:
                     answers = await run_in_threadpool(
                         self.score, batch[0].snapshot, [w.request for w in batch])
                 except Exception as exc:  # the pass itself failed: every request hears it
                     answers = [exc] * len(batch)
-                self._count(len(batch))
+                self._count(len(batch), time.perf_counter() - started)
                 for waiting, answer in zip(batch, answers, strict=True):
                     if waiting.answer.done():  # the client went away
                         continue
@@ -107,8 +139,9 @@ class PredictionCoalescer:
         self._waiting = left
         return taken
 
-    def _count(self, size: int) -> None:
+    def _count(self, size: int, seconds: float) -> None:
         counts = self.counts
+        counts.scoring_seconds += seconds
         counts.passes += 1
         counts.requests += size
         counts.largest_pass = max(counts.largest_pass, size)

@@ -153,3 +153,30 @@ def test_concurrent_http_requests_get_their_own_answers(client, store, trained) 
         assert len(answers) == 3 and all(a == expected[case] for a in answers)
     assert set(found) == set(expected) and len(found) == 8
     assert client.app.state.coalescer.counts.largest_pass > 1  # they did share passes
+
+
+@pytest.mark.parametrize(("gather_ms", "second_round"), [(2000.0, [4]), (0.0, [1, 1, 1, 1])])
+def test_a_pass_waits_for_as_many_requests_as_were_in_flight(gather_ms, second_round) -> None:
+    """Closed-loop clients come back one by one; under concurrency the next pass waits
+    (at most ``gather_ms``) for as many as were in flight, instead of taking the first
+    alone and leaving the rest a whole pass behind."""
+    sizes: list[int] = []
+
+    def record(snapshot, requests) -> list[Any]:
+        sizes.append(len(requests))
+        return [{"case_id": r.case_id} for r in requests]
+
+    coalescer = PredictionCoalescer(record, gather_ms=gather_ms)
+    requests = [PredictRequest.model_validate({**EXAMPLE_CASE, "case_id": f"C{i}"})
+                for i in range(4)]
+
+    async def staggered(request: PredictRequest, delay: float) -> dict[str, Any]:
+        await asyncio.sleep(delay)
+        return await coalescer.predict(None, request)
+
+    async def two_rounds() -> None:
+        await asyncio.gather(*(coalescer.predict(None, r) for r in requests))
+        await asyncio.gather(*(staggered(r, 0.03 * i) for i, r in enumerate(requests)))
+
+    asyncio.run(two_rounds())
+    assert sizes == [4, *second_round]
