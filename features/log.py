@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.api.extensions import ExtensionArray
 
 from features.errors import EventLogError
 from features.io import read_raw, sidecar_path
@@ -83,80 +84,98 @@ class EventLog:
 
 
 # ------------------------------------------------------------------ parsing steps
-def _as_text(series: pd.Series) -> pd.Series:
+# Each step returns the canonical column as an array (numpy or pandas' extension
+# array), not a Series: on a request a Series operation costs ~50-120 us where the
+# array's costs a few, and canonicalize makes about a hundred of them.
+Column = np.ndarray | ExtensionArray
+
+_HAS_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+
+
+def _as_text(series: pd.Series) -> ExtensionArray:
     """Text with surrounding blanks removed and empty strings as missing."""
     n = len(series)
     textual = series.dtype == object or pd.api.types.is_string_dtype(series.dtype)
     if n <= SMALL_FRAME_ROWS and textual:  # a request: pandas string operations cost ~1 ms
         # (other dtypes, e.g. dates or float32, keep pandas' own text form)
         cells = [None if pd.isna(v) else str(v).strip() or None for v in series.tolist()]
-        return pd.Series(cells, index=series.index, dtype=text_dtype(n))
+        return pd.array(cells, dtype=text_dtype(n))
     text = series.astype(text_dtype(n)).str.strip()
-    return text.mask(series.isna() | (text == ""))
+    return text.mask(series.isna() | (text == "")).array
 
 
-def _parse_timestamps(raw: pd.Series, mapping: Mapping) -> pd.Series:
+def _parse_timestamps(raw: pd.Series, mapping: Mapping) -> ExtensionArray:
     fmt = mapping.format
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return raw.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE)
+        return raw.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE).array
     if pd.api.types.is_datetime64_dtype(raw.dtype):
-        return raw.dt.tz_localize(fmt.timezone).dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE)
+        return raw.dt.tz_localize(fmt.timezone).dt.tz_convert("UTC").astype(
+            TIMESTAMP_DTYPE).array
     text = _as_text(raw)
-    has_offset = text.str.contains(_OFFSET, regex=True, na=False)
+    if len(text) <= SMALL_FRAME_ROWS:
+        has_offset = np.fromiter((isinstance(v, str) and _HAS_OFFSET.search(v) is not None
+                                  for v in text.tolist()), dtype=bool, count=len(text))
+    else:
+        has_offset = pd.Series(text).str.contains(_OFFSET, regex=True, na=False).to_numpy()
     if has_offset.all():  # the usual ISO export (and every API request): one parse
         return _parse_aware(text, fmt.timestamp_format)
-    result = pd.Series(pd.NaT, index=raw.index, dtype=TIMESTAMP_DTYPE)
+    result = pd.array(np.full(len(text), np.datetime64("NaT", "us")), dtype=TIMESTAMP_DTYPE)
     if has_offset.any():
         result[has_offset] = _parse_aware(text[has_offset], fmt.timestamp_format)
-    naive_mask = ~has_offset & text.notna()
+    naive_mask = ~has_offset & ~text.isna()
     if naive_mask.any():
-        naive = pd.to_datetime(text[naive_mask], format=fmt.timestamp_format, errors="coerce")
+        naive = pd.to_datetime(pd.Series(text[naive_mask]), format=fmt.timestamp_format,
+                               errors="coerce")
         local = naive.dt.tz_localize(fmt.timezone, ambiguous="NaT", nonexistent="NaT")
-        result[naive_mask] = local.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE)
+        result[naive_mask] = local.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE).array
     return result
 
 
-def _parse_aware(text: pd.Series, timestamp_format: str) -> pd.Series:
+def _parse_aware(text: ExtensionArray, timestamp_format: str) -> ExtensionArray:
     aware = pd.to_datetime(text, format=timestamp_format, errors="coerce", utc=True)
-    return aware.astype(TIMESTAMP_DTYPE)
+    return aware.astype(TIMESTAMP_DTYPE).array
 
 
-def _parse_numbers(raw: pd.Series, mapping: Mapping) -> tuple[pd.Series, np.ndarray]:
+def _parse_numbers(raw: pd.Series, mapping: Mapping) -> tuple[np.ndarray, np.ndarray]:
     """The numbers, and where a value was given but is not a number."""
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
-        return raw.astype("float64"), np.zeros(len(raw), dtype=bool)
+        return raw.to_numpy(dtype="float64", na_value=np.nan), np.zeros(len(raw), dtype=bool)
     text = _as_text(raw)
-    given = text.notna().to_numpy()
+    given = ~text.isna()
     fmt = mapping.format
-    if fmt.thousands:
-        text = text.str.replace(fmt.thousands, "", regex=False)
-    if fmt.decimal != ".":
-        text = text.str.replace(fmt.decimal, ".", regex=False)
-    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
-    return numbers, given & numbers.isna().to_numpy()
+    if fmt.thousands or fmt.decimal != ".":
+        series = pd.Series(text)
+        if fmt.thousands:
+            series = series.str.replace(fmt.thousands, "", regex=False)
+        if fmt.decimal != ".":
+            series = series.str.replace(fmt.decimal, ".", regex=False)
+        text = series.array
+    numbers = np.asarray(pd.to_numeric(text, errors="coerce"), dtype="float64")  # ndarray
+    return numbers, given & np.isnan(numbers)
 
 
-def _terms_days(terms: pd.Series, mapping: Mapping) -> pd.Series:
+def _terms_days(terms: ExtensionArray, mapping: Mapping) -> np.ndarray:
     if len(terms) <= SMALL_FRAME_ROWS:  # a request: Python's re, as pandas uses there
         pattern = re.compile(mapping.payment_terms.pattern)
         matches = {v: pattern.search(v) for v in set(terms.tolist()) if isinstance(v, str)}
-        days = pd.Series([None if m is None else m.group(1)
-                          for m in map(matches.get, terms.tolist())], dtype=object)
+        days = pd.array([None if m is None else m.group(1)
+                         for m in map(matches.get, terms.tolist())], dtype=object)
     else:
-        days = terms.str.extract(mapping.payment_terms.pattern, expand=False)
-    parsed = pd.to_numeric(days, errors="coerce").astype("float64")
+        days = pd.Series(terms).str.extract(mapping.payment_terms.pattern, expand=False)
+    parsed = np.asarray(pd.to_numeric(days, errors="coerce"), dtype="float64")
     if mapping.payment_terms.default_days is not None:
-        parsed = parsed.fillna(mapping.payment_terms.default_days)
+        parsed = np.where(np.isnan(parsed), mapping.payment_terms.default_days, parsed)
     return parsed
 
 
 def _row_messages(
-    source: str, rows: pd.Series, column: str, values: pd.Series, why: str
+    source: str, rows: pd.Series, column: str, values: pd.Series | Column, why: str
 ) -> list[str]:
     head = min(_EXAMPLES_PER_REASON, len(rows))
+    shown = values.iloc[:head] if isinstance(values, pd.Series) else values[:head].tolist()
     return [
         f"{source}: row {int(r)}, column {column!r}: {why} (value {v!r})"
-        for r, v in zip(rows.iloc[:head], values.iloc[:head], strict=True)
+        for r, v in zip(rows.iloc[:head], shown, strict=True)
     ]
 
 
@@ -177,7 +196,8 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     reason = np.full(n, None, dtype=object)
     detail = np.full(n, None, dtype=object)
 
-    def flag(mask: pd.Series, why: str, column: str, values: pd.Series, text: str) -> None:
+    def flag(mask: np.ndarray, why: str, column: str, values: pd.Series | Column,
+             text: str) -> None:
         fresh = np.asarray(mask, dtype=bool) & pd.isna(reason)
         if not fresh.any():
             return
@@ -186,11 +206,11 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
         report.note(why, _row_messages(source, raw[ROW_COLUMN][fresh], column,
                                        values[fresh], text), int(fresh.sum()))
 
-    out: dict[str, pd.Series] = {}
+    out: dict[str, Column] = {}
     if "__keep_rows__" in columns:
         col = columns["__keep_rows__"]
         keep_values = set(mapping.keep_rows.values) if mapping.keep_rows else set()
-        flag(~_as_text(raw[col]).isin(keep_values), "excluded_by_mapping", col, raw[col],
+        flag(~_as_text(raw[col]).isin(sorted(keep_values)), "excluded_by_mapping", col, raw[col],
              f"not one of {sorted(keep_values)} (keep_rows in the mapping)")
 
     case_col = columns["case_id"]
@@ -202,7 +222,8 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     flag(exported.isna(), "empty_activity", act_col, raw[act_col], "empty activity")
     if "__activity_qualifier__" in columns:
         qualifier = _as_text(raw[columns["__activity_qualifier__"]])
-        exported = exported.where(qualifier.isna(), exported + "+" + qualifier)
+        exported = pd.Series(exported).where(qualifier.isna(),
+                                             pd.Series(exported) + "+" + qualifier).array
     out["activity"] = _translate_activities(exported, mapping)
 
     ts_col = columns["timestamp"]
@@ -220,7 +241,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
         if role in out or role == "payment_terms_days":
             continue
         if role not in columns:
-            out[role] = empty_column(kind, n)
+            out[role] = empty_column(kind, n).array
             continue
         source_col = columns[role]
         if kind == "number":
@@ -232,7 +253,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
 
     for name, extra in mapping.extra_columns.items():
         if name not in columns:
-            out[name] = empty_column(extra.type, n)
+            out[name] = empty_column(extra.type, n).array
             continue
         source_col = columns[name]
         if extra.type == "number":
@@ -252,7 +273,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
              "activity not listed in the mapping")
 
     # from the arrays: from Series, pandas aligns ~20 indexes (~2 ms on a request)
-    events = pd.DataFrame({**{name: column.array for name, column in out.items()},
+    events = pd.DataFrame({**out,
                            ROW_COLUMN: raw[ROW_COLUMN].to_numpy()}, copy=False)
     usable = pd.isna(reason)
     if n > SMALL_FRAME_ROWS or _may_hold_duplicates(
@@ -264,7 +285,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
         still_unknown = unknown & pd.isna(reason)
         if still_unknown.any():
             report.unknown_activities.update(
-                out["activity"][still_unknown].value_counts().to_dict())
+                pd.Series(out["activity"][still_unknown]).value_counts().to_dict())
     kept = events[pd.isna(reason)]
     kept = in_case_time_order(kept, ROW_COLUMN)
     flagged = ~pd.isna(reason)
@@ -278,25 +299,26 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
                     report=report, mapping=mapping)
 
 
-def _translate_activities(exported: pd.Series, mapping: Mapping) -> pd.Series:
+def _translate_activities(exported: ExtensionArray, mapping: Mapping) -> ExtensionArray:
     if not mapping.activities:
         return exported
     n = len(exported)
     if n <= SMALL_FRAME_ROWS:  # a request: a dict lookup per event, not four pandas calls
         names = mapping.activities
         cells = [v if is_missing(v) else names.get(v, v) for v in exported.tolist()]
-        return pd.Series(cells, index=exported.index, dtype=text_dtype(n))
-    translated = exported.map(mapping.activities)
-    return translated.fillna(exported).astype(text_dtype(n)).mask(exported.isna())
+        return pd.array(cells, dtype=text_dtype(n))
+    given = pd.Series(exported)
+    translated = given.map(mapping.activities)
+    return translated.fillna(given).astype(text_dtype(n)).mask(given.isna()).array
 
 
-def _unknown_activities(activity: pd.Series, mapping: Mapping) -> np.ndarray:
+def _unknown_activities(activity: ExtensionArray, mapping: Mapping) -> np.ndarray:
     """Given activities the mapping does not list (a set lookup each on a request)."""
     if len(activity) <= SMALL_FRAME_ROWS:
         known = set(mapping.known_activities)
         return np.fromiter((not is_missing(a) and a not in known
                             for a in activity.tolist()), dtype=bool, count=len(activity))
-    return (activity.notna() & ~activity.isin(mapping.known_activities)).to_numpy()
+    return ~activity.isna() & ~activity.isin(list(mapping.known_activities))
 
 
 def _year_start_micros(year: int) -> int:
