@@ -2,7 +2,7 @@
 
 Scoring one case costs ~30 ms, almost all of it fixed (a few hundred pandas and numpy
 calls whatever the size); eight cases in one pass cost ~40 ms. So while a pass runs
-(in a worker thread, the event loop keeps reading requests), the requests that arrive
+(in the scoring thread, the event loop keeps reading requests), the requests that arrive
 wait, and the next pass takes them all. A lone request is scored at once: nothing
 waits for company. Requests in one pass are scored apart (``predict_together``), so
 an answer never depends on which others came with it.
@@ -16,9 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi.concurrency import run_in_threadpool
-
 from serving.schemas import PredictRequest
+from serving.scoring import in_scoring_thread
 from serving.store import Snapshot
 
 _POLL_S = 0.0005
@@ -109,7 +108,7 @@ class PredictionCoalescer:
                     continue
                 started = time.perf_counter()
                 try:
-                    answers = await run_in_threadpool(
+                    answers = await in_scoring_thread(
                         self.score, batch[0].snapshot, [w.request for w in batch])
                 except Exception as exc:  # the pass itself failed: every request hears it
                     answers = [exc] * len(batch)

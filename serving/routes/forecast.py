@@ -14,6 +14,7 @@ from serving.deps import SettingsDep, SnapshotDep
 from serving.forecast import forecast
 from serving.routes.predict import read_uploaded_log
 from serving.schemas import ForecastResponse
+from serving.scoring import in_scoring_thread
 from serving.service import api_mapping
 from serving.store import Snapshot
 
@@ -62,7 +63,7 @@ async def _run(snapshot: Snapshot, settings: SettingsDep, log: EventLog, source:
                group_by: str | None, months: int | None,
                simulations: int | None) -> dict[str, Any]:
     try:
-        return await run_in_threadpool(
+        return await in_scoring_thread(
             forecast, snapshot, log, source, group_by,
             months or settings.forecast_months, simulations or settings.forecast_simulations)
     except ValueError as exc:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -13,7 +15,10 @@ from features.io import read_upload
 from features.log import canonicalize
 from serving.deps import CoalescerDep, SettingsDep, SnapshotDep
 from serving.schemas import BatchRequest, BatchResponse, Prediction, PredictRequest
-from serving.service import assemble, score_cases, score_log, served_mapping
+from serving.scoring import in_scoring_thread
+from serving.service import ScoredCases, assemble, score_cases, score_log, served_mapping
+from serving.settings import Settings
+from serving.store import Snapshot
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
 
@@ -55,12 +60,8 @@ async def predict_batch(request: Request, snapshot: SnapshotDep,
         if upload is None or isinstance(upload, str):
             raise HTTPException(422, detail="multipart body needs a 'file' field (CSV/Parquet)")
         explain = str(form.get("explain", "false")).lower() in ("1", "true", "yes")
-        top_k = 5
-        data = await upload.read()
-        log = read_uploaded_log(upload.filename or "upload.csv", data, snapshot)
-        _check_batch_size(log.events["case_id"].nunique(), settings.max_batch_cases)
-        notes: dict[str, list[str]] = {}
-        scored = score_log(snapshot, log, notes)
+        work = functools.partial(_score_upload, upload.filename or "upload.csv",
+                                 await upload.read(), snapshot, settings, explain)
     else:
         try:
             body = BatchRequest.model_validate(json.loads(await request.body()))
@@ -69,14 +70,27 @@ async def predict_batch(request: Request, snapshot: SnapshotDep,
         except ValidationError as exc:
             raise HTTPException(422, detail=json.loads(exc.json(include_url=False))) from exc
         _check_batch_size(len(body.cases), settings.max_batch_cases)
-        explain, top_k = body.explain, body.top_k
-        scored = score_cases(snapshot, body.cases)
-    predictions = assemble(scored, snapshot, explain, top_k)
+        work = functools.partial(_answer_batch, snapshot, body.explain, body.top_k,
+                                 lambda: score_cases(snapshot, body.cases))
+    return Response(content=await in_scoring_thread(work, started),
+                    media_type="application/json")
+
+
+def _score_upload(filename: str, data: bytes, snapshot: Snapshot, settings: Settings,
+                  explain: bool, started: float) -> bytes:
+    log = read_uploaded_log(filename, data, snapshot)
+    _check_batch_size(log.events["case_id"].nunique(), settings.max_batch_cases)
+    return _answer_batch(snapshot, explain, 5, lambda: score_log(snapshot, log, {}), started)
+
+
+def _answer_batch(snapshot: Snapshot, explain: bool, top_k: int,
+                  score: Callable[[], ScoredCases], started: float) -> bytes:
+    predictions = assemble(score(), snapshot, explain, top_k)
     answer = {"predictions": predictions, "cases": len(predictions),
               "seconds": time.perf_counter() - started}
     # straight to JSON: re-validating 10k explained cases against the response model
     # would cost ~1.6 s; the tests hold the answer to BatchResponse instead
-    return Response(content=_AS_JSON.dump_json(answer), media_type="application/json")
+    return _AS_JSON.dump_json(answer)
 
 
 _AS_JSON = TypeAdapter(Any)
