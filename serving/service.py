@@ -122,7 +122,8 @@ def cases_to_frame(cases: Sequence[CaseIn], mapping: Mapping
     rows: list[dict[str, Any]] = []
     notes: dict[str, list[str]] = {}
     known = known_attribute_names(mapping)
-    for case in cases:
+    # in the canonical order (by case id): the reader then need not reorder the rows
+    for case in sorted(cases, key=lambda c: c.case_id):
         times = [_micros_utc(e.timestamp) for e in case.events]
         if any(b < a for a, b in itertools.pairwise(times)):
             notes.setdefault(case.case_id, []).append(
