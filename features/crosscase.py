@@ -165,7 +165,8 @@ class _AsOf:
         # facts later than every query still sort after them within their group
         keys = codes[known] * span + np.minimum(times[known], span - 1)
         order = np.argsort(keys, kind="stable")
-        vals = np.nan_to_num(values[known][order].astype("float64"))
+        vals = values[known][order].astype("float64")
+        vals[np.isnan(vals)] = 0.0
         if len(vals) == 0:
             return cls(keys=keys, sums=np.zeros((0, values.shape[1])), span=span)
         sums = running_sums(vals, codes[known][order])
@@ -200,23 +201,28 @@ def _shifted(times: np.ndarray) -> np.ndarray:
 
 def _facts(history: CaseFacts, column: str,
            codes: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(group codes, known-at times, values) of every fact kind for one grouping column."""
+    """(group codes, known-at times, values) of the fact kinds one grouping column needs
+    (only those: on a request each array costs a few numpy calls)."""
     ones = np.ones((len(history), 1))
     known = _shifted(history[f"{column}_sec"])
-    end = np.maximum(_shifted(history["end_sec"]), known)
-    decisions = history.decisions
-    position = decisions["case"]
-    facts = {
-        "opened": (codes, known, ones),
-        "closed": (codes, end, ones),
-        "done": (codes, end, np.c_[ones, history["cycle_days"]]),
-        "paid": (codes, np.maximum(_shifted(history["payment_sec"]), known),
-                 np.c_[ones, history["payment_delay_days"]]),
-        "decided": (codes[position],
-                    np.maximum(_shifted(decisions["time_sec"]), known[position]),
-                    np.c_[decisions["d_decided"], decisions["d_won"]]),
-    }
-    return {kind: facts[kind] for kind in _KINDS[column]}
+    facts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for kind in _KINDS[column]:
+        if kind == "opened":
+            facts[kind] = codes, known, ones
+        elif kind in ("closed", "done"):
+            end = np.maximum(_shifted(history["end_sec"]), known)
+            facts[kind] = codes, end, (ones if kind == "closed" else np.column_stack(
+                (ones[:, 0], history["cycle_days"])))
+        elif kind == "paid":
+            facts[kind] = (codes, np.maximum(_shifted(history["payment_sec"]), known),
+                           np.column_stack((ones[:, 0], history["payment_delay_days"])))
+        else:  # decided
+            decisions = history.decisions
+            position = decisions["case"]
+            facts[kind] = (codes[position],
+                           np.maximum(_shifted(decisions["time_sec"]), known[position]),
+                           np.column_stack((decisions["d_decided"], decisions["d_won"])))
+    return facts
 
 
 def _codes_with_new(groups: Lookup, values: np.ndarray, new: dict[object, int]) -> np.ndarray:

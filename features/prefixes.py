@@ -43,13 +43,37 @@ def in_case_time_order(frame: pd.DataFrame, tie_break: str) -> pd.DataFrame:
     One numpy lexsort over integer keys; a frame already in order is returned as it is
     (an API request usually is), where ``sort_values`` costs ~1 ms even on ten rows.
     """
-    order = np.lexsort([_sort_key(frame[c]) for c in (tie_break, "timestamp", "case_id")])
-    if not (order == np.arange(len(order))).all():
-        frame = frame.take(order)
+    if not _visibly_in_order(frame, tie_break):
+        order = np.lexsort([_sort_key(frame[c]) for c in (tie_break, "timestamp", "case_id")])
+        if not (order == np.arange(len(order))).all():
+            frame = frame.take(order)
     index = frame.index
     if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
         return frame
     return frame.reset_index(drop=True)
+
+
+def _visibly_in_order(frame: pd.DataFrame, tie_break: str) -> bool:
+    """Whether a small frame's rows already run by case, time and ``tie_break``, checked
+    in Python (the three sort keys cost ~0.5 ms on a request). False whenever unsure
+    (missing values, mixed types, a large frame): the lexsort then decides."""
+    times = frame["timestamp"]
+    if len(frame) > SMALL_FRAME_ROWS or not isinstance(times.dtype, pd.DatetimeTZDtype):
+        return False
+    at = times.array.asi8.tolist()
+    if len(at) and min(at) == np.iinfo(np.int64).min:  # NaT sorts last, not first
+        return False
+    cases, ties = frame["case_id"].tolist(), frame[tie_break].tolist()
+    try:
+        for i in range(1, len(at)):
+            if cases[i - 1] != cases[i]:
+                if not cases[i - 1] < cases[i]:
+                    return False
+            elif at[i - 1] > at[i] or (at[i - 1] == at[i] and not ties[i - 1] <= ties[i]):
+                return False
+    except TypeError:  # missing or mixed values: leave it to the sort keys
+        return False
+    return True
 
 
 def _sort_key(column: pd.Series) -> np.ndarray:
