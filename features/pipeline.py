@@ -22,7 +22,7 @@ Example (runs as it stands)::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -125,16 +125,14 @@ class PrefixPipeline(BaseEstimator):
         return self
 
     # ----------------------------------------------------------- transforming
-    def _encoded(self, prepared: pd.DataFrame,
-                 apart: Mapping[object, int] | None = None) -> Encoded:
-        rows = EventRows(prepared, apart)  # columns converted once for all encoders
+    def _encoded(self, rows: EventRows) -> Encoded:
         encoded: Encoded = {}
         for enc in self.encoders_:
             encoded.update(enc.encode(rows))
         return encoded
 
     def _features(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        return as_frame(self._encoded(prepared), prepared.index)
+        return as_frame(self._encoded(EventRows(prepared)), prepared.index)
 
     def transform(self, events: pd.DataFrame, last_only: bool = False) -> pd.DataFrame:
         """Keys (case, prefix length, prefix end, case start) then the features.
@@ -160,7 +158,8 @@ class PrefixPipeline(BaseEstimator):
             if unassigned:
                 raise ValueError(f"cases without a part: {sorted(map(str, unassigned))[:5]}")
         prepared = prepare_events(events)
-        encoded = self._encoded(prepared, apart)
+        rows = EventRows(prepared, apart)  # columns converted once for all encoders
+        encoded = self._encoded(rows)
         if last_only:
             ids = prepared["case_id"].to_numpy()
             keep = np.r_[ids[1:] != ids[:-1], True] if len(ids) else np.zeros(0, dtype=bool)
@@ -174,7 +173,7 @@ class PrefixPipeline(BaseEstimator):
         features = {name: Coded(value.codes[keep], value.categories)
                     if isinstance(value, Coded) else value[keep]
                     for name, value in encoded.items()}
-        return EncodedPrefixes(keys=keys, features=features)
+        return EncodedPrefixes(keys=keys, features=features, rows=rows, kept=keep)
 
     def fit_transform(self, events: pd.DataFrame, y: object = None) -> pd.DataFrame:
         return self.fit(events).transform(events)
@@ -242,6 +241,18 @@ class EncodedPrefixes:
 
     keys: dict[str, Any]  # case_id, prefix_len: ndarray; prefix_end, case_start: DatetimeArray
     features: Encoded
+    rows: EventRows | None = None  # the events the prefixes were encoded from
+    kept: Any = field(default_factory=lambda: slice(None))  # which of their rows
+
+    def last_given(self, column: str) -> np.ndarray:
+        """Per prefix, the column's latest non-missing value in its case so far (NaN if
+        none), e.g. what the API reports as missing or unknown to the model."""
+        if self.rows is None:
+            raise ValueError("these prefixes were not encoded from events")
+        return self.rows.last_known(column)[self.kept]
+
+    def has_column(self, column: str) -> bool:
+        return self.rows is not None and column in self.rows.columns
 
     def __len__(self) -> int:
         return len(self.keys["case_id"])

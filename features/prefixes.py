@@ -267,6 +267,10 @@ class EventRows:
     def __len__(self) -> int:
         return len(self.cases)
 
+    @property
+    def columns(self) -> pd.Index:
+        return self.frame.columns
+
     def __getitem__(self, column: str) -> np.ndarray:
         if column not in self._columns:
             self._columns[column] = _as_values(self.frame[column])
