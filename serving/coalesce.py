@@ -30,6 +30,9 @@ class _Waiting:
     request: PredictRequest
     answer: asyncio.Future[dict[str, Any]]
 
+    def same_question(self, other: _Waiting) -> bool:
+        return self.snapshot is other.snapshot and self.request == other.request
+
     def fits(self, first: _Waiting, case_ids: set[str]) -> bool:
         """Same models and way of answering as the pass's first request, a new case."""
         return (self.snapshot is first.snapshot and self.request.case_id not in case_ids
@@ -43,7 +46,8 @@ class PassCounts:
 
     passes: int = 0
     requests: int = 0
-    largest_pass: int = 0
+    largest_pass: int = 0  # cases scored in one pass
+    shared_answers: int = 0  # requests answered by an equal request's scoring
     scoring_seconds: float = 0.0  # spent in passes (worker thread)
     sizes: dict[int, int] = field(default_factory=dict)  # pass size -> passes
 
@@ -109,39 +113,47 @@ class PredictionCoalescer:
                 started = time.perf_counter()
                 try:
                     answers = await in_scoring_thread(
-                        self.score, batch[0].snapshot, [w.request for w in batch])
+                        self.score, batch[0][0].snapshot, [same[0].request for same in batch])
                 except Exception as exc:  # the pass itself failed: every request hears it
                     answers = [exc] * len(batch)
-                self._count(len(batch), time.perf_counter() - started)
-                for waiting, answer in zip(batch, answers, strict=True):
-                    if waiting.answer.done():  # the client went away
-                        continue
-                    if isinstance(answer, BaseException):
-                        waiting.answer.set_exception(answer)
-                    else:
-                        waiting.answer.set_result(answer)
+                self._count(batch, time.perf_counter() - started)
+                for same, answer in zip(batch, answers, strict=True):
+                    for waiting in same:
+                        if waiting.answer.done():  # the client went away
+                            continue
+                        if isinstance(answer, BaseException):
+                            waiting.answer.set_exception(answer)
+                        else:
+                            waiting.answer.set_result(answer)
         finally:
             self._draining = None
 
-    def _next_pass(self) -> list[_Waiting]:
-        """The oldest waiting request and, in arrival order, those that fit with it."""
+    def _next_pass(self) -> list[list[_Waiting]]:
+        """The oldest waiting request and, in arrival order, those that fit with it;
+        a request equal to one taken (the same case sent twice at once) shares its
+        answer instead of waiting for the next pass."""
         first, taken, left = self._waiting[0], [], []
-        case_ids: set[str] = set()
+        by_case: dict[str, list[_Waiting]] = {}
         for waiting in self._waiting:
             if waiting.answer.done():  # cancelled while waiting: nothing to score
                 continue
-            if len(taken) < self.max_cases and waiting.fits(first, case_ids):
-                taken.append(waiting)
-                case_ids.add(waiting.request.case_id)
+            same = by_case.get(waiting.request.case_id)
+            if same is not None and waiting.same_question(same[0]):
+                same.append(waiting)
+            elif len(taken) < self.max_cases and waiting.fits(first, set(by_case)):
+                by_case[waiting.request.case_id] = [waiting]
+                taken.append(by_case[waiting.request.case_id])
             else:
                 left.append(waiting)
         self._waiting = left
         return taken
 
-    def _count(self, size: int, seconds: float) -> None:
+    def _count(self, batch: list[list[_Waiting]], seconds: float) -> None:
         counts = self.counts
+        size = len(batch)
         counts.scoring_seconds += seconds
         counts.passes += 1
-        counts.requests += size
+        counts.requests += sum(len(same) for same in batch)
+        counts.shared_answers += sum(len(same) - 1 for same in batch)
         counts.largest_pass = max(counts.largest_pass, size)
         counts.sizes[size] = counts.sizes.get(size, 0) + 1

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     coalesce_predictions: bool = True
     coalesce_max_cases: int = Field(32, ge=1, le=1000)
     #: how long a pass may wait for as many requests as were in flight before it
-    coalesce_gather_ms: float = Field(15.0, ge=0, le=100)
+    coalesce_gather_ms: float = Field(15.0, ge=0, le=200)
 
     @model_validator(mode="after")
     def _no_placeholder_key_outside_development(self) -> Settings:

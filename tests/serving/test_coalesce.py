@@ -78,8 +78,10 @@ def test_one_pass_answers_each_request_as_if_alone(store, trained) -> None:
 def test_concurrent_requests_share_passes_and_keep_their_answers(store, trained) -> None:
     snapshot = store.snapshot
     requests = requests_of_all_kinds(trained)
-    requests.append(requests[0])  # a case sent twice waits for the next pass
+    requests.append(requests[0])  # the same request twice at once: one answer for both
     requests.append(requests[1].model_copy(update={"top_k": 2}))  # answered another way
+    # the same case with other events cannot share the pass: it waits for the next
+    requests.append(requests[2].model_copy(update={"events": requests[2].events[:-1]}))
     expected = [alone(snapshot, r) for r in requests]
     coalescer = PredictionCoalescer(predict_together, max_cases=32)
 
@@ -91,8 +93,10 @@ def test_concurrent_requests_share_passes_and_keep_their_answers(store, trained)
     assert_same_answers(found, expected)
     counts = coalescer.counts
     assert counts.requests == len(requests)
-    # all but the two that cannot join, then each of those alone (they differ in top_k)
-    assert counts.sizes == {len(requests) - 2: 1, 1: 2}
+    # all but the three that cannot join, the twin sharing its answer; then each of the
+    # other two alone (they differ in top_k)
+    assert counts.sizes == {len(requests) - 3: 1, 1: 2} and counts.shared_answers == 1
+    assert found[-3] is found[0]
 
 
 def test_pass_size_is_bounded_and_coalescing_can_be_switched_off(store, trained) -> None:
