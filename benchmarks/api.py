@@ -283,6 +283,7 @@ class LevelResult:
     first_exception: str | None = None
     elapsed: float = 0.0
     stopped_by: str = "budget"
+    mean_pass: float | None = None  # requests per scoring pass (server's /ready counts)
 
     def summary(self) -> dict[str, Any]:
         done = np.asarray(self.latencies) * 1000
@@ -290,7 +291,7 @@ class LevelResult:
             lambda q: None)
         return {"p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
                 "rps": round((len(done) + self.errors) / self.elapsed, 2) if self.elapsed else 0,
-                "errors": self.errors}
+                "errors": self.errors, "mean_pass": self.mean_pass}
 
 
 @dataclass
@@ -394,6 +395,22 @@ def load(base_url: str, api_key: str, bodies: list[bytes], clients: int, budget:
     return result
 
 
+def pass_counts(base_url: str) -> dict[str, Any] | None:
+    """The server's coalescing counts (``/ready``); with several workers, one worker's."""
+    try:
+        return httpx.get(f"{base_url}/ready", timeout=10).json().get("predict_passes")
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def mean_pass(before: dict[str, Any] | None, after: dict[str, Any] | None) -> float | None:
+    """Requests per scoring pass between two readings of the counts."""
+    if not before or not after or after["passes"] <= before["passes"]:
+        return None
+    return round((after["requests"] - before["requests"])
+                 / (after["passes"] - before["passes"]), 2)
+
+
 def warm_up(base_url: str, api_key: str, bodies: list[bytes], timeout: float,
             workdir: Path) -> None:
     headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
@@ -447,13 +464,14 @@ def report(levels: dict[int, LevelResult], batch_out: dict[str, Any] | None) -> 
     batch_s = (round(batch_out["seconds"], 2) if batch_out and batch_out.get("ok") else None)
     table = Table(title="Single predictions with explanations (POST /v1/predict)")
     for column in ("clients", "requests", "stopped by", "p50 ms", "p95 ms", "p99 ms", "req/s",
-                   "errors", "statuses"):
+                   "errors", "per pass", "statuses"):
         table.add_column(column, justify="right")
     for n, r in levels.items():
         s = single[f"c{n}"]
         table.add_row(str(n), str(len(r.latencies) + r.errors), r.stopped_by,
                       *(_cell(s[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "rps")),
-                      str(s["errors"]), " ".join(f"{k}:{v}" for k, v in sorted(r.statuses.items())))
+                      str(s["errors"]), _cell(s["mean_pass"]),
+                      " ".join(f"{k}:{v}" for k, v in sorted(r.statuses.items())))
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
     for n, r in levels.items():
@@ -536,8 +554,10 @@ def main(argv: list[str] | None = None) -> int:
             for n in levels:
                 err.print(f"  {n} client(s): up to {LEVELS[n]} requests or "
                           f"{args.max_seconds:.0f} s")
+                before = pass_counts(server.base_url)
                 results[n] = load(server.base_url, api_key, bodies, n, LEVELS[n],
                                   args.max_seconds, args.request_timeout)
+                results[n].mean_pass = mean_pass(before, pass_counts(server.base_url))
             if not args.no_batch:
                 err.print(f"  batch of {batch_cases:,} cases")
                 batch_out = batch(server.base_url, api_key, payload, batch_cases,

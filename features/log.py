@@ -8,7 +8,6 @@ books (rows in = rows kept + rows quarantined).
 
 from __future__ import annotations
 
-import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -295,8 +294,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
         quarantine.insert(0, "quarantine_detail", pd.array(detail[flagged], dtype="str"))
         quarantine.insert(0, "quarantine_reason", pd.array(reason[flagged], dtype="str"))
     else:  # the usual request: an empty frame of the same columns, built once per layout
-        quarantine = _empty_quarantine(tuple(raw.columns),
-                                       tuple(raw.dtypes.tolist())).copy(deep=False)
+        quarantine = _empty_quarantine(raw).copy(deep=False)
     report.rows_kept = len(kept)
     if report.rows_kept + report.rows_quarantined != report.rows_in:  # pragma: no cover
         raise AssertionError("row books do not balance: a row was lost")
@@ -304,14 +302,23 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
                     report=report, mapping=mapping)
 
 
-@functools.lru_cache(maxsize=64)
-def _empty_quarantine(columns: tuple[str, ...], dtypes: tuple[object, ...]) -> pd.DataFrame:
-    """No row quarantined: the quarantine's columns and dtypes, no rows (~1 ms to build on
-    a request; callers get a shallow copy, so none can change the cached frame)."""
-    return pd.DataFrame({"quarantine_reason": pd.array([], dtype="str"),
-                          "quarantine_detail": pd.array([], dtype="str"),
-                          **{c: pd.Series([], dtype=d) for c, d in zip(columns, dtypes,
-                                                                       strict=True)}})
+_EMPTY_QUARANTINES: dict[tuple[tuple[str, ...], tuple[str, ...]], pd.DataFrame] = {}
+
+
+def _empty_quarantine(raw: pd.DataFrame) -> pd.DataFrame:
+    """No row quarantined: the quarantine's columns and dtypes, no rows, built once per
+    layout (~1 ms on a request). Keyed by the dtypes' repr, which tells category orders
+    apart; callers copy it, so none can change the cached frame."""
+    dtypes = raw.dtypes.tolist()
+    key = (tuple(raw.columns), tuple(map(repr, dtypes)))
+    if key not in _EMPTY_QUARANTINES:
+        if len(_EMPTY_QUARANTINES) > 64:
+            _EMPTY_QUARANTINES.clear()
+        _EMPTY_QUARANTINES[key] = pd.DataFrame({
+            "quarantine_reason": pd.array([], dtype="str"),
+            "quarantine_detail": pd.array([], dtype="str"),
+            **{c: pd.Series([], dtype=d) for c, d in zip(raw.columns, dtypes, strict=True)}})
+    return _EMPTY_QUARANTINES[key]
 
 
 def _translate_activities(exported: ExtensionArray, mapping: Mapping) -> ExtensionArray:

@@ -90,8 +90,9 @@ class PaymentTerms(_Strict):
     @field_validator("pattern")
     @classmethod
     def _compiles_with_one_group(cls, value: str) -> str:
-        if re.compile(value).groups < 1:
-            raise ValueError("payment_terms.pattern needs one capture group for the days")
+        if re.compile(value).groups != 1:  # which group would hold the days?
+            raise ValueError("payment_terms.pattern needs exactly one capture group (the "
+                             "days); make other groups non-capturing: (?:...)")
         return value
 
 

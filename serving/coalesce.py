@@ -29,9 +29,18 @@ class _Waiting:
     snapshot: Snapshot
     request: PredictRequest
     answer: asyncio.Future[dict[str, Any]]
+    _json: str | None = None
 
     def same_question(self, other: _Waiting) -> bool:
-        return self.snapshot is other.snapshot and self.request == other.request
+        """The same models and the same request, value for value and type for type
+        (``==`` on the models would take 1, 1.0 and true for one another; the reader
+        does not)."""
+        return self.snapshot is other.snapshot and self.as_json() == other.as_json()
+
+    def as_json(self) -> str:
+        if self._json is None:
+            self._json = self.request.model_dump_json()
+        return self._json
 
     def fits(self, first: _Waiting, case_ids: set[str]) -> bool:
         """Same models and way of answering as the pass's first request, a new case."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 AttributeValue = str | float | int | bool | None
 
@@ -40,7 +41,10 @@ class EventIn(BaseModel):
 class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    case_id: str = Field(min_length=1, max_length=200)
+    # blanks around an id are not part of it (the reader strips them too): "X " and "X"
+    # must be one case everywhere, in notes and in which requests share a pass
+    case_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                              max_length=200)]
     attributes: dict[str, AttributeValue] = Field(
         default_factory=dict,
         description="case attributes by canonical name (value, rep, region, account, "
@@ -62,6 +66,16 @@ class BatchRequest(BaseModel):
     cases: list[CaseIn] = Field(min_length=1)
     explain: bool = False
     top_k: int = Field(5, ge=1, le=50)
+
+    @field_validator("cases")
+    @classmethod
+    def _one_entry_per_case(cls, cases: list[CaseIn]) -> list[CaseIn]:
+        counts = Counter(c.case_id for c in cases)
+        twice = sorted(case for case, n in counts.items() if n > 1)
+        if twice:
+            raise ValueError(f"each case once, with all its events: {', '.join(twice[:5])} "
+                             "appear(s) more than once")
+        return cases
 
 
 class Contribution(BaseModel):

@@ -134,7 +134,7 @@ def cases_to_frame(cases: Sequence[CaseIn], mapping: Mapping
             unknown.update(name for name in event.attributes if name not in known)
             row = {**case.attributes, **event.attributes, "case_id": case.case_id,
                    "activity": event.activity,
-                   "timestamp": (_EPOCH + timedelta(microseconds=micros)).isoformat()}
+                   "timestamp": _iso_utc(micros, event.timestamp)}
             if event.resource is not None:
                 row["resource"] = event.resource
             # JSON numbers and text share columns: every cell goes to the reader as text
@@ -150,6 +150,17 @@ def cases_to_frame(cases: Sequence[CaseIn], mapping: Mapping
 
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+def _iso_utc(micros: int, stamp: datetime) -> str:
+    """The time in UTC as ISO text; a UTC time past year 9999 (or before year 1) cannot
+    be a Python datetime, and goes to the reader in pandas' form, which quarantines it."""
+    try:
+        return (_EPOCH + timedelta(microseconds=micros)).isoformat()
+    except OverflowError:
+        utc = pd.Timestamp(stamp)
+        return (utc.tz_localize("UTC") if utc.tzinfo is None else utc.tz_convert("UTC")
+                ).isoformat()
 
 
 def _micros_utc(stamp: datetime) -> int:

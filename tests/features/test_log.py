@@ -224,3 +224,12 @@ def test_small_frames_read_text_as_pandas_does_and_find_loose_duplicates() -> No
     raw.loc[1, "opportunity_id"], raw.loc[3, "opportunity_id"] = 1, 1.0
     log = canonicalize(raw, default_mapping())
     assert dict(log.report.quarantined) == {"duplicate_event": 1}
+
+
+def test_payment_terms_pattern_needs_exactly_one_group() -> None:
+    from features.mapping import PaymentTerms
+
+    assert PaymentTerms(pattern=r"Net (\d+)").pattern == r"Net (\d+)"
+    for pattern in (r"Net \d+", r"(Net )?(\d+)"):
+        with pytest.raises(ValueError, match="exactly one capture group"):
+            PaymentTerms(pattern=pattern)

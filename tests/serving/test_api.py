@@ -137,6 +137,18 @@ def test_validation_errors_name_the_field(client) -> None:
     not_json = client.post("/v1/predict/batch", content=b"{oops",
                            headers={"content-type": "application/json"})
     assert not_json.status_code == 422 and "not valid JSON" in not_json.json()["detail"]
+    blank_id = client.post("/v1/predict", json=dict(EXAMPLE_CASE, case_id="   "))
+    assert blank_id.status_code == 422 and blank_id.json()["detail"][0]["loc"][-1] == "case_id"
+    twice = client.post("/v1/predict/batch", json={"cases": [EXAMPLE_CASE, EXAMPLE_CASE]})
+    assert twice.status_code == 422 and "more than once" in twice.text
+
+
+def test_times_past_year_9999_in_utc_are_quarantined_not_a_500(client) -> None:
+    late = dict(EXAMPLE_CASE, events=[*EXAMPLE_CASE["events"], {
+        "activity": "Quote Issued", "timestamp": "9999-12-31T23:00:00-05:00"}])
+    response = client.post("/v1/predict", json=late)
+    assert response.status_code == 200, response.text
+    assert any(note.startswith("event 5 ignored") for note in response.json()["notes"])
 
 
 def test_odd_input_is_handled_and_reported(client) -> None:

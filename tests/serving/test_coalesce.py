@@ -114,6 +114,39 @@ def test_pass_size_is_bounded_and_coalescing_can_be_switched_off(store, trained)
         PredictionCoalescer(predict_together, max_cases=0)
 
 
+def test_requests_equal_only_in_python_are_not_answered_as_one(store) -> None:
+    """1, 1.0 and true compare equal in Python but are different text to the reader
+    (``true`` is not a number): such requests must not share an answer."""
+    def with_value(value: object, case_id: str = "TWIN") -> PredictRequest:
+        return PredictRequest.model_validate({**EXAMPLE_CASE, "case_id": case_id,
+                                              "attributes": {**EXAMPLE_CASE["attributes"],
+                                                             "value": value}})
+
+    snapshot = store.snapshot
+    requests = [with_value(1), with_value(True), with_value(1)]
+    assert requests[0] == requests[1]  # what pydantic's == says
+    coalescer = PredictionCoalescer(predict_together)
+
+    async def all_at_once() -> list[Any]:
+        return await asyncio.gather(*(coalescer.predict(snapshot, r) for r in requests),
+                                    return_exceptions=True)
+
+    found = asyncio.run(all_at_once())
+    assert_same_answers(found, [alone(snapshot, r) for r in requests])
+    assert isinstance(found[1], EventLogError)  # "true" is not a value: nothing usable
+    assert found[0] != found[1] and coalescer.counts.shared_answers == 1  # only the 1s
+    # blanks around an id are not part of it: " X" and "X" are one case, not two
+    spaced = [with_value(1, " X"), with_value(2, "X")]
+    assert spaced[0].case_id == "X"
+    together = PredictionCoalescer(predict_together)
+
+    async def spaced_at_once() -> list[Any]:
+        return await asyncio.gather(*(together.predict(snapshot, r) for r in spaced))
+
+    assert_same_answers(asyncio.run(spaced_at_once()), [alone(snapshot, r) for r in spaced])
+    assert together.counts.sizes == {1: 2}  # the same case with other events: two passes
+
+
 def test_a_failing_pass_reaches_every_request_and_the_next_pass_runs(store) -> None:
     calls: list[int] = []
 
