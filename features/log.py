@@ -33,7 +33,9 @@ from features.schema import (
 )
 
 _EXAMPLES_PER_REASON = 5
-_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
+#: a UTC offset ends the text: Z, +01:00, +0100, or +01 right after a time (so a bare
+#: date such as 2024-01-05 is not read as having the offset -05)
+_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2}|:\d{2}(?:\.\d+)?[+-]\d{2})$"
 
 
 @dataclass
@@ -89,7 +91,7 @@ class EventLog:
 # array's costs a few, and canonicalize makes about a hundred of them.
 Column = np.ndarray | ExtensionArray
 
-_HAS_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+_HAS_OFFSET = re.compile(_OFFSET)
 
 
 def _as_text(series: pd.Series) -> ExtensionArray:

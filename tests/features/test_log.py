@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.errors import EventLogError, MappingError, MissingColumnsError
-from features.log import read_log
+from features.log import canonicalize, read_log
 from features.mapping import Mapping, default_mapping
 from features.summary import summarize
 
@@ -209,7 +209,7 @@ def test_placeholder_dates_are_quarantined_not_used(tmp_path: Path) -> None:
 def test_small_frames_read_text_as_pandas_does_and_find_loose_duplicates() -> None:
     import numpy as np
 
-    from features.log import _as_text, canonicalize
+    from features.log import _as_text
     from features.simulate import simulate_log
 
     dates = pd.Series(pd.to_datetime(["2024-01-01", "2024-02-03"]))
@@ -233,3 +233,21 @@ def test_payment_terms_pattern_needs_exactly_one_group() -> None:
     for pattern in (r"Net \d+", r"(Net )?(\d+)"):
         with pytest.raises(ValueError, match="exactly one capture group"):
             PaymentTerms(pattern=pattern)
+
+
+@pytest.mark.parametrize("rows", [3, 5000])  # the request path and the file path
+def test_hour_only_offsets_are_offsets_and_bare_dates_stay_local(rows: int) -> None:
+    """'10:00:00-05' carries an offset (pandas failed on it as a mixed-zone naive time);
+    '2024-01-05' ends in digits that look like one but is a local date."""
+    mapping = default_mapping().model_copy(update={"format": default_mapping().format.model_copy(
+        update={"timestamp_format": "ISO8601", "timezone": "Europe/Berlin"})})
+    times = ["2024-01-05T10:00:00-05", "2024-01-05", "2024-01-05T10:00:00.250+05"]
+    raw = pd.DataFrame({"opportunity_id": [f"C{i}" for i in range(rows)],
+                        "activity": "Lead Captured",
+                        "event_time": [times[i % 3] for i in range(rows)]})
+    log = canonicalize(raw, mapping)
+    assert log.quarantine.empty
+    got = log.events.set_index("case_id")["timestamp"]
+    assert got["C0"] == pd.Timestamp("2024-01-05T15:00:00Z")
+    assert got["C1"] == pd.Timestamp("2024-01-04T23:00:00Z")  # Berlin midnight
+    assert got["C2"] == pd.Timestamp("2024-01-05T05:00:00.250Z")
