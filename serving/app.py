@@ -6,6 +6,8 @@ as arguments so tests can build an app around their own.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -23,6 +25,8 @@ from serving.routes import forecast, models, predict
 from serving.service import predict_together
 from serving.settings import Settings
 from serving.store import ModelsNotLoadedError, ModelStore
+
+logger = logging.getLogger(__name__)
 
 
 class BodySizeLimit:
@@ -66,6 +70,24 @@ async def _too_large(send: Send, limit: int) -> None:
     await response({"type": "http"}, None, send)  # type: ignore[arg-type]
 
 
+async def _watch_champions(store: ModelStore, every_seconds: float) -> None:
+    """Switch to newly promoted champions within ``every_seconds``.
+
+    Each ``l2c serve --workers N`` process has its own models, and ``POST
+    /v1/models/reload`` reaches one of them; asking the registry now and then brings
+    every worker to the same champions (and picks up ``l2c promote`` by itself).
+    """
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            report = await run_in_threadpool(store.reload_if_promoted)
+        except Exception as exc:  # the registry unreachable: keep serving, try again
+            logger.warning("could not ask the registry for champions: %s", exc)
+            continue
+        if report is not None:
+            logger.warning("champions changed in the registry; reloaded: %s", report)
+
+
 def create_app(settings: Settings | None = None, store: ModelStore | None = None) -> FastAPI:
     settings = settings or Settings()
     store = store or ModelStore()
@@ -74,7 +96,11 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.load_models_on_startup:
             await run_in_threadpool(store.reload)
+        watcher = (asyncio.create_task(_watch_champions(store, settings.watch_champions_seconds))
+                   if settings.watch_champions_seconds > 0 else None)
         yield
+        if watcher is not None:
+            watcher.cancel()
 
     app = FastAPI(
         title="Lead-to-Cash predictions",

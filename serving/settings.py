@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     forecast_simulations: int = 2000
     forecast_months: int = 6
     load_models_on_startup: bool = True
+    #: how often each worker asks the registry whether a new champion was promoted (and
+    #: reloads if so); 0 turns it off
+    watch_champions_seconds: float = Field(30.0, ge=0)
     #: concurrent /v1/predict requests scored in one pass (each as if alone); a pass
     #: takes at most this many (its latency grows ~1 ms a case)
     coalesce_predictions: bool = True

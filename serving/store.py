@@ -68,12 +68,47 @@ def smoke_test(bundle: TargetBundle, name: str, version: int) -> None:
             f"{exc}); it was probably trained by an older version: retrain it") from exc
 
 
+def champion_versions() -> dict[str, int]:
+    """Each target's champion version in the registry now (targets without one left out)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client, versions = MlflowClient(), {}
+    for target, spec in TARGETS.items():
+        try:
+            versions[target] = int(client.get_model_version_by_alias(
+                spec.registered_name, CHAMPION).version)
+        except MlflowException:  # no champion (yet)
+            continue
+    return versions
+
+
 class ModelStore:
-    def __init__(self, loader: Any = load_champion) -> None:
+    def __init__(self, loader: Any = load_champion,
+                 versions: Any = champion_versions) -> None:
         self._loader = loader
+        self._versions = versions
         self._lock = threading.Lock()
         self.snapshot = Snapshot()
         self.last_errors: dict[str, str] = {}
+        self._refused: dict[str, int] = {}  # target -> champion version that failed to load
+
+    def reload_if_promoted(self) -> dict[str, dict[str, Any]] | None:
+        """Reload when the registry names a champion other than the one served (promoted
+        since, or reloaded by another worker process); None when nothing changed. A
+        version that failed to load is not retried until another is promoted."""
+        configure_mlflow()
+        current = {t: m.version for t, m in self.snapshot.models.items()}
+        wanted = self._versions()
+        changed = [t for t, v in wanted.items()
+                   if v != current.get(t) and v != self._refused.get(t)]
+        if not changed:
+            return None
+        report = self.reload()
+        for target in changed:
+            if not report[target]["loaded"]:
+                self._refused[target] = wanted[target]
+        return report
 
     def reload(self) -> dict[str, dict[str, Any]]:
         """Load every champion; report per target what happened."""

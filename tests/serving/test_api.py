@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -306,6 +308,41 @@ def test_models_list_and_failed_reload_keeps_serving(client, store) -> None:
                                  "unreachable", "serving_version": store.snapshot.models[
                                      "outcome"].version}
     assert fragile.snapshot.models["outcome"] is store.snapshot.models["outcome"]
+
+
+def test_workers_switch_to_a_newly_promoted_champion_by_themselves(store) -> None:
+    """Each worker process asks the registry now and then: a promotion (or a reload that
+    reached another worker) brings every worker to the new champion; a version that
+    fails to load keeps the old one serving and is not retried over and over."""
+    served = store.snapshot.models
+    registry = {t: m.version for t, m in served.items()}
+    loads: list[str] = []
+
+    def loader(target: str) -> ServedModel:
+        loads.append(target)
+        if registry[target] == 99:
+            raise RuntimeError("cannot load version 99")
+        return dataclasses.replace(served[target], version=registry[target])
+
+    watched = ModelStore(loader=loader, versions=lambda: dict(registry))
+    watched.snapshot = store.snapshot
+    assert watched.reload_if_promoted() is None and loads == []  # nothing promoted
+    registry["outcome"] += 1
+    settings = Settings(api_key=KEY, load_models_on_startup=False,
+                        watch_champions_seconds=0.05)
+    with TestClient(create_app(settings, watched), headers={"X-API-Key": KEY}) as app:
+        deadline = time.monotonic() + 10
+        while watched.snapshot.models["outcome"].version != registry["outcome"]:
+            assert time.monotonic() < deadline, "the new champion was not picked up"
+            time.sleep(0.05)
+        listed = {m["target"]: m["version"] for m in app.get("/v1/models").json()["models"]}
+    assert listed["outcome"] == registry["outcome"]
+    registry["outcome"] = 99  # a champion that cannot load
+    report = watched.reload_if_promoted()
+    assert report is not None and not report["outcome"]["loaded"]
+    assert watched.snapshot.models["outcome"].version == served["outcome"].version + 1
+    before = len(loads)
+    assert watched.reload_if_promoted() is None and len(loads) == before  # not retried
 
 
 def test_reload_under_load_drops_no_request(client) -> None:
