@@ -7,6 +7,7 @@ assignment. A target whose new champion fails to load keeps its previous model.
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,8 +112,14 @@ class ModelStore:
         return report
 
     def reload(self) -> dict[str, dict[str, Any]]:
-        """Load every champion; report per target what happened."""
+        """Load every champion; report per target what happened.
+
+        The loaded models are frozen out of the garbage collector's sight (``gc.freeze``):
+        a full collection walked their ~340k objects in ~180 ms, stalling every request
+        of that moment; a reload lets the collector see (and free) the old ones first.
+        """
         with self._lock:
+            gc.unfreeze()
             configure_mlflow()
             current = dict(self.snapshot.models)
             report: dict[str, dict[str, Any]] = {}
@@ -130,4 +137,6 @@ class ModelStore:
                 self.last_errors.pop(target, None)
                 report[target] = {"loaded": True, "serving_version": served.version}
             self.snapshot = Snapshot(models=current)
+            gc.collect()
+            gc.freeze()
             return report
