@@ -57,7 +57,7 @@ class PassCounts:
     requests: int = 0
     largest_pass: int = 0  # cases scored in one pass
     shared_answers: int = 0  # requests answered by an equal request's scoring
-    scoring_seconds: float = 0.0  # spent in passes (worker thread)
+    scoring_seconds: float = 0.0  # spent in passes (the scoring thread)
     sizes: dict[int, int] = field(default_factory=dict)  # pass size -> passes
 
 
@@ -66,7 +66,7 @@ class PredictionCoalescer:
 
     ``max_cases`` bounds a pass (its latency grows ~1 ms per case); ``gather_ms`` is how
     long a pass may wait for the requests expected (as many as were in flight before);
-    ``enabled=False`` scores every request alone, in a worker thread.
+    ``enabled=False`` scores every request alone (in the scoring thread).
     """
 
     def __init__(self, score: Scorer, max_cases: int = 32, enabled: bool = True,
@@ -74,6 +74,7 @@ class PredictionCoalescer:
         if max_cases < 1:
             raise ValueError("max_cases must be at least 1")
         self.score = score
+        self.enabled = enabled
         self.max_cases = max_cases if enabled else 1
         self.gather_s = gather_ms / 1000
         self.counts = PassCounts()
@@ -147,7 +148,7 @@ class PredictionCoalescer:
             if waiting.answer.done():  # cancelled while waiting: nothing to score
                 continue
             same = by_case.get(waiting.request.case_id)
-            if same is not None and waiting.same_question(same[0]):
+            if same is not None and self.enabled and waiting.same_question(same[0]):
                 same.append(waiting)
             elif len(taken) < self.max_cases and waiting.fits(first, set(by_case)):
                 by_case[waiting.request.case_id] = [waiting]
