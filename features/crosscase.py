@@ -205,14 +205,17 @@ def _facts(history: CaseFacts, column: str,
     (only those: on a request each array costs a few numpy calls)."""
     ones = np.ones((len(history), 1))
     known = _shifted(history[f"{column}_sec"])
+    kinds = _KINDS[column]
+    end = (np.maximum(_shifted(history["end_sec"]), known)
+           if "closed" in kinds or "done" in kinds else None)
     facts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for kind in _KINDS[column]:
+    for kind in kinds:
         if kind == "opened":
             facts[kind] = codes, known, ones
-        elif kind in ("closed", "done"):
-            end = np.maximum(_shifted(history["end_sec"]), known)
-            facts[kind] = codes, end, (ones if kind == "closed" else np.column_stack(
-                (ones[:, 0], history["cycle_days"])))
+        elif kind == "closed":
+            facts[kind] = codes, end, ones
+        elif kind == "done":
+            facts[kind] = codes, end, np.column_stack((ones[:, 0], history["cycle_days"]))
         elif kind == "paid":
             facts[kind] = (codes, np.maximum(_shifted(history["payment_sec"]), known),
                            np.column_stack((ones[:, 0], history["payment_delay_days"])))
@@ -422,11 +425,10 @@ class _Parts:
     def cases(self, codes: np.ndarray, width: int,
               which: np.ndarray | None = None) -> np.ndarray:
         """Codes of the given cases (or of the cases at ``which``) within their parts."""
-        parts = self.of_case if which is None else self.of_case[which]
-        return np.where(codes >= 0, codes + parts * width, -1)
+        return _within(codes, self.of_case if which is None else self.of_case[which], width)
 
     def rows(self, codes: np.ndarray, width: int) -> np.ndarray:
-        return np.where(codes >= 0, codes + self.of_row * width, -1)
+        return _within(codes, self.of_row, width)
 
     def whole_history(self, given_stored: np.ndarray, stored_cases: int) -> bool | np.ndarray:
         """Per row, whether its part alone gives every stored case (False when none do):
@@ -436,6 +438,11 @@ class _Parts:
         given = np.bincount(self.of_case[given_stored], minlength=self.of_case.max() + 1)
         whole = given == stored_cases
         return bool(whole.any()) and whole[self.of_row]
+
+
+def _within(codes: np.ndarray, parts: np.ndarray, width: int) -> np.ndarray:
+    """Group codes moved into each part's own range (missing stays -1)."""
+    return np.where(codes >= 0, codes + parts * width, -1)
 
 
 def _ratio(sums: np.ndarray) -> np.ndarray:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 CHAMPION = "champion"
 
@@ -29,3 +33,13 @@ def configure_mlflow() -> str:
 
 def champion_uri(registered_name: str) -> str:
     return f"models:/{registered_name}@{CHAMPION}"
+
+
+def current_champion(client: MlflowClient, registered_name: str) -> int | None:
+    """The version the champion alias points at, or None when there is none (yet)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return int(client.get_model_version_by_alias(registered_name, CHAMPION).version)
+    except MlflowException:
+        return None

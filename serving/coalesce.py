@@ -45,8 +45,7 @@ class _Waiting:
     def fits(self, first: _Waiting, case_ids: set[str]) -> bool:
         """Same models and way of answering as the pass's first request, a new case."""
         return (self.snapshot is first.snapshot and self.request.case_id not in case_ids
-                and (self.request.explain, self.request.top_k)
-                == (first.request.explain, first.request.top_k))
+                and self.request.answer_form() == first.request.answer_form())
 
 
 @dataclass

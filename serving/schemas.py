@@ -58,6 +58,10 @@ class PredictRequest(CaseIn):
     explain: bool = True
     top_k: int = Field(5, ge=1, le=50)
 
+    def answer_form(self) -> tuple[bool, int]:
+        """How the answer is written; requests scored in one pass must share it."""
+        return self.explain, self.top_k
+
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={

@@ -248,7 +248,7 @@ def predict_together(snapshot: Snapshot, requests: Sequence[PredictRequest]
             return _predict_in_one_pass(snapshot, requests)
         except Exception as exc:  # each request then meets its own error alone
             logger.warning("a pass of %d predictions failed (%s); answering each alone",
-                        len(requests), exc)
+                           len(requests), exc)
     return [_answer_or_error(predict_one, snapshot, request) for request in requests]
 
 
@@ -276,9 +276,9 @@ def _answer_or_error(answer: Callable[..., dict[str, Any]], *args: Any
 
 def can_share_a_pass(requests: Sequence[PredictRequest]) -> bool:
     """Distinct case ids (a case is one request's) and one way of answering."""
-    first = requests[0]
+    form = requests[0].answer_form()
     return (len({r.case_id for r in requests}) == len(requests)
-            and all((r.explain, r.top_k) == (first.explain, first.top_k) for r in requests))
+            and all(r.answer_form() == form for r in requests))
 
 
 def served_mapping(snapshot: Snapshot) -> Mapping:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.bundle import TargetBundle
-from models.registry import CHAMPION, champion_uri, configure_mlflow
+from models.registry import CHAMPION, champion_uri, configure_mlflow, current_champion
 from models.targets import TARGETS
 
 
@@ -71,17 +71,12 @@ def smoke_test(bundle: TargetBundle, name: str, version: int) -> None:
 
 def champion_versions() -> dict[str, int]:
     """Each target's champion version in the registry now (targets without one left out)."""
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    client, versions = MlflowClient(), {}
-    for target, spec in TARGETS.items():
-        try:
-            versions[target] = int(client.get_model_version_by_alias(
-                spec.registered_name, CHAMPION).version)
-        except MlflowException:  # no champion (yet)
-            continue
-    return versions
+    client = MlflowClient()
+    versions = {target: current_champion(client, spec.registered_name)
+                for target, spec in TARGETS.items()}
+    return {target: v for target, v in versions.items() if v is not None}
 
 
 class ModelStore:

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from models.bundle import TargetBundle
 from models.metrics import classification_metrics, regression_metrics
 from models.pyfunc import load_bundle
-from models.registry import CHAMPION, configure_mlflow
+from models.registry import CHAMPION, configure_mlflow, current_champion
 from models.targets import TARGETS, Target
 
 
@@ -65,13 +65,6 @@ def resolve_version(client: MlflowClient, target: Target, run_or_version: str) -
     return int(found[0].version)
 
 
-def current_champion(client: MlflowClient, target: Target) -> int | None:
-    try:
-        return int(client.get_model_version_by_alias(target.registered_name, CHAMPION).version)
-    except MlflowException:
-        return None
-
-
 def _evaluation_set(client: MlflowClient, run_id: str) -> tuple[pd.DataFrame, list[str]]:
     local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation"))
     events = pd.read_parquet(local / "events.parquet")
@@ -106,7 +99,7 @@ def promote(target_name: str, run_or_version: str | int, force: bool = False) ->
     configure_mlflow()
     client = MlflowClient()
     version = resolve_version(client, target, str(run_or_version))
-    previous = current_champion(client, target)
+    previous = current_champion(client, target.registered_name)
     candidate_score = champion_score = None
     if previous is not None and previous != version:
         run_id = client.get_model_version(target.registered_name, str(version)).run_id
