@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
+import weakref
 from typing import Any, Protocol
 
 import lightgbm as lgb
@@ -87,6 +89,28 @@ def _predict(booster: lgb.Booster, M: np.ndarray, **kwargs: Any) -> np.ndarray:
     return np.asarray(booster.predict(M, num_threads=threads, **kwargs), dtype=float)
 
 
+_TREESHAP_COPIES: weakref.WeakKeyDictionary[lgb.Booster, lgb.Booster] = \
+    weakref.WeakKeyDictionary()
+_COPYING = threading.Lock()
+
+
+def treeshap_booster(booster: lgb.Booster) -> lgb.Booster:
+    """A copy of ``booster`` (through its model text: the same trees, bit for bit) that
+    only TreeSHAP reads, made once per booster and dropped with it.
+
+    TreeSHAP costs far more than a prediction and runs in C without the GIL, so the API
+    computes it in a thread of its own while the predictions and answers of the same
+    rows go on; LightGBM's Booster is not safe to call from two threads at once
+    (LightGBM issue #5482), hence the copy. It is not pickled with the model.
+    """
+    with _COPYING:
+        copy_ = _TREESHAP_COPIES.get(booster)
+        if copy_ is None:
+            copy_ = lgb.Booster(model_str=booster.model_to_string())
+            _TREESHAP_COPIES[booster] = copy_
+    return copy_
+
+
 def _fit_lgbm(model: lgb.LGBMModel, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame,
               y_valid: np.ndarray, init: np.ndarray | None = None,
               init_valid: np.ndarray | None = None) -> lgb.LGBMModel:
@@ -111,8 +135,11 @@ class _Boosted:
         return as_matrix(X, self.booster.pandas_categorical)
 
     def tree_contributions(self, X: Matrix) -> np.ndarray:
-        """TreeSHAP of the trees (LightGBM's ``pred_contrib``), expected value last."""
-        return _predict(self.booster, self.matrix(X), pred_contrib=True)
+        """TreeSHAP of the trees (LightGBM's ``pred_contrib``), expected value last.
+
+        It reads a copy of the trees of its own (:func:`treeshap_booster`), so it may run
+        in another thread than the predictions of the same rows."""
+        return _predict(treeshap_booster(self.booster), self.matrix(X), pred_contrib=True)
 
 
 class WinProbabilityModel(_Boosted):

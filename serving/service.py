@@ -10,6 +10,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from features.prefixes import is_missing
 from features.schema import CANONICAL_KINDS, CORE_COLUMNS, ROW_COLUMN
 from models.bundle import TargetBundle
 from serving.schemas import CaseIn, PredictRequest
+from serving.scoring import beside_scoring
 from serving.store import Snapshot
 
 _DIRECTION_WORDS = {
@@ -57,6 +59,8 @@ class ScoredCases:
     results: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # case_id, ...
     features: dict[str, EncodedPrefixes] = field(default_factory=dict)  # readable values
     values: dict[str, np.ndarray] = field(default_factory=dict)  # the model's matrix
+    # SHAP values per target, computed beside the scoring thread when explanations are due
+    contributions: dict[str, Future[np.ndarray]] = field(default_factory=dict)
 
 
 _DERIVED: dict[tuple[str, int], tuple[Any, Any]] = {}
@@ -219,17 +223,18 @@ def _input_notes(bundle: TargetBundle, encoded: EncodedPrefixes) -> dict[str, li
     return notes
 
 
-def score_cases(snapshot: Snapshot, cases: Sequence[CaseIn]) -> ScoredCases:
+def score_cases(snapshot: Snapshot, cases: Sequence[CaseIn], explain: bool = False
+                ) -> ScoredCases:
     """Latest-prefix predictions of every served target for request cases."""
     mapping = served_mapping(snapshot)
     raw, notes = cases_to_frame(cases, mapping)
     log = read_request_events(raw, mapping, notes)
-    return score_log(snapshot, log, notes)
+    return score_log(snapshot, log, notes, explain=explain)
 
 
 def predict_one(snapshot: Snapshot, request: PredictRequest) -> dict[str, Any]:
     """The answer to one ``/v1/predict`` request."""
-    scored = score_cases(snapshot, [request])
+    scored = score_cases(snapshot, [request], explain=request.explain)
     return assemble(scored, snapshot, request.explain, request.top_k)[0]
 
 
@@ -260,7 +265,8 @@ def _predict_in_one_pass(snapshot: Snapshot, requests: Sequence[PredictRequest]
     events = read_request_events(raw, mapping, notes)
     usable = set(events.events["case_id"].unique().tolist())
     apart = {request.case_id: i for i, request in enumerate(requests)}
-    scored = score_log(snapshot, events, notes, apart={c: apart[c] for c in usable})
+    scored = score_log(snapshot, events, notes, apart={c: apart[c] for c in usable},
+                       explain=first.explain)
     answers = {a["case_id"]: a for a in assemble(scored, snapshot, first.explain, first.top_k)}
     return [answers[r.case_id] if r.case_id in usable
             else _answer_or_error(predict_one, snapshot, r) for r in requests]
@@ -289,9 +295,12 @@ def served_mapping(snapshot: Snapshot) -> Mapping:
 
 
 def score_log(snapshot: Snapshot, log: EventLog, notes: dict[str, list[str]] | None = None,
-              apart: dict[str, int] | None = None) -> ScoredCases:
+              apart: dict[str, int] | None = None, explain: bool = False) -> ScoredCases:
     """Latest-prefix predictions for the cases of a canonical log (``apart``: case ->
-    request, when requests that must not see each other are scored in one pass)."""
+    request, when requests that must not see each other are scored in one pass).
+
+    ``explain``: SHAP values are started beside the scoring thread as soon as the
+    matrix is known, and ``assemble`` takes them when it words them."""
     notes = notes if notes is not None else {}
     mapping = served_mapping(snapshot)
     outcome = case_outcomes(log.events, mapping.roles)  # won, lost or open
@@ -312,6 +321,8 @@ def score_log(snapshot: Snapshot, log: EventLog, notes: dict[str, list[str]] | N
                     if message not in notes.setdefault(case, []):
                         notes[case].append(message)
         encoded, M = features_by_run[served.run_id]
+        if explain:
+            scored.contributions[target] = beside_scoring(bundle.contributions, M)
         scored.results[target] = {"case_id": encoded.keys["case_id"],
                                   **bundle.predict_arrays(M)}
         scored.features[target], scored.values[target] = encoded, M
@@ -319,16 +330,19 @@ def score_log(snapshot: Snapshot, log: EventLog, notes: dict[str, list[str]] | N
 
 
 def explain_rows(bundle: TargetBundle, features: EncodedPrefixes, top_k: int,
-                 M: np.ndarray | None = None) -> list[dict[str, Any]]:
+                 M: np.ndarray | None = None, values: np.ndarray | None = None
+                 ) -> list[dict[str, Any]]:
     """Top-k SHAP contributions per row, in words; they add up with the rest to the output.
 
     Features an encoder groups (a discount's min, max and mean; the two quarter
     positions) are explained as one item, their contributions summed: a linear base
     splits the effect of near-collinear features into large opposite terms that mean
-    nothing alone. ``M``: ``features.matrix()`` when the caller has it (one conversion).
+    nothing alone. ``M``: ``features.matrix()`` when the caller has it (one conversion);
+    ``values``: ``bundle.contributions`` of it when already computed.
     """
     target = bundle.target_name
-    values = bundle.contributions(features.matrix() if M is None else M)
+    if values is None:
+        values = bundle.contributions(features.matrix() if M is None else M)
     units = derived_once("units", bundle.pipeline, lambda pipe: _ExplainedUnits(
         list(pipe.feature_names_out_), pipe.feature_groups(), pipe.readable_names()))
     up_words, down_words = _DIRECTION_WORDS[target]
@@ -463,8 +477,11 @@ def assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
         entries = [out[case] for case in order]
         times = as_of if order == ids else as_of[[position[c] for c in order]]
         answers = _target_answers(target, result, times, due, order)
+        started = scored.contributions.get(target)
         explained = explain_rows(snapshot.get(target).bundle, scored.features[target], top_k,
-                                 scored.values.get(target)) if explain else None
+                                 scored.values.get(target),
+                                 None if started is None else started.result()
+                                 ) if explain else None
         for i, (entry, answer) in enumerate(zip(entries, answers, strict=True)):
             if not _applies(target, entry["status"]):
                 continue

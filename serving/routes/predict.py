@@ -71,7 +71,7 @@ async def predict_batch(request: Request, snapshot: SnapshotDep,
             raise HTTPException(422, detail=json.loads(exc.json(include_url=False))) from exc
         _check_batch_size(len(body.cases), settings.max_batch_cases)
         work = functools.partial(_answer_batch, snapshot, body.explain, body.top_k,
-                                 lambda: score_cases(snapshot, body.cases))
+                                 lambda: score_cases(snapshot, body.cases, body.explain))
     return Response(content=await in_scoring_thread(work, started),
                     media_type="application/json")
 
@@ -80,7 +80,8 @@ def _score_upload(filename: str, data: bytes, snapshot: Snapshot, settings: Sett
                   explain: bool, started: float) -> bytes:
     log = read_uploaded_log(filename, data, snapshot)
     _check_batch_size(log.events["case_id"].nunique(), settings.max_batch_cases)
-    return _answer_batch(snapshot, explain, 5, lambda: score_log(snapshot, log, {}), started)
+    return _answer_batch(snapshot, explain, 5,
+                         lambda: score_log(snapshot, log, {}, explain=explain), started)
 
 
 def _answer_batch(snapshot: Snapshot, explain: bool, top_k: int,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from models.baselines import LogisticBaseline, PaymentDelayBaseline
 from models.bundle import TargetBundle
-from models.estimators import IntervalRegressor, WinProbabilityModel
+from models.estimators import IntervalRegressor, WinProbabilityModel, treeshap_booster
 from models.matrix import as_matrix
 from models.metrics import expected_calibration_error
 
@@ -52,6 +55,28 @@ def test_win_model_explanations_add_up_with_the_logistic_base() -> None:
     # the strongest true effect carries the largest mean absolute contribution
     mean_abs = np.abs(values[:, :-1]).mean(axis=0)
     assert list(Xt.columns)[int(np.argmax(mean_abs))] == "a"
+
+
+def test_treeshap_reads_its_own_copy_of_the_trees_safely_beside_predictions() -> None:
+    """The API computes TreeSHAP in a second thread while the same model predicts: the
+    copy it reads must give LightGBM's own values bit for bit, stay out of the pickle,
+    and leave both results unchanged when the two run at once."""
+    (X, y), (Xv, yv), (Xc, yc), (Xt, _) = folds(20)
+    model = WinProbabilityModel({"n_estimators": 200}).fit(X, y, Xv, yv, Xc, yc)
+    M = model.matrix(Xt)
+    copy_ = treeshap_booster(model.booster)
+    assert copy_ is not model.booster and treeshap_booster(model.booster) is copy_
+    own = model.booster.predict(M, pred_contrib=True, num_threads=1)
+    np.testing.assert_array_equal(model.tree_contributions(M), own)
+    assert len(pickle.dumps(model)) < 1.5 * len(pickle.dumps(model.booster))
+    expected_margin = model.raw_margin(Xt)
+    with ThreadPoolExecutor(2) as pool:
+        shap_runs = [pool.submit(model.tree_contributions, M) for _ in range(20)]
+        margins = [model.raw_margin(Xt) for _ in range(20)]
+    for run in shap_runs:
+        np.testing.assert_array_equal(run.result(), own)
+    for margin in margins:
+        np.testing.assert_array_equal(margin, expected_margin)
 
 
 def test_intervals_cover_about_eighty_percent_and_boost_from_the_base() -> None:
