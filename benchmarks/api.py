@@ -12,6 +12,8 @@ for the three targets; a second, 10k-case log for the batch), starts the real se
     .venv/bin/python benchmarks/api.py                             # fresh temporary folder
     .venv/bin/python benchmarks/api.py --workdir /tmp/apibench --json  # reuse when prepared
 
+The server runs one worker per core (``--workers``, as ``l2c serve --workers N`` would be
+deployed); requests per pass (``mean_pass``) are read from ``/ready`` with one worker only.
 With ``--json`` the last line of stdout is one JSON object with the figures.
 Targets: p99 at most 50 ms with 8 clients, no errors with 32, the 10k batch under 5 s.
 Client threads (standard-library keep-alive connections, ~0.4 ms of CPU a request) share
@@ -459,10 +461,12 @@ def batch(base_url: str, api_key: str, payload: bytes, cases: int,
     return out
 
 
-def report(levels: dict[int, LevelResult], batch_out: dict[str, Any] | None) -> dict[str, Any]:
+def report(levels: dict[int, LevelResult], batch_out: dict[str, Any] | None,
+           workers: int) -> dict[str, Any]:
     single = {f"c{n}": r.summary() for n, r in levels.items()}
     batch_s = (round(batch_out["seconds"], 2) if batch_out and batch_out.get("ok") else None)
-    table = Table(title="Single predictions with explanations (POST /v1/predict)")
+    table = Table(title=f"Single predictions with explanations (POST /v1/predict), "
+                        f"{workers} worker(s)")
     for column in ("clients", "requests", "stopped by", "p50 ms", "p95 ms", "p99 ms", "req/s",
                    "errors", "per pass", "statuses"):
         table.add_column(column, justify="right")
@@ -504,7 +508,7 @@ def report(levels: dict[int, LevelResult], batch_out: dict[str, Any] | None) -> 
         targets_table.add_row(name, "not run" if met is None
                               else "[green]yes[/]" if met else "[red]no[/]")
     console.print(targets_table)
-    return {"single": single, "batch_10k_s": batch_s, "batch_ok": bool(batch_out
+    return {"single": single, "batch_10k_s": batch_s, "workers": workers, "batch_ok": bool(batch_out
             and batch_out.get("ok")), "targets": targets}
 
 
@@ -517,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path,
                         help="prepared folder to reuse (or to prepare); default: a temporary one")
     parser.add_argument("--json", action="store_true", help="print one JSON line at the end")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="uvicorn worker processes (default: one per core, as deployed)")
     parser.add_argument("--max-seconds", type=float, default=60.0,
                         help="time limit of each concurrency level")
     parser.add_argument("--levels", default=",".join(str(n) for n in LEVELS),
@@ -557,14 +562,15 @@ def main(argv: list[str] | None = None) -> int:
                 before = pass_counts(server.base_url)
                 results[n] = load(server.base_url, api_key, bodies, n, LEVELS[n],
                                   args.max_seconds, args.request_timeout)
-                results[n].mean_pass = mean_pass(before, pass_counts(server.base_url))
+                if args.workers == 1:  # /ready is one worker's: counts of several don't add
+                    results[n].mean_pass = mean_pass(before, pass_counts(server.base_url))
             if not args.no_batch:
                 err.print(f"  batch of {batch_cases:,} cases")
                 batch_out = batch(server.base_url, api_key, payload, batch_cases,
                                   args.batch_timeout)
             if server.proc is not None and server.proc.poll() is not None:
                 err.print(f"[red]server died during the run:[/]\n{server.log_tail()}")
-        figures = report(results, batch_out)
+        figures = report(results, batch_out, args.workers)
     if args.json:
         print(json.dumps(figures))
     return 0
