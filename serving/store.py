@@ -56,16 +56,18 @@ def load_champion(target: str) -> ServedModel:
 
 
 def smoke_test(bundle: TargetBundle, name: str, version: int) -> None:
-    """Score the bundle's own example before serving it: a model pickled by older code
-    can load yet fail on first use, and must then not replace a working one."""
+    """Score and explain the bundle's own example before serving it: a model pickled by
+    older code can load yet fail on first use, and must then not replace a working one.
+    Explaining it also makes TreeSHAP's copy of the trees now, not on a first request."""
     example = bundle.info.get("example_events")
     if example is None:
         raise RuntimeError(f"{name} version {version} carries no example to check; retrain it")
     try:
         bundle.predict_events(example, last_only=True)
+        bundle.contributions(bundle.pipeline.encode(example, last_only=True).matrix())
     except Exception as exc:
         raise RuntimeError(
-            f"{name} version {version} loads but cannot predict ({type(exc).__name__}: "
+            f"{name} version {version} loads but cannot predict or explain ({type(exc).__name__}: "
             f"{exc}); it was probably trained by an older version: retrain it") from exc
 
 
