@@ -51,6 +51,7 @@ from features.prefixes import (
     EventRows,
     decoded,
     prepare_events,
+    prepare_rows,
     select_prefixes,
 )
 from features.schema import CORE_COLUMNS, LABEL_ONLY_COLUMNS, ROW_COLUMN
@@ -157,19 +158,19 @@ class PrefixPipeline(BaseEstimator):
             unassigned = set(pd.unique(events["case_id"])) - set(apart)
             if unassigned:
                 raise ValueError(f"cases without a part: {sorted(map(str, unassigned))[:5]}")
-        prepared = prepare_events(events)
-        rows = EventRows(prepared, apart)  # columns converted once for all encoders
+        rows = prepare_rows(events, apart)  # columns converted once for all encoders
         encoded = self._encoded(rows)
         if last_only:
-            ids = prepared["case_id"].to_numpy()
+            ids = rows["case_id"]
             keep = np.r_[ids[1:] != ids[:-1], True] if len(ids) else np.zeros(0, dtype=bool)
         else:
-            keep = select_prefixes(prepared, self.max_prefix_len, self.thin_after, self.thin_step)
+            keep = select_prefixes(rows.frame, self.max_prefix_len, self.thin_after,
+                                   self.thin_step)
         # times stay pandas datetime arrays (to_numpy would box every one as a Timestamp)
         if keep.all():  # every prefix kept (training): no copies of a large matrix
             keep = slice(None)
-        keys = {key: prepared[key].array[keep] if key in ("prefix_end", "case_start")
-                else prepared[key].to_numpy()[keep] for key in FRAME_KEYS}
+        keys = {key: (rows.array(key) if key in ("prefix_end", "case_start") else rows[key]
+                      )[keep] for key in FRAME_KEYS}
         features = {name: Coded(value.codes[keep], value.categories)
                     if isinstance(value, Coded) else value[keep]
                     for name, value in encoded.items()}
