@@ -203,7 +203,12 @@ def _as_values(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
     factorizing first makes one per distinct value and an array of references to them.
     """
     if len(column) <= SMALL_FRAME_ROWS or not pd.api.types.is_string_dtype(column.dtype):
-        return column if isinstance(column, np.ndarray) else column.to_numpy()
+        values = column if isinstance(column, np.ndarray) else column.to_numpy()
+        # read-only: it may be the caller's own column (the caller's frame is never
+        # modified, and no encoder may write into what another one reads)
+        values = values.view()
+        values.flags.writeable = False
+        return values
     codes, uniques = pd.factorize(column)
     return decoded(codes, uniques)
 

@@ -104,8 +104,10 @@ def treeshap_booster(booster: lgb.Booster) -> lgb.Booster:
 
     TreeSHAP costs far more than a prediction and runs in C without the GIL, so the API
     computes it in a thread of its own while the predictions and answers of the same
-    rows go on; LightGBM's Booster is not safe to call from two threads at once
-    (LightGBM issue #5482), hence the copy. It is not pickled with the model.
+    rows go on. Two threads never share a Booster: ``pred_contrib`` from two threads
+    corrupted memory (LightGBM issue #5482) and building a predictor races on a shared
+    Booster (#6142, open). The copy is not pickled with the model; the API makes it when
+    it checks a model at load (``serving.store.smoke_test``), before any thread shares it.
     """
     with _COPYING:
         copy_ = _TREESHAP_COPIES.get(booster)

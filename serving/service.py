@@ -62,6 +62,19 @@ class ScoredCases:
     # SHAP values per target, computed beside the scoring thread when explanations are due
     contributions: dict[str, Future[np.ndarray]] = field(default_factory=dict)
 
+    def drop_explanations(self) -> None:
+        """Cancel the SHAP values not yet started (scoring failed, or they are not
+        wanted): the explanation thread would compute them before the next request's.
+        One already running finishes; its error, if any, is logged, not lost."""
+        for future in self.contributions.values():
+            if not future.cancel() and not future.done():
+                future.add_done_callback(_log_unread_error)
+
+
+def _log_unread_error(future: Future[np.ndarray]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("SHAP values of a failed scoring failed too: %r", future.exception())
+
 
 _DERIVED: dict[tuple[str, int], tuple[Any, Any]] = {}
 
@@ -309,6 +322,17 @@ def score_log(snapshot: Snapshot, log: EventLog, notes: dict[str, list[str]] | N
     status = pd.Series(np.where(np.isin(outcome.index.to_numpy(), paid), "closed",
                                 outcome.to_numpy(dtype=object)), index=outcome.index)
     scored = ScoredCases(log=log, status=status, notes=notes)
+    try:
+        _score_targets(snapshot, log, scored, apart, explain)
+    except BaseException:
+        scored.drop_explanations()
+        raise
+    return scored
+
+
+def _score_targets(snapshot: Snapshot, log: EventLog, scored: ScoredCases,
+                   apart: dict[str, int] | None, explain: bool) -> None:
+    notes = scored.notes
     # targets of one training run share its pipeline: featurise and convert once
     features_by_run: dict[str, tuple[EncodedPrefixes, np.ndarray]] = {}
     for target, served in snapshot.models.items():
@@ -326,7 +350,6 @@ def score_log(snapshot: Snapshot, log: EventLog, notes: dict[str, list[str]] | N
         scored.results[target] = {"case_id": encoded.keys["case_id"],
                                   **bundle.predict_arrays(M)}
         scored.features[target], scored.values[target] = encoded, M
-    return scored
 
 
 def explain_rows(bundle: TargetBundle, features: EncodedPrefixes, top_k: int,
@@ -453,6 +476,14 @@ def _due_dates(log: EventLog, mapping: Mapping) -> pd.Series:
 def assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
              top_k: int) -> list[dict[str, Any]]:
     """One response dict per case, in the order of the scored cases."""
+    try:
+        return _assemble(scored, snapshot, explain, top_k)
+    finally:  # on an error, or SHAP values started but not asked for
+        scored.drop_explanations()
+
+
+def _assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
+              top_k: int) -> list[dict[str, Any]]:
     mapping = served_mapping(snapshot)
     # each case's latest prefix ends at its last event and counts its events
     keys = next(iter(scored.features.values())).keys

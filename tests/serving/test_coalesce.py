@@ -218,3 +218,46 @@ def test_a_pass_waits_for_as_many_requests_as_were_in_flight(gather_ms, second_r
 
     asyncio.run(two_rounds())
     assert sizes == [4, *second_round]
+
+
+def test_a_failed_scoring_leaves_no_explanation_work_behind(store, monkeypatch, caplog) -> None:
+    """SHAP values start beside the scoring thread before the predictions; when scoring
+    then fails, those not yet started are cancelled (the next request's would wait behind
+    them) and a running one's own error is logged, not lost."""
+    import time
+
+    from models.bundle import TargetBundle
+    from serving.scoring import beside_scoring
+    from serving.service import score_cases
+
+    snapshot = store.snapshot
+    request = PredictRequest.model_validate({**EXAMPLE_CASE, "explain": True})
+    started = threading.Event()
+    release = threading.Event()
+    calls: list[str] = []
+
+    def slow_failing_shap(self: TargetBundle, M: Any) -> Any:
+        calls.append(self.target_name)
+        started.set()
+        release.wait(5)
+        raise RuntimeError("SHAP failed too")
+
+    predicted: list[str] = []
+    real_predictions = TargetBundle.predict_arrays
+
+    def failing_predictions(self: TargetBundle, M: Any) -> Any:
+        predicted.append(self.target_name)
+        if len(predicted) < len(snapshot.models):  # SHAP of every target is queued
+            return real_predictions(self, M)
+        started.wait(5)  # the first SHAP call is running, the others wait
+        raise ValueError("predictions failed")
+
+    monkeypatch.setattr(TargetBundle, "contributions", slow_failing_shap)
+    monkeypatch.setattr(TargetBundle, "predict_arrays", failing_predictions)
+    with pytest.raises(ValueError, match="predictions failed"):
+        score_cases(snapshot, [request], explain=True)
+    release.set()
+    beside_scoring(time.sleep, 0).result(timeout=5)  # the explanation thread is free
+    assert len(snapshot.models) == 3
+    assert calls == [next(iter(snapshot.models))]  # the queued two were cancelled
+    assert "SHAP failed too" in caplog.text
