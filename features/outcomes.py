@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.mapping import Roles
-from features.prefixes import first_row_per_group
+from features.prefixes import Columns, first_row_per_group
 from features.schema import text_dtype
 
 WON, LOST, OPEN = "won", "lost", "open"
@@ -33,11 +33,11 @@ def outcome_events(events: pd.DataFrame, roles: Roles) -> pd.DataFrame:
     )
 
 
-def case_outcomes(events: pd.DataFrame, roles: Roles) -> pd.Series:
+def case_outcomes(events: pd.DataFrame | Columns, roles: Roles) -> pd.Series:
     """'won', 'lost' or 'open' per case id (index, in order of appearance), following the
-    mapping's rule; events in time order within each case."""
-    codes, cases = pd.factorize(events["case_id"].to_numpy())
-    activity = events["activity"].to_numpy()
+    mapping's rule; events (a frame, or its columns) in time order within each case."""
+    codes, cases = pd.factorize(np.asarray(events["case_id"]))
+    activity = np.asarray(events["activity"])
     is_won = np.isin(activity, roles.won)
     rows = np.flatnonzero(is_won | np.isin(activity, roles.lost))
     if roles.outcome_rule == "last_of_won_lost":

@@ -48,6 +48,7 @@ from features.labels import build_labels
 from features.mapping import Roles
 from features.prefixes import (
     KEY_COLUMNS,
+    Columns,
     EventRows,
     decoded,
     prepare_events,
@@ -143,10 +144,13 @@ class PrefixPipeline(BaseEstimator):
         """
         return self.encode(events, last_only=last_only).frame()
 
-    def encode(self, events: pd.DataFrame, last_only: bool = False,
+    def encode(self, events: pd.DataFrame | Columns, last_only: bool = False,
                apart: Mapping[object, int] | None = None) -> EncodedPrefixes:
         """What ``transform`` returns, as arrays: the API turns them into the model's
         matrix and readable values without building (and re-checking) a frame.
+
+        ``events``: a canonical frame, or its columns as arrays (``EventLog.columns``,
+        which a request's log holds: then no frame is built at all).
 
         ``apart`` (case -> part) scores parts of ``events`` as if each came alone: the
         API scores concurrent requests in one pass, and no request's answer may depend
@@ -164,7 +168,7 @@ class PrefixPipeline(BaseEstimator):
             ids = rows["case_id"]
             keep = np.r_[ids[1:] != ids[:-1], True] if len(ids) else np.zeros(0, dtype=bool)
         else:
-            keep = select_prefixes(rows.frame, self.max_prefix_len, self.thin_after,
+            keep = select_prefixes(rows["prefix_len"], self.max_prefix_len, self.thin_after,
                                    self.thin_step)
         # times stay pandas datetime arrays (to_numpy would box every one as a Timestamp)
         if keep.all():  # every prefix kept (training): no copies of a large matrix
@@ -184,7 +188,8 @@ class PrefixPipeline(BaseEstimator):
         """Labels aligned row by row with ``transform(events)`` (same prefix selection)."""
         prepared = prepare_events(events)
         labels = build_labels(prepared, self._roles(), extraction_time)
-        keep = select_prefixes(prepared, self.max_prefix_len, self.thin_after, self.thin_step)
+        keep = select_prefixes(prepared["prefix_len"], self.max_prefix_len, self.thin_after,
+                               self.thin_step)
         return labels[keep].reset_index(drop=True)
 
     # ------------------------------------------------------------- the schema
@@ -226,9 +231,9 @@ class PrefixPipeline(BaseEstimator):
                     f"feature {name!r}: expected {spec}, found {found}; the frame was not "
                     "built by this pipeline")
 
-    def _check_input(self, events: pd.DataFrame) -> None:
+    def _check_input(self, events: pd.DataFrame | Columns) -> None:
         needed = {"case_id", "activity", "timestamp", *self.extra_columns_}
-        missing = sorted(needed - set(events.columns))
+        missing = sorted(needed - set(events))  # a frame's column names, or the mapping's
         if missing:
             raise FeatureSchemaError(
                 f"event log lacks column(s) {missing} that the pipeline was trained with")
@@ -253,7 +258,7 @@ class EncodedPrefixes:
         return self.rows.last_known(column)[self.kept]
 
     def has_column(self, column: str) -> bool:
-        return self.rows is not None and column in self.rows.columns
+        return self.rows is not None and column in self.rows
 
     def __len__(self) -> int:
         return len(self.keys["case_id"])

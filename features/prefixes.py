@@ -19,36 +19,45 @@ from features.schema import ROW_COLUMN, SMALL_FRAME_ROWS
 KEY_COLUMNS = ("case_id", "prefix_len", "prefix_end")
 
 
-def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
+#: a table's columns as arrays, by name (a frame's ``.array``s, or numpy arrays)
+Columns = Mapping[str, ExtensionArray | np.ndarray]
+
+
+def prepare_events(events: pd.DataFrame | Columns) -> pd.DataFrame:
     """A sorted copy with prefix keys; the caller's frame is never modified.
 
     Sorting by case, time and the row's place in the file makes the result independent
     of the input row order; without a source row, the activity name breaks ties so that
     a shuffled frame still gives one answer.
     """
-    return _prepared_columns(events)[0]
+    return pd.DataFrame(_prepared_columns(events), copy=False)
 
 
-def prepare_rows(events: pd.DataFrame, apart: Mapping[object, int] | None = None
+def prepare_rows(events: pd.DataFrame | Columns, apart: Mapping[object, int] | None = None
                  ) -> EventRows:
-    """``EventRows`` of ``prepare_events(events)``, reading the columns it was built from
-    (on a request, taking ~20 columns back out of the new frame cost ~1 ms)."""
-    prepared, columns = _prepared_columns(events)
-    return EventRows(prepared, apart, columns)
+    """``EventRows`` of ``prepare_events(events)``, without building its frame unless an
+    encoder asks for it. ``events`` may be a log's columns as arrays (``EventLog.columns``):
+    a request then reads its events without any frame (each one built, or each column
+    taken out of one, cost ~1 ms on a request)."""
+    return EventRows(None, apart, _prepared_columns(events))
 
 
-def _prepared_columns(events: pd.DataFrame
-                      ) -> tuple[pd.DataFrame, dict[str, ExtensionArray | np.ndarray]]:
-    tie_break = ROW_COLUMN if ROW_COLUMN in events.columns else "activity"
-    ordered = in_case_time_order(events, tie_break)
+def _prepared_columns(events: pd.DataFrame | Columns) -> dict[str, ExtensionArray | np.ndarray]:
+    given = table_columns(events)
+    tie_break = ROW_COLUMN if ROW_COLUMN in given else "activity"
+    ordered = columns_in_case_time_order(given, tie_break)
     start_row = case_starts(ordered["case_id"])
-    times = ordered["timestamp"].array
-    # one new frame from the arrays (the caller's is never modified); three column
-    # inserts cost ~2 ms on a request
-    columns = {name: ordered[name].array for name in ordered.columns}
-    columns.update(prefix_len=(np.arange(len(ordered)) - start_row + 1).astype("int64"),
+    times = ordered["timestamp"]
+    ordered.update(prefix_len=(np.arange(len(times)) - start_row + 1).astype("int64"),
                    prefix_end=times, case_start=times[start_row])
-    return pd.DataFrame(columns, copy=False), columns
+    return ordered
+
+
+def table_columns(events: pd.DataFrame | Columns) -> dict[str, ExtensionArray | np.ndarray]:
+    """A frame's columns as its arrays (no copies), or a copy of the mapping of arrays."""
+    if isinstance(events, pd.DataFrame):
+        return {name: events[name].array for name in events.columns}
+    return dict(events)
 
 
 def in_case_time_order(frame: pd.DataFrame, tie_break: str) -> pd.DataFrame:
@@ -57,27 +66,48 @@ def in_case_time_order(frame: pd.DataFrame, tie_break: str) -> pd.DataFrame:
     One numpy lexsort over integer keys; a frame already in order is returned as it is
     (an API request usually is), where ``sort_values`` costs ~1 ms even on ten rows.
     """
-    if not _visibly_in_order(frame, tie_break):
-        order = np.lexsort([_sort_key(frame[c]) for c in (tie_break, "timestamp", "case_id")])
-        if not (order == np.arange(len(order))).all():
-            frame = frame.take(order)
+    order = _case_time_order({c: frame[c] for c in ("case_id", "timestamp", tie_break)},
+                             tie_break)
+    if order is not None:
+        frame = frame.take(order)
     index = frame.index
     if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
         return frame
     return frame.reset_index(drop=True)
 
 
-def _visibly_in_order(frame: pd.DataFrame, tie_break: str) -> bool:
-    """Whether a small frame's rows already run by case, time and ``tie_break``, checked
-    in Python (the three sort keys cost ~0.5 ms on a request). False whenever unsure
-    (missing values, mixed types, a large frame): the lexsort then decides."""
-    times = frame["timestamp"]
-    if len(frame) > SMALL_FRAME_ROWS or not isinstance(times.dtype, pd.DatetimeTZDtype):
+def columns_in_case_time_order(columns: Columns, tie_break: str
+                               ) -> dict[str, ExtensionArray | np.ndarray]:
+    """``in_case_time_order`` of a table given as its columns; columns already in order
+    are returned as they are (a new dict of the same arrays)."""
+    order = _case_time_order(columns, tie_break)
+    if order is None:
+        return dict(columns)
+    return {name: values.take(order) for name, values in columns.items()}
+
+
+def _case_time_order(columns: Columns | dict[str, pd.Series], tie_break: str
+                     ) -> np.ndarray | None:
+    """The order that sorts the rows by case, time and ``tie_break``; None when they are
+    in that order already."""
+    cases, times, ties = (columns[c] for c in ("case_id", "timestamp", tie_break))
+    if _visibly_in_order(cases, times, ties):
+        return None
+    order = np.lexsort([_sort_key(columns[c]) for c in (tie_break, "timestamp", "case_id")])
+    return None if (order == np.arange(len(order))).all() else order
+
+
+def _visibly_in_order(cases: Sequence[object], times: pd.Series | ExtensionArray,
+                      ties: Sequence[object]) -> bool:
+    """Whether a small table's rows already run by case, time and tie-break, checked in
+    Python (the three sort keys cost ~0.5 ms on a request). False whenever unsure
+    (missing values, mixed types, a large table): the lexsort then decides."""
+    if len(times) > SMALL_FRAME_ROWS or not isinstance(times.dtype, pd.DatetimeTZDtype):
         return False
-    at = times.array.asi8.tolist()
+    at = epoch_micros(times).tolist()
     if len(at) and min(at) == np.iinfo(np.int64).min:  # NaT sorts last, not first
         return False
-    cases, ties = frame["case_id"].tolist(), frame[tie_break].tolist()
+    cases, ties = cases.tolist(), ties.tolist()
     try:
         for i in range(1, len(at)):
             if cases[i - 1] != cases[i]:
@@ -90,8 +120,10 @@ def _visibly_in_order(frame: pd.DataFrame, tie_break: str) -> bool:
     return True
 
 
-def _sort_key(column: pd.Series) -> np.ndarray:
+def _sort_key(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
     """Integers (or floats) that sort as ``sort_values`` sorts the column, missing last."""
+    if not isinstance(column, pd.Series):
+        column = pd.Series(column, copy=False)
     if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
             column.dtype):
         key = column.array.asi8.copy()
@@ -110,9 +142,9 @@ def first_row_per_group(groups: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return rows[first]
 
 
-def case_starts(case_ids: pd.Series) -> np.ndarray:
+def case_starts(case_ids: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
     """Row index of each row's case start (rows are sorted by case)."""
-    codes = case_ids.to_numpy()
+    codes = np.asarray(case_ids)
     new_case = np.r_[True, codes[1:] != codes[:-1]]
     return np.maximum.accumulate(np.where(new_case, np.arange(len(codes)), 0))
 
@@ -276,15 +308,26 @@ class EventRows:
     stored history), so each answer is the one its request would get alone.
     """
 
-    def __init__(self, prepared: pd.DataFrame, apart: Mapping[object, int] | None = None,
-                 arrays: Mapping[str, ExtensionArray | np.ndarray] | None = None) -> None:
-        """``arrays``: the frame's columns as the arrays it was built from, if at hand."""
-        self.frame = prepared
+    def __init__(self, prepared: pd.DataFrame | None, apart: Mapping[object, int] | None = None,
+                 arrays: Columns | None = None) -> None:
+        """``arrays``: the frame's columns as the arrays it was built from, if at hand;
+        without ``prepared``, they are the table, and a frame is built only if asked for."""
+        if prepared is None and arrays is None:
+            raise ValueError("EventRows needs the prepared frame or its columns")
+        self._frame = prepared
         self.apart = apart
         self._arrays = arrays or {}
         self.cases = CaseRows(np.asarray(self._source("prefix_len")))
         self.sec = seconds(self._source("timestamp"))
         self._columns: dict[str, np.ndarray] = {}
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The prepared table as a frame (built on first use: on a request, no encoder
+        needs one unless a case has a payment)."""
+        if self._frame is None:
+            self._frame = pd.DataFrame(self._arrays, copy=False)
+        return self._frame
 
     def _source(self, column: str) -> pd.Series | ExtensionArray | np.ndarray:
         found = self._arrays.get(column)
@@ -293,9 +336,8 @@ class EventRows:
     def __len__(self) -> int:
         return len(self.cases)
 
-    @property
-    def columns(self) -> pd.Index:
-        return self.frame.columns
+    def __contains__(self, column: str) -> bool:
+        return column in (self._arrays if self._frame is None else self._frame.columns)
 
     def __getitem__(self, column: str) -> np.ndarray:
         if column not in self._columns:
@@ -355,7 +397,8 @@ def days_between(later: pd.Series, earlier: pd.Series) -> np.ndarray:
 
 
 def select_prefixes(
-    prepared: pd.DataFrame, max_prefix_len: int | None, thin_after: int | None, thin_step: int
+    prefix_len: pd.Series | np.ndarray, max_prefix_len: int | None, thin_after: int | None,
+    thin_step: int,
 ) -> np.ndarray:
     """Boolean mask of the prefix rows to keep.
 
@@ -363,7 +406,7 @@ def select_prefixes(
     every ``thin_step``-th prefix beyond that length. Selection depends on k alone, so a
     prefix's presence never depends on events after it.
     """
-    k = prepared["prefix_len"].to_numpy()
+    k = np.asarray(prefix_len)
     keep = np.ones(len(k), dtype=bool)
     if max_prefix_len is not None:
         keep &= k <= max_prefix_len

@@ -192,20 +192,20 @@ def read_request_events(raw: pd.DataFrame, mapping: Mapping,
     """Canonicalise request events; quarantined rows and unknown activities become notes
     on their own case."""
     log = canonicalize(raw, api_mapping(mapping), source="request")
-    for _, bad in log.quarantine.iterrows():
+    for _, bad in log.quarantine.iterrows() if len(log.quarantine) else ():
         case = str(bad.get("case_id", "?"))
         notes.setdefault(case, []).append(
             f"event {int(bad['source_row'])} ignored: {bad['quarantine_reason']} "
             f"({bad['quarantine_detail']})")
     if log.report.unknown_activities:
-        activity = log.events["activity"].to_numpy()
-        cases = log.events["case_id"].to_numpy()
+        activity = np.asarray(log.column("activity"))
+        cases = np.asarray(log.column("case_id"))
         for name in log.report.unknown_activities:
             for case, count in Counter(cases[activity == name].tolist()).items():
                 notes.setdefault(case, []).append(
                     f"activity {name!r} is unknown to the model ({count} event(s)); counted "
                     "as 'other activity'")
-    if log.events.empty:
+    if len(log) == 0:
         reasons = "; ".join(log.quarantine["quarantine_detail"].astype(str).head(5))
         raise BadRequestError(f"no usable event in the request: {reasons}")
     return log
@@ -276,7 +276,7 @@ def _predict_in_one_pass(snapshot: Snapshot, requests: Sequence[PredictRequest]
     mapping = served_mapping(snapshot)
     raw, notes = cases_to_frame(requests, mapping)
     events = read_request_events(raw, mapping, notes)
-    usable = set(events.events["case_id"].unique().tolist())
+    usable = set(pd.unique(events.column("case_id")).tolist())
     apart = {request.case_id: i for i, request in enumerate(requests)}
     scored = score_log(snapshot, events, notes, apart={c: apart[c] for c in usable},
                        explain=first.explain)
@@ -316,9 +316,10 @@ def score_log(snapshot: Snapshot, log: EventLog, notes: dict[str, list[str]] | N
     matrix is known, and ``assemble`` takes them when it words them."""
     notes = notes if notes is not None else {}
     mapping = served_mapping(snapshot)
-    outcome = case_outcomes(log.events, mapping.roles)  # won, lost or open
-    paid = log.events["case_id"].to_numpy()[
-        np.isin(log.events["activity"].to_numpy(), mapping.roles.payment)]
+    events = log.table()  # a request's columns: no frame is built
+    outcome = case_outcomes(events, mapping.roles)  # won, lost or open
+    paid = np.asarray(events["case_id"])[
+        np.isin(np.asarray(events["activity"]), mapping.roles.payment)]
     status = pd.Series(np.where(np.isin(outcome.index.to_numpy(), paid), "closed",
                                 outcome.to_numpy(dtype=object)), index=outcome.index)
     scored = ScoredCases(log=log, status=status, notes=notes)
@@ -338,7 +339,7 @@ def _score_targets(snapshot: Snapshot, log: EventLog, scored: ScoredCases,
     for target, served in snapshot.models.items():
         bundle = served.bundle
         if served.run_id not in features_by_run:
-            encoded = bundle.pipeline.encode(log.events, last_only=True, apart=apart)
+            encoded = bundle.pipeline.encode(log.table(), last_only=True, apart=apart)
             features_by_run[served.run_id] = encoded, encoded.matrix()
             for case, messages in _input_notes(bundle, encoded).items():
                 for message in messages:
@@ -465,7 +466,7 @@ def _readable_value(value: Any) -> str:
 
 def _due_dates(log: EventLog, mapping: Mapping) -> pd.Series:
     """First invoice + terms as known at it: the due date of the payment-delay label."""
-    invoiced = np.isin(log.events["activity"].to_numpy(), mapping.roles.invoice)
+    invoiced = np.isin(np.asarray(log.column("activity")), mapping.roles.invoice)
     if not invoiced.any():  # nothing invoiced yet: no due date (and no groupby to pay for)
         return pd.Series(dtype=object)
     first = first_time_of(log.events, mapping.roles.invoice)

@@ -251,3 +251,21 @@ def test_hour_only_offsets_are_offsets_and_bare_dates_stay_local(rows: int) -> N
     assert got["C0"] == pd.Timestamp("2024-01-05T15:00:00Z")
     assert got["C1"] == pd.Timestamp("2024-01-04T23:00:00Z")  # Berlin midnight
     assert got["C2"] == pd.Timestamp("2024-01-05T05:00:00.250Z")
+
+
+def test_a_log_with_every_row_kept_holds_its_columns_and_builds_the_same_frame(
+        tmp_path: Path) -> None:
+    """A request's log is encoded from the reader's columns; the frame built from them
+    on demand must be the one a log with a quarantined row keeps (same rows, same
+    dtypes), and replacing the frame must drop the columns, which no longer match."""
+    clean = read_log(write_csv(tmp_path, GOOD_ROWS[::-1], name="clean.csv"))
+    assert clean.columns is not None and len(clean) == 5
+    assert clean.column("case_id").tolist() == ["O1", "O1", "O1", "O2", "O2"]
+    with_bad = read_log(write_csv(tmp_path, [*GOOD_ROWS[::-1], "O3,Lead Captured,never,x,1,x,,"],
+                                  name="bad.csv"))
+    assert with_bad.columns is None and with_bad.report.quarantined == {
+        "unparseable_timestamp": 1}
+    pd.testing.assert_frame_equal(clean.events, with_bad.events)
+    assert list(clean.table()) == list(clean.events.columns)
+    clean.events = clean.events.iloc[:2]
+    assert clean.columns is None and clean.column("case_id").tolist() == ["O1", "O1"]

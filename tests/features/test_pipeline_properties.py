@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from features.log import canonicalize
 from features.mapping import default_mapping
 from features.pipeline import PrefixPipeline
-from features.prefixes import KEY_COLUMNS
+from features.prefixes import KEY_COLUMNS, prepare_events, table_columns
 from features.schema import (
     CANONICAL_KINDS,
     LABEL_ONLY_COLUMNS,
@@ -358,6 +358,27 @@ def test_row_order_and_caller_frame_do_not_matter(data: st.DataObject) -> None:
     assert_frames_equal(pipe.transform(shuffled), pipe.transform(log))
     assert_frames_equal(pipe.labels(shuffled), pipe.labels(log))
     pd.testing.assert_frame_equal(shuffled, snapshot)
+
+
+@given(st.data())
+@settings(max_examples=8, deadline=None, derandomize=True)
+def test_a_log_given_as_its_columns_encodes_as_its_frame(data: st.DataObject) -> None:
+    """The API encodes a request from the reader's arrays (``EventLog.columns``), never
+    building a frame: in or out of order, those must give the frame's every bit."""
+    log = data.draw(canonical_logs(), label="log")
+    order = data.draw(st.permutations(range(len(log))), label="order")
+    pipe = fitted(log)
+    for frame in (log, log.iloc[list(order)].reset_index(drop=True)):
+        columns = table_columns(frame)
+        prepared = prepare_events(columns)
+        assert_frames_equal(prepared[list(log.columns)], log)  # the log is in canonical order
+        assert_frames_equal(prepared, prepare_events(frame))
+        assert_frames_equal(pipe.encode(columns, last_only=True).frame(),
+                            pipe.transform(frame, last_only=True))
+        assert_frames_equal(pipe.encode(columns).frame(), pipe.transform(frame))
+        # what the API reads besides the features: the last given attribute values
+        assert (pd.Series(pipe.encode(columns).last_given("rep")).fillna("-").tolist()
+                == pd.Series(pipe.encode(frame).last_given("rep")).fillna("-").tolist())
 
 
 def test_simulated_shuffle_refit_and_caller_frame_untouched() -> None:
