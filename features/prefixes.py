@@ -39,7 +39,7 @@ def prepare_rows(events: pd.DataFrame | Columns, apart: Mapping[object, int] | N
     encoder asks for it. ``events`` may be a log's columns as arrays (``EventLog.columns``):
     a request then reads its events without any frame (each one built, or each column
     taken out of one, cost ~1 ms on a request)."""
-    return EventRows(None, apart, _prepared_columns(events))
+    return EventRows(_prepared_columns(events), apart)
 
 
 def _prepared_columns(events: pd.DataFrame | Columns) -> dict[str, ExtensionArray | np.ndarray]:
@@ -97,8 +97,9 @@ def _case_time_order(columns: Columns | dict[str, pd.Series], tie_break: str
     return None if (order == np.arange(len(order))).all() else order
 
 
-def _visibly_in_order(cases: Sequence[object], times: pd.Series | ExtensionArray,
-                      ties: Sequence[object]) -> bool:
+def _visibly_in_order(cases: pd.Series | ExtensionArray | np.ndarray,
+                      times: pd.Series | ExtensionArray,
+                      ties: pd.Series | ExtensionArray | np.ndarray) -> bool:
     """Whether a small table's rows already run by case, time and tie-break, checked in
     Python (the three sort keys cost ~0.5 ms on a request). False whenever unsure
     (missing values, mixed types, a large table): the lexsort then decides."""
@@ -308,15 +309,14 @@ class EventRows:
     stored history), so each answer is the one its request would get alone.
     """
 
-    def __init__(self, prepared: pd.DataFrame | None, apart: Mapping[object, int] | None = None,
-                 arrays: Columns | None = None) -> None:
-        """``arrays``: the frame's columns as the arrays it was built from, if at hand;
-        without ``prepared``, they are the table, and a frame is built only if asked for."""
-        if prepared is None and arrays is None:
-            raise ValueError("EventRows needs the prepared frame or its columns")
-        self._frame = prepared
+    def __init__(self, prepared: pd.DataFrame | Columns,
+                 apart: Mapping[object, int] | None = None) -> None:
+        """``prepared``: the prepared table as a frame, or as its columns (a frame is then
+        built only if an encoder asks for one)."""
+        frame = isinstance(prepared, pd.DataFrame)
+        self._frame: pd.DataFrame | None = prepared if frame else None
+        self._arrays: Columns = {} if frame else prepared
         self.apart = apart
-        self._arrays = arrays or {}
         self.cases = CaseRows(np.asarray(self._source("prefix_len")))
         self.sec = seconds(self._source("timestamp"))
         self._columns: dict[str, np.ndarray] = {}
