@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,6 +147,8 @@ def _as_text(series: pd.Series) -> ExtensionArray:
 
 def _parse_timestamps(raw: pd.Series, mapping: Mapping) -> ExtensionArray:
     fmt = mapping.format
+    if raw.dtype == TIMESTAMP_DTYPE:  # already UTC instants (the API's requests)
+        return raw.array.copy()
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         return raw.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE).array
     if pd.api.types.is_datetime64_dtype(raw.dtype):
@@ -208,15 +211,23 @@ def _terms_days(terms: ExtensionArray, mapping: Mapping) -> np.ndarray:
     return parsed
 
 
-def _row_messages(
-    source: str, rows: pd.Series, column: str, values: pd.Series | Column, why: str
-) -> list[str]:
+def _row_messages(source: str, rows: pd.Series, column: str, quoted: list[Any],
+                  why: str) -> list[str]:
     head = min(_EXAMPLES_PER_REASON, len(rows))
-    shown = values.iloc[:head] if isinstance(values, pd.Series) else values[:head].tolist()
     return [
         f"{source}: row {int(r)}, column {column!r}: {why} (value {v!r})"
-        for r, v in zip(rows.iloc[:head], shown, strict=True)
+        for r, v in zip(rows.iloc[:head], quoted[:head], strict=True)
     ]
+
+
+def _quoted(values: pd.Series | Column) -> list[Any]:
+    """The values as a message quotes them; times as ISO text, as pandas cannot print a
+    time past the year 9999, and such a time is just what gets quarantined."""
+    if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values.tolist()
+    stamps = np.datetime_as_string(epoch_micros(values).view("datetime64[us]"), unit="s")
+    zone = "Z" if isinstance(values.dtype, pd.DatetimeTZDtype) else ""
+    return [s if s == "NaT" else s + zone for s in stamps.tolist()]
 
 
 # ----------------------------------------------------------------- canonicalise
@@ -245,10 +256,11 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
             return
         if values is None:
             values = raw[column]
+        quoted = _quoted(values[fresh])
         reason[fresh] = why
-        detail[fresh] = [f"column {column!r}: {text}: {v}" for v in values[fresh].tolist()]
-        report.note(why, _row_messages(source, raw[ROW_COLUMN][fresh], column,
-                                       values[fresh], text), int(fresh.sum()))
+        detail[fresh] = [f"column {column!r}: {text}: {v}" for v in quoted]
+        report.note(why, _row_messages(source, raw[ROW_COLUMN][fresh], column, quoted, text),
+                    int(fresh.sum()))
 
     out: dict[str, Column] = {}
     if "__keep_rows__" in columns:
@@ -396,12 +408,16 @@ def _year_start_micros(year: int) -> int:
 
 
 def _may_hold_duplicates(raw: pd.DataFrame, key_columns: list[str], usable: np.ndarray) -> bool:
-    """Whether two usable rows agree on the file's case, activity and time columns, as
-    exact duplicates must (factorized as ``duplicated`` compares them, so 1 and 1.0
-    agree): on a request this numpy check usually spares pandas' search (~1 ms)."""
-    keys = np.stack([pd.factorize(raw[c].to_numpy()[usable])[0]
-                     for c in dict.fromkeys(key_columns)], axis=1)
-    return len(np.unique(keys, axis=0)) < len(keys)
+    """Whether two usable rows of a small frame agree on the file's case, activity and
+    time columns, as exact duplicates must: on a request this set of tuples usually
+    spares pandas' search (~1 ms). Python's equality is the one ``duplicated`` uses
+    on object cells (1 and 1.0 agree); usable rows hold no missing key."""
+    keys = []
+    for column in dict.fromkeys(key_columns):
+        values = raw[column].array[usable]
+        keys.append(values.asi8.tolist() if hasattr(values, "asi8") else values.tolist())
+    rows = list(zip(*keys, strict=True))
+    return len(set(rows)) < len(rows)
 
 
 def _flag_duplicates(raw: pd.DataFrame, usable: np.ndarray, reason: np.ndarray,

@@ -206,6 +206,27 @@ def test_placeholder_dates_are_quarantined_not_used(tmp_path: Path) -> None:
     assert "row 2, column 'event_time'" in log.report.examples["implausible_timestamp"][0]
 
 
+def test_typed_times_read_as_their_text_and_past_year_9999_are_quoted_not_fatal() -> None:
+    """A Parquet export (and the API) hands the reader UTC instants, not text: they must
+    read as their ISO text does, and a time past the year 9999 (which pandas cannot
+    print) is quarantined with a readable quote instead of failing the whole read."""
+    import numpy as np
+
+    micros = np.array([1_704_189_600_000_000, 1_704_193_200_000_000,
+                       (253_402_300_800 + 23 * 3600) * 10**6], dtype="datetime64[us]")
+    typed = pd.DataFrame({"opportunity_id": ["O1", "O1", "O1"],
+                          "activity": ["Lead Captured", "Opportunity Created", "Quote Issued"],
+                          "event_time": pd.array(micros).tz_localize("UTC")})
+    as_text = typed.assign(event_time=["2024-01-02T10:00:00Z", "2024-01-02T11:00:00Z",
+                                       "10000-01-01T23:00:00Z"])
+    log, text_log = canonicalize(typed, default_mapping()), canonicalize(as_text,
+                                                                          default_mapping())
+    assert dict(log.report.quarantined) == {"implausible_timestamp": 1}
+    assert "(value '10000-01-01T23:00:00Z')" in log.report.examples["implausible_timestamp"][0]
+    assert log.quarantine["quarantine_detail"].str.contains("10000-01-01T23:00:00Z").all()
+    assert log.events["timestamp"].tolist() == text_log.events["timestamp"].tolist()[:2]
+
+
 def test_small_frames_read_text_as_pandas_does_and_find_loose_duplicates() -> None:
     import numpy as np
 

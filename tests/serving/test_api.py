@@ -153,6 +153,16 @@ def test_times_past_year_9999_in_utc_are_quarantined_not_a_500(client) -> None:
     assert any(note.startswith("event 5 ignored") for note in response.json()["notes"])
 
 
+def test_an_event_sent_twice_is_counted_once_and_said_so(client) -> None:
+    twice = dict(EXAMPLE_CASE, events=[*EXAMPLE_CASE["events"], EXAMPLE_CASE["events"][1]])
+    body = client.post("/v1/predict", json=twice).json()
+    once = client.post("/v1/predict", json=EXAMPLE_CASE).json()
+    assert body["events_used"] == once["events_used"] == len(EXAMPLE_CASE["events"])
+    assert body["win_probability"] == once["win_probability"]
+    assert any(f"event {len(twice['events'])} ignored: duplicate_event" in note
+               for note in body["notes"]), body["notes"]
+
+
 def test_odd_input_is_handled_and_reported(client) -> None:
     request = {**EXAMPLE_CASE, "attributes": {**EXAMPLE_CASE["attributes"],
                                               "rep": "Rep 999", "favourite_colour": "blue"}}
