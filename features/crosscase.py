@@ -256,7 +256,9 @@ class _AsOfQuery:
     whole_history_given: bool | np.ndarray  # per row when parts are scored apart
     q: np.ndarray  # the queries' group codes in the stored history
     q_given: np.ndarray  # ... among the given cases (the same unless scored apart)
+    now: np.ndarray  # each query's own time: most sums are asked for at it
     built: dict[str, tuple[_AsOf, _AsOf | None]] = field(default_factory=dict)
+    at_now: dict[str, np.ndarray] = field(default_factory=dict)
 
     def _indexes(self, kind: str) -> tuple[_AsOf, _AsOf | None]:
         if kind not in self.built:
@@ -266,7 +268,12 @@ class _AsOfQuery:
             self.built[kind] = plus, minus
         return self.built[kind]
 
-    def __call__(self, kind: str, times: np.ndarray) -> np.ndarray:
+    def __call__(self, kind: str, times: np.ndarray | None = None) -> np.ndarray:
+        """Sums of ``kind`` as of ``times`` (by default ``now``, asked once per kind)."""
+        if times is None:
+            if kind not in self.at_now:
+                self.at_now[kind] = self(kind, self.now)
+            return self.at_now[kind]
         plus, minus = self._indexes(kind)
         given = plus.at(self.q_given, times)
         whole = self.whole_history_given
@@ -361,20 +368,20 @@ class CrossCaseEncoder(PrefixEncoder):
                 added=_facts(current, column, added),
                 removed={} if replaced is None else _facts(replaced, column, removed),
                 whole_history_given=whole,
-                q=q, q_given=q_given)
+                q=q, q_given=q_given, now=t)
             if column in ("rep", "region") and roles.end_activities:
-                out[f"{column}_open_cases"] = (at("opened", t) - at("closed", t))[:, 0]
+                out[f"{column}_open_cases"] = (at("opened") - at("closed"))[:, 0]
             if column == "rep":
-                out["rep_started_recent"] = (at("opened", t) - at("opened", t - recent))[:, 0]
-                decided = at("decided", t)
+                out["rep_started_recent"] = (at("opened") - at("opened", t - recent))[:, 0]
+                decided = at("decided")
                 out["rep_decided_cases"] = decided[:, 0]
                 out["rep_win_rate"] = _ratio(decided)
-                out["rep_mean_cycle_days"] = _ratio(at("done", t))
+                out["rep_mean_cycle_days"] = _ratio(at("done"))
             if column == "account":
                 own = self._self_counted(rows, current, query_values, t)
-                out["account_prior_cases"] = at("opened", t)[:, 0] - own
-                out["account_won_cases"] = at("decided", t)[:, 1]
-                paid = at("paid", t)
+                out["account_prior_cases"] = at("opened")[:, 0] - own
+                out["account_won_cases"] = at("decided")[:, 1]
+                paid = at("paid")
                 out["account_paid_cases"] = paid[:, 0]
                 out["account_mean_payment_delay_days"] = _ratio(paid)
         return {name: out[name] for name in self.feature_names_out_}

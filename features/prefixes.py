@@ -248,6 +248,10 @@ def _as_values(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
 
 def decoded(codes: np.ndarray, values: Sequence[object]) -> np.ndarray:
     """``values[code]`` per code as objects, NaN where the code is -1 (missing)."""
+    if len(codes) < len(values) // 8:  # a request: pick the few, not copy every category
+        out = np.empty(len(codes), dtype=object)
+        out[:] = [values[c] if c >= 0 else np.nan for c in codes.tolist()]
+        return out
     table = np.append(np.asarray(values, dtype=object), np.nan)
     return table[codes]  # code -1 picks the NaN at the end
 

@@ -393,7 +393,7 @@ def explain_rows(bundle: TargetBundle, features: EncodedPrefixes, top_k: int,
     needed = {j for u in np.unique(top) for j in units.members[u]}
     cells = {j: features.readable(features.names[j]).tolist() for j in needed}
     texts: dict[tuple[int, Any], str] = {}
-    worded = [(f"{r} ", f" — {up_words}", f" — {down_words}") for r in units.readable]
+    worded = units.worded(up_words, down_words)
     space = _SPACE[target]
     explanations = []
     for i, (row_top, row_picked, base, other, total) in enumerate(zip(
@@ -442,6 +442,14 @@ class _ExplainedUnits:
             owner[j] = position[unit]
             self.members[position[unit]].append(j)
         self.owner = owner
+        self._worded: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+
+    def worded(self, up: str, down: str) -> list[tuple[str, str, str]]:
+        """Per unit, the text before its value and after it either way (once per target)."""
+        if (up, down) not in self._worded:
+            self._worded[(up, down)] = [(f"{r} ", f" — {up}", f" — {down}")
+                                        for r in self.readable]
+        return self._worded[(up, down)]
 
     def sum(self, contrib: np.ndarray) -> np.ndarray:
         """Per row, each unit's contribution: the sum of its features'."""

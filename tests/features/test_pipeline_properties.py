@@ -480,3 +480,21 @@ def test_scoring_apart_needs_a_part_for_every_case() -> None:
     log = log[log["case_id"].isin(log["case_id"].unique()[:3])]
     with pytest.raises(ValueError, match="without a part"):
         fitted(log).encode(log, apart={log["case_id"].iloc[0]: 0})
+
+
+@given(categories=st.lists(st.text(max_size=3), min_size=1, max_size=60, unique=True),
+       picks=st.data())
+@settings(max_examples=60, deadline=None)
+def test_decoding_a_few_codes_picks_what_the_category_table_does(
+        categories: list[str], picks: st.DataObject) -> None:
+    """A request decodes a handful of codes by picking them; a batch through the table
+    of every category. Both must give the same objects, NaN for the missing code."""
+    from features.prefixes import decoded
+
+    codes = np.asarray(picks.draw(st.lists(st.integers(-1, len(categories) - 1),
+                                           max_size=120)), dtype=np.int64)
+    table = np.append(np.asarray(categories, dtype=object), np.nan)[codes]
+    got = decoded(codes, tuple(categories))
+    assert got.dtype == object and got.shape == table.shape
+    assert [v if v == v else "<nan>" for v in got.tolist()] == [
+        v if v == v else "<nan>" for v in table.tolist()]
