@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.special import expit
@@ -156,6 +158,7 @@ class LogisticBaseline:
         sum of its encoded columns' terms.
         """
         encode, logreg = self.model_[0], self.model_[-1]
+        self.__dict__.pop("_term_layout", None)  # a refit's tables replace the last ones
         rows = max([3, *(len(c) + 1 for c in self.categories_)])
         probe: dict[str, object] = {}
         for name, cats in zip(self.categorical_, self.categories_, strict=True):
@@ -184,22 +187,50 @@ class LogisticBaseline:
         model's log-odds. ``X``: the fitted columns, as a frame or as ``as_matrix``."""
         M = as_matrix(X, self.categories_)
         out = np.empty_like(M)
-        position = {c: j for j, c in enumerate(self.columns_)}
-        for name, table in zip(self.categorical_, self.category_terms_, strict=True):
-            j = position[name]
-            codes = np.where(np.isnan(M[:, j]), len(table) - 1, M[:, j]).astype(int)
-            out[:, j] = table[codes]
-        numeric = [position[c] for c in self.numeric_]
+        layout = self._layout()
+        if len(layout.categorical):  # every categorical column in one lookup
+            codes = M[:, layout.categorical]
+            known = (codes >= 0) & (codes < layout.missing)  # NaN: neither
+            picks = np.where(known, codes, layout.missing).astype(np.int64) + layout.offsets
+            out[:, layout.categorical] = layout.terms[picks]
+        numeric = layout.numeric
         values = np.clip(M[:, numeric], self.numeric_low_, self.numeric_high_)
         out[:, numeric] = np.where(np.isnan(values), self.numeric_missing_,
                                    self.numeric_at_zero_ + self.numeric_slope_ * values)
         return out
+
+    def _layout(self) -> _TermLayout:
+        """The category term tables end to end, built once (a request scores a row in a
+        few numpy calls, not four per categorical column)."""
+        layout = self.__dict__.get("_term_layout")
+        if layout is None:
+            position = {c: j for j, c in enumerate(self.columns_)}
+            sizes = np.array([len(t) for t in self.category_terms_], dtype=np.int64)
+            layout = _TermLayout(
+                categorical=np.array([position[c] for c in self.categorical_], dtype=np.int64),
+                numeric=np.array([position[c] for c in self.numeric_], dtype=np.int64),
+                terms=(np.concatenate(self.category_terms_) if len(sizes) else np.zeros(0)),
+                offsets=np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64),
+                missing=sizes - 1)
+            self._term_layout = layout
+        return layout
 
     def decision_function(self, X: Matrix) -> np.ndarray:
         return self.intercept_ + self.terms(X).sum(axis=1)
 
     def predict_proba(self, X: Matrix) -> np.ndarray:
         return expit(self.decision_function(X))
+
+
+@dataclass(frozen=True)
+class _TermLayout:
+    """Where ``LogisticBaseline.terms`` reads: column positions and the joined tables."""
+
+    categorical: np.ndarray  # positions of the categorical columns
+    numeric: np.ndarray  # positions of the numeric columns
+    terms: np.ndarray  # every categorical column's term table, end to end
+    offsets: np.ndarray  # where each column's table starts in ``terms``
+    missing: np.ndarray  # per column, the code of its missing term (its table's last)
 
 
 def _encoded_owners(encode: ColumnTransformer, columns: list[str]) -> np.ndarray:

@@ -116,8 +116,11 @@ def test_logistic_tables_equal_scikit_learn_with_missing_rare_and_unused_levels(
     X.loc[X.index[:5], "c"] = "rare"  # below min_frequency: the infrequent column
     X.loc[X.index[5:300], "c"] = None  # missing: its own "(missing)" level
     X["d"] = 7.0  # constant
+    # a second categorical column: its terms sit after c's in the joined table
+    X["e"] = pd.Categorical(rng.choice(["p", "q", "r"], len(X)), categories=["p", "q", "r"])
     base = LogisticBaseline().fit(X, y)
-    Xt = synthetic(500, 22)[0].assign(d=np.r_[np.nan, np.full(499, 3.0)])
+    Xt = synthetic(500, 22)[0].assign(d=np.r_[np.nan, np.full(499, 3.0)], e=pd.Categorical(
+        ["q", "p", "r", None] * 125, categories=["p", "q", "r"]))
     Xt["c"] = Xt["c"].cat.set_categories(levels)
     Xt.loc[Xt.index[:3], "c"] = "unused"
     Xt.loc[Xt.index[3:6], "c"] = "rare"
