@@ -247,7 +247,8 @@ class _AsOfQuery:
 
     Each fact kind's index of the given cases is built once and reused by every query
     time; the subtraction is skipped when no given case is stored (a new case at the
-    API) or when all stored facts are replaced (training).
+    API) or when all stored facts are replaced (training), and otherwise rides in the
+    given cases' index as negated facts.
     """
 
     stored: dict[str, _AsOf]
@@ -261,11 +262,21 @@ class _AsOfQuery:
     at_now: dict[str, np.ndarray] = field(default_factory=dict)
 
     def _indexes(self, kind: str) -> tuple[_AsOf, _AsOf | None]:
+        """The given cases' index and, when they replace stored facts, the index of
+        those (None when there is nothing to subtract)."""
         if kind not in self.built:
-            plus = _AsOf.build(*self.added[kind], _SPAN)
-            removed = self.removed.get(kind)
-            minus = _AsOf.build(*removed, _SPAN) if removed and len(removed[0]) else None
-            self.built[kind] = plus, minus
+            added, removed = self.added[kind], self.removed.get(kind)
+            replacing = removed is not None and len(removed[0]) > 0
+            if replacing and self.whole_history_given is False:
+                # the given facts and the stored ones they replace, negated, in one index:
+                # one build and one lookup instead of two of each (a request's case is
+                # usually stored: it was running when the models were trained)
+                codes, times, values = (np.concatenate(pair) for pair in zip(
+                    added, (removed[0], removed[1], -removed[2]), strict=True))
+                self.built[kind] = _AsOf.build(codes, times, values, _SPAN), None
+            else:
+                self.built[kind] = (_AsOf.build(*added, _SPAN),
+                                    _AsOf.build(*removed, _SPAN) if replacing else None)
         return self.built[kind]
 
     def __call__(self, kind: str, times: np.ndarray | None = None) -> np.ndarray:

@@ -498,3 +498,24 @@ def test_decoding_a_few_codes_picks_what_the_category_table_does(
     assert got.dtype == object and got.shape == table.shape
     assert [v if v == v else "<nan>" for v in got.tolist()] == [
         v if v == v else "<nan>" for v in table.tolist()]
+
+
+@given(picks=st.lists(st.tuples(st.integers(0, 299), st.integers(1, 12)), min_size=1,
+                      max_size=4, unique_by=lambda pick: pick[0]))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_running_cases_scored_against_the_fitted_history_get_the_logs_features(
+        picks: list[tuple[int, int]]) -> None:
+    """What the API does: running cases of the fitted log arrive as their first k events,
+    scored apart in one pass against the stored history (their stored facts replaced by
+    the prefix's). Each must get the features the whole log gives that prefix; sums of
+    days may differ in the last bits only (they are added in another order)."""
+    events, pipe, before = simulated(11)
+    cases = pd.unique(events["case_id"])
+    chosen = {str(cases[i]): k for i, k in picks}
+    given = pd.concat([events[events["case_id"] == case].head(k)
+                       for case, k in chosen.items()], ignore_index=True)
+    encoded = pipe.encode(given, last_only=True,
+                          apart={case: part for part, case in enumerate(chosen)})
+    got = encoded.frame().set_index(["case_id", "prefix_len"])
+    expected = before.set_index(["case_id", "prefix_len"]).loc[got.index, got.columns]
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, atol=1e-9)
