@@ -1,7 +1,7 @@
 """Concurrent ``/v1/predict`` requests scored together: one pass, many answers.
 
-Scoring one case costs ~23 ms, almost all of it fixed (a few hundred pandas and numpy
-calls whatever the size); eight cases in one pass cost ~27 ms. So while a pass runs
+Scoring one case costs ~17 ms, almost all of it fixed (a few hundred pandas and numpy
+calls whatever the size); eight cases in one pass cost ~21 ms. So while a pass runs
 (in the scoring thread, the event loop keeps reading requests), the requests that arrive
 wait, and the next pass takes them all. A lone request is scored at once: nothing
 waits for company. Requests in one pass are scored apart (``predict_together``), so

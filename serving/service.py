@@ -270,7 +270,7 @@ def predict_together(snapshot: Snapshot, requests: Sequence[PredictRequest]
     ``explain``/``top_k``, in one pass: each request's cases are scored apart from the
     others' (``encode(apart=...)``), so every answer is the one it gets alone (tested).
 
-    The fixed cost of a pass (~25 ms of pandas and numpy calls) is shared; a request
+    The fixed cost of a pass (~17 ms of pandas and numpy calls) is shared; a request
     whose case has no usable event, or any failure of the pass, is answered alone, so
     errors reach the request that caused them. Exceptions are returned, not raised.
     """
