@@ -223,10 +223,12 @@ def _row_messages(source: str, rows: pd.Series, column: str, quoted: list[Any],
 def _quoted(values: pd.Series | Column) -> list[Any]:
     """The values as a message quotes them; times as ISO text, as pandas cannot print a
     time past the year 9999, and such a time is just what gets quarantined."""
-    if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+    dtype = values.dtype
+    if not (isinstance(dtype, pd.DatetimeTZDtype) or (
+            isinstance(dtype, np.dtype) and dtype.kind == "M")):  # e.g. pyarrow's own times
         return values.tolist()
     stamps = np.datetime_as_string(epoch_micros(values).view("datetime64[us]"), unit="s")
-    zone = "Z" if isinstance(values.dtype, pd.DatetimeTZDtype) else ""
+    zone = "Z" if isinstance(dtype, pd.DatetimeTZDtype) else ""
     return [s if s == "NaT" else s + zone for s in stamps.tolist()]
 
 

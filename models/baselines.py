@@ -190,8 +190,11 @@ class LogisticBaseline:
         layout = self._layout()
         if len(layout.categorical):  # every categorical column in one lookup
             codes = M[:, layout.categorical]
-            known = (codes >= 0) & (codes < layout.missing)  # NaN: neither
-            picks = np.where(known, codes, layout.missing).astype(np.int64) + layout.offsets
+            if ((codes < 0) | (codes >= layout.missing)).any():  # NaN: neither
+                raise ValueError("a category code outside the fitted categories: the "
+                                 "features were not encoded for this model")
+            picks = np.where(np.isnan(codes), layout.missing, codes).astype(np.int64
+                                                                          ) + layout.offsets
             out[:, layout.categorical] = layout.terms[picks]
         numeric = layout.numeric
         values = np.clip(M[:, numeric], self.numeric_low_, self.numeric_high_)
@@ -202,7 +205,7 @@ class LogisticBaseline:
     def _layout(self) -> _TermLayout:
         """The category term tables end to end, built once (a request scores a row in a
         few numpy calls, not four per categorical column)."""
-        layout = self.__dict__.get("_term_layout")
+        layout = self.__dict__.get("_term_layout")  # not pickled: see __getstate__
         if layout is None:
             position = {c: j for j, c in enumerate(self.columns_)}
             sizes = np.array([len(t) for t in self.category_terms_], dtype=np.int64)
@@ -214,6 +217,11 @@ class LogisticBaseline:
                 missing=sizes - 1)
             self._term_layout = layout
         return layout
+
+    def __getstate__(self) -> dict[str, object]:
+        """The fitted state without the derived layout: a saved model stays loadable by
+        code that predates it, and the layout is rebuilt on first use."""
+        return {k: v for k, v in self.__dict__.items() if k != "_term_layout"}
 
     def decision_function(self, X: Matrix) -> np.ndarray:
         return self.intercept_ + self.terms(X).sum(axis=1)

@@ -225,6 +225,13 @@ def test_typed_times_read_as_their_text_and_past_year_9999_are_quoted_not_fatal(
     assert "(value '10000-01-01T23:00:00Z')" in log.report.examples["implausible_timestamp"][0]
     assert log.quarantine["quarantine_detail"].str.contains("10000-01-01T23:00:00Z").all()
     assert log.events["timestamp"].tolist() == text_log.events["timestamp"].tolist()[:2]
+    # pyarrow's own time type (a Parquet read with the pyarrow backend) is quoted as is
+    arrow = typed.assign(event_time=pd.array(
+        pd.to_datetime(["2024-01-02T10:00:00Z", "2024-01-02T11:00:00Z", "1800-01-01T00:00:00Z"]),
+        dtype="timestamp[us, tz=UTC][pyarrow]"))
+    arrow_log = canonicalize(arrow, default_mapping())
+    assert dict(arrow_log.report.quarantined) == {"implausible_timestamp": 1}
+    assert "1800-01-01" in arrow_log.report.examples["implausible_timestamp"][0]
 
 
 def test_small_frames_read_text_as_pandas_does_and_find_loose_duplicates() -> None:

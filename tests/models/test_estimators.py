@@ -132,6 +132,15 @@ def test_logistic_tables_equal_scikit_learn_with_missing_rare_and_unused_levels(
     np.testing.assert_allclose(base.predict_proba(Xt), expected, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(base.predict_proba(as_matrix(Xt)), expected, rtol=1e-9,
                                atol=1e-12)
+    # a code past the fitted categories is a matrix from another encoder: said, not guessed
+    foreign = as_matrix(Xt)
+    foreign[0, list(Xt.columns).index("e")] = 3.0
+    with pytest.raises(ValueError, match="outside the fitted categories"):
+        base.terms(foreign)
+    # the saved model leaves its derived layout out (and rebuilds it on first use)
+    import pickle
+    assert "_term_layout" in vars(base) and "_term_layout" not in vars(
+        pickle.loads(pickle.dumps(base)))
 
 
 def test_matrix_predictions_equal_lightgbm_on_the_frame() -> None:
