@@ -147,10 +147,9 @@ def _as_text(series: pd.Series) -> ExtensionArray:
 
 def _parse_timestamps(raw: pd.Series, mapping: Mapping) -> ExtensionArray:
     fmt = mapping.format
-    if raw.dtype == TIMESTAMP_DTYPE:  # already UTC instants (the API's requests)
-        return raw.array.copy()
-    if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return raw.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE).array
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):  # instants (a typed export, the API):
+        # on the array, not through ``.dt`` (~0.25 ms a call on a request); a copy
+        return raw.array.tz_convert("UTC").astype(TIMESTAMP_DTYPE)
     if pd.api.types.is_datetime64_dtype(raw.dtype):
         return raw.dt.tz_localize(fmt.timezone).dt.tz_convert("UTC").astype(
             TIMESTAMP_DTYPE).array
