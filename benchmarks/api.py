@@ -373,15 +373,15 @@ def load(base_url: str, api_key: str, bodies: list[bytes], clients: int, budget:
     everyone_connected = threading.Barrier(clients, action=start_clock)
     headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
 
-    def send(client: KeepAliveClient, body: bytes, timed: list[float]) -> None:
+    def send(client: KeepAliveClient, body: bytes, first: bool = False) -> None:
+        """One request; a client's first is kept apart from the timed ones."""
         sent = time.perf_counter()
-        untimed = timed is result.first_requests
         try:
             response = client.post("/v1/predict", body)
         except (OSError, http.client.HTTPException) as exc:
             with lock:
                 result.errors += 1
-                result.first_errors += untimed
+                result.first_errors += first
                 result.statuses["exception"] = result.statuses.get("exception", 0) + 1
                 result.first_exception = result.first_exception or repr(exc)
             return
@@ -390,17 +390,17 @@ def load(base_url: str, api_key: str, bodies: list[bytes], clients: int, budget:
             code = str(response.status_code)
             result.statuses[code] = result.statuses.get(code, 0) + 1
             if response.status_code == 200:
-                timed.append(took)
+                (result.first_requests if first else result.latencies).append(took)
             else:
                 result.errors += 1
-                result.first_errors += untimed
+                result.first_errors += first
                 if response.status_code >= 500 and result.first_5xx is None:
                     result.first_5xx = f"{code}: {response.text[:2000]}"
 
     def worker(offset: int) -> None:
         nonlocal issued
         with KeepAliveClient(base_url, headers, timeout) as client:
-            send(client, bodies[offset % len(bodies)], result.first_requests)
+            send(client, bodies[offset % len(bodies)], first=True)
             try:
                 everyone_connected.wait(timeout=2 * timeout)
             except threading.BrokenBarrierError:  # a client never got its first answer
@@ -416,7 +416,7 @@ def load(base_url: str, api_key: str, bodies: list[bytes], clients: int, budget:
                         return
                     ticket = issued
                     issued += 1
-                send(client, bodies[(ticket + offset) % len(bodies)], result.latencies)
+                send(client, bodies[(ticket + offset) % len(bodies)])
 
     threads = [threading.Thread(target=worker, args=(i * 7,), daemon=True)
                for i in range(clients)]
