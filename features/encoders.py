@@ -32,6 +32,25 @@ def slug(name: str) -> str:
     return re.sub(r"[^0-9a-zA-Z]+", "_", str(name)).strip("_").lower() or "blank"
 
 
+def unique_slugs(names: Sequence[str], prefix: str, taken: Sequence[str] = ()) -> list[str]:
+    """``prefix + slug(name)`` for each name, numbered where two would be the same.
+
+    Real exports hold activities such as "Quote Issued" and "Quote-Issued", or one
+    named "Events", whose slugs meet each other or a fixed feature name; numbering
+    keeps every name's own column instead of failing the whole training.
+    """
+    used = set(taken)
+    out = []
+    for name in names:
+        base = candidate = f"{prefix}{slug(name)}"
+        number = 2
+        while candidate in used:
+            candidate, number = f"{base}_{number}", number + 1
+        used.add(candidate)
+        out.append(candidate)
+    return out
+
+
 def learn_categories(values: pd.Series | np.ndarray, min_frequency: int,
                      max_categories: int) -> list[str]:
     """The most frequent values seen at least ``min_frequency`` times, sorted by name."""
@@ -152,9 +171,9 @@ class ActivityCountEncoder(PrefixEncoder):
     def fit(self, prepared: pd.DataFrame, y: object = None) -> ActivityCountEncoder:
         self.activities_ = learn_categories(prepared["activity"], self.min_frequency,
                                             self.max_activities)
-        self.count_names_ = [f"n_{slug(a)}" for a in self.activities_]
-        self.feature_names_out_ = [*self.count_names_, "n_other_activity", "n_events",
-                                   "n_repeated_events", "n_distinct_activities"]
+        fixed = ["n_other_activity", "n_events", "n_repeated_events", "n_distinct_activities"]
+        self.count_names_ = unique_slugs(self.activities_, "n_", taken=fixed)
+        self.feature_names_out_ = [*self.count_names_, *fixed]
         return self
 
     def encode(self, rows: EventRows) -> Encoded:

@@ -11,11 +11,15 @@ attributes on the trace, which our XES reader exposes as ``case:<key>``.
 
 from __future__ import annotations
 
+import codecs
+import difflib
 import re
+from datetime import date
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -42,6 +46,45 @@ class FileFormat(_Strict):
     )
     timezone: str = Field("UTC", description="zone of timestamps written without an offset")
     sheet: str | int = Field(0, description="Excel sheet name or index")
+    repeated_local_times: Literal["infer", "earliest", "latest", "quarantine"] = Field(
+        "infer",
+        description="a local time in the hour a clock change repeats (autumn): 'infer' the "
+        "reading that keeps each case's events in file order (else the earlier), take the "
+        "'earliest' or 'latest' reading, or 'quarantine' the row")
+    skipped_local_times: Literal["shift_forward", "quarantine"] = Field(
+        "shift_forward",
+        description="a local time in the hour a clock change skips (spring): move it to "
+        "the first valid time after the gap, or 'quarantine' the row")
+    max_unusable_timestamps: float = Field(
+        0.05, ge=0, le=1,
+        description="share of rows whose time is missing, unreadable or implausible above "
+        "which the log is refused: a wrong timestamp_format or day/month order shows here")
+    earliest_plausible: date | None = Field(
+        None, description="events before this date are quarantined as implausible")
+    latest_plausible: date | None = Field(
+        None, description="events after this date are quarantined as implausible")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            close = difflib.get_close_matches(value, sorted(available_timezones()), n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else \
+                " (an IANA name such as Europe/Rome, America/New_York or UTC)"
+            raise ValueError(f"unknown time zone {value!r}{hint}") from exc
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError as exc:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, latin-1, "
+                             "cp1252)") from exc
+        return value
 
 
 class ExtraColumn(_Strict):
@@ -161,6 +204,15 @@ class Mapping(_Strict):
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise MappingError(f"mapping file {path} does not exist") from exc
+        except IsADirectoryError as exc:
+            raise MappingError(f"mapping {path} is a directory; name the YAML file") from exc
+        except UnicodeDecodeError as exc:
+            raise MappingError(
+                f"mapping file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                "save it as UTF-8 (the export's own encoding goes in format.encoding)"
+            ) from exc
+        except OSError as exc:
+            raise MappingError(f"mapping file {path} cannot be read: {exc.strerror}") from exc
         except yaml.YAMLError as exc:
             raise MappingError(f"mapping file {path} is not valid YAML: {exc}") from exc
         return cls.from_dict(raw, source=str(path))
@@ -173,7 +225,8 @@ class Mapping(_Strict):
             return cls.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+                f"{'.'.join(str(p) for p in err['loc'])}: "
+                f"{err['msg'].removeprefix('Value error, ')}" for err in exc.errors()
             )
             raise MappingError(f"{source}: invalid mapping: {problems}") from exc
 

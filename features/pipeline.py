@@ -110,8 +110,10 @@ class PrefixPipeline(BaseEstimator):
         prepared = prepare_events(events)
         self.encoders_ = [enc.fit(prepared) for enc in self._encoders(events)]
         self.feature_names_out_ = [n for enc in self.encoders_ for n in enc.feature_names_out_]
-        if len(set(self.feature_names_out_)) != len(self.feature_names_out_):
-            raise FeatureSchemaError("two encoders produce a feature of the same name")
+        repeated = sorted({n for n in self.feature_names_out_
+                           if self.feature_names_out_.count(n) > 1})
+        if repeated:  # a bug of the encoders, not of the data: say which names
+            raise FeatureSchemaError(f"two encoders produce the feature(s) {repeated}")
         sample = self._features(prepared.head(1))
         self.schema_ = {name: _dtype_spec(sample[name]) for name in self.feature_names_out_}
         self.extra_columns_ = [c for c in events.columns if c not in _NOT_ATTRIBUTES]
