@@ -535,8 +535,9 @@ def _check_times_of_the_whole_log(raw_times: pd.Series, rows: np.ndarray, micros
     """What no single row shows: day and month read the wrong way round, too many rows
     without a usable time, suspicious but possible dates. Errors refuse the log."""
     textual = raw_times.dtype == object or pd.api.types.is_string_dtype(raw_times.dtype)
-    if textual:
-        _check_day_month_order(_as_text(raw_times), rows, report, fmt, source)
+    directives = re.findall(r"%[dmYy]", fmt.timestamp_format)
+    if textual and "%d" in directives and "%m" in directives and len(directives) == 3:
+        _check_day_month_order(_as_text(raw_times), directives, rows, report, fmt, source)
     unusable = sum(report.quarantined[r] for r in _TIME_REASONS)
     share = unusable / max(len(raw_times), 1)
     if share > fmt.max_unusable_timestamps:
@@ -566,14 +567,12 @@ def _check_times_of_the_whole_log(raw_times: pd.Series, rows: np.ndarray, micros
                 "plausible range with format.earliest_plausible / latest_plausible")
 
 
-def _check_day_month_order(text: ExtensionArray, rows: np.ndarray, report: ValidationReport,
-                           fmt: FileFormat, source: str) -> None:
+def _check_day_month_order(text: ExtensionArray, directives: list[str], rows: np.ndarray,
+                           report: ValidationReport, fmt: FileFormat, source: str) -> None:
     """Dates such as 03/04/2024 read either way; those with a field above 12 do not.
     Rows that only make sense the other way round, or a mix of both kinds, mean that
-    the rows which cannot tell (both fields up to 12) were read at random: refuse."""
-    directives = re.findall(r"%[dmYy]", fmt.timestamp_format)
-    if "%d" not in directives or "%m" not in directives or len(directives) != 3:
-        return
+    the rows which cannot tell (both fields up to 12) were read at random: refuse.
+    ``directives``: the format's %d, %m and %Y/%y in their order."""
     fields = pd.Series(text).str.extract(_DATE_FIELDS).apply(pd.to_numeric).to_numpy(
         dtype="float64")
     day = fields[:, directives.index("%d")]
