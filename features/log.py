@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
-from features.errors import EventLogError, LogRefusedError
+from features.errors import EventLogError, LogRefusedError, MappingError
 from features.io import (
     READER_WARNINGS,
     UNCALCULATED_FORMULAS,
@@ -402,6 +402,9 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     for role, kind in CANONICAL_KINDS.items():
         if role in out or role == "payment_terms_days":
             continue
+        if role in mapping.constants:
+            out[role] = _constant_column(mapping.constants[role], kind, n, role)
+            continue
         if role not in columns:
             out[role] = empty_column(kind, n).array
             continue
@@ -411,6 +414,8 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
         else:
             out[role] = _as_text(raw[source_col])
     out["payment_terms_days"] = _terms_days(out["payment_terms"], mapping)
+    if mapping.activity_stages:
+        out["stage"] = _stages_from_activities(out["stage"], out["activity"], mapping)
 
     for name, extra in mapping.extra_columns.items():
         if name not in columns:
@@ -434,8 +439,8 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
 
     out[ROW_COLUMN] = raw[ROW_COLUMN].to_numpy(copy=True)
     usable = pd.isna(reason)
-    if n > SMALL_FRAME_ROWS or _may_hold_duplicates(
-            raw, [columns[r] for r in ("case_id", "activity", "timestamp")], usable):
+    if mapping.duplicate_events == "quarantine" and (n > SMALL_FRAME_ROWS or _may_hold_duplicates(
+            raw, [columns[r] for r in ("case_id", "activity", "timestamp")], usable)):
         _flag_duplicates(raw, usable, reason, detail, report, source)
     _flag_after_case_end(out, reason, detail, report, source, mapping)
 
@@ -465,6 +470,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
                    mapping=mapping)
     report.rows_kept = len(log)
     report.notes.extend(raw.attrs.get(READER_WARNINGS, []))
+    report.notes.extend(_case_level_changes(out, ~flagged, mapping, columns, source))
     if n > 0:
         _check_times_of_the_whole_log(raw[ts_col], raw[ROW_COLUMN].to_numpy(), micros,
                                       ~flagged, report, fmt, source)
@@ -489,6 +495,50 @@ def _clock_change_notes(times: _Times, missing: np.ndarray, fmt: FileFormat,
             f"{source}: {skipped:,} local time(s) fall in the hour skipped when "
             f"{fmt.timezone} clocks went forward; moved past the gap "
             "(format.skipped_local_times: shift_forward)")
+    return notes
+
+
+def _constant_column(value: str | float, kind: str, n: int, role: str) -> Column:
+    """A role the mapping gives one value for (``constants``), in the role's dtype."""
+    if kind == "number":
+        try:
+            number = float(value)
+        except ValueError as exc:
+            raise MappingError(f"constants.{role}: {value!r} is not a number") from exc
+        return np.full(n, number, dtype="float64")
+    return pd.array([str(value)] * n, dtype=text_dtype(n))
+
+
+def _stages_from_activities(stage: Column, activity: Column, mapping: Mapping) -> Column:
+    """The stage column where the export has one, else the stage the mapping gives the
+    event's activity (``activity_stages``); events of other activities stay empty, and
+    a prefix then sees the last stage known."""
+    table = pd.Series(mapping.activity_stages, dtype="object")
+    from_activity = pd.Series(activity, dtype="object").map(table)
+    given = pd.Series(stage, dtype="object")
+    return pd.array(given.where(given.notna(), from_activity).tolist(),
+                    dtype=text_dtype(len(given)))
+
+
+def _case_level_changes(out: dict[str, Column], kept: np.ndarray, mapping: Mapping,
+                        columns: dict[str, str], source: str) -> list[str]:
+    """Extra columns declared ``level: case`` that hold several values in one case."""
+    names = [name for name, extra in mapping.extra_columns.items()
+             if extra.level == "case" and name in columns]
+    if not names or not kept.any():
+        return []
+    frame = pd.DataFrame({"case_id": np.asarray(out["case_id"], dtype=object)[kept],
+                          **{name: np.asarray(out[name], dtype=object)[kept] for name in names}})
+    distinct = frame.groupby("case_id", sort=False)[names].nunique()
+    notes = []
+    for name in names:
+        changing = distinct.index[distinct[name] > 1]
+        if len(changing):
+            notes.append(
+                f"{source}: extra column {name!r} is declared level: case but holds several "
+                f"values in {len(changing):,} case(s) (e.g. {changing[0]!r}); each prefix "
+                "reads the last value known at its end: declare it level: event if it "
+                "changes on purpose")
     return notes
 
 

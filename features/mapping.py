@@ -22,7 +22,14 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from features.errors import MappingError, MissingColumnsError
 from features.schema import CANONICAL_KINDS, REQUIRED_ROLES
@@ -88,7 +95,13 @@ class FileFormat(_Strict):
 
 
 class ExtraColumn(_Strict):
-    """An attribute outside the canonical roles that should still become a feature."""
+    """An attribute outside the canonical roles that should still become a feature.
+
+    ``level``: ``case`` says the attribute has one value per case (the reader warns,
+    with counts and an example, when a case holds several: a sign of the wrong column
+    or a value that changes and so is an ``event`` attribute); ``event`` says it may
+    change from event to event. Either way a prefix sees the last value known at its end.
+    """
 
     column: ColumnRef
     type: Literal["category", "number"] = "category"
@@ -166,6 +179,18 @@ class Mapping(_Strict):
         "any other named column the file lacks is an error",
     )
     keep_rows: RowFilter | None = None
+    constants: dict[str, str | float] = Field(
+        default_factory=dict,
+        description="canonical role -> one value for every row, for what an export only "
+        "says once (a currency in a column header: currency: EUR)")
+    activity_stages: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical activity -> sales stage, for exports without a stage column "
+        "(or rows where it is empty): the stage an event of that activity is in")
+    duplicate_events: Literal["quarantine", "keep"] = Field(
+        "quarantine",
+        description="rows equal in every column: 'quarantine' all but the first, or 'keep' "
+        "them as real repeats (some systems log one step twice at the same moment)")
     roles: Roles = Field(default_factory=Roles)
     payment_terms: PaymentTerms = Field(default_factory=PaymentTerms)
 
@@ -190,6 +215,20 @@ class Mapping(_Strict):
         if clash:
             raise ValueError(f"extra column name(s) {clash} clash with canonical roles")
         return value
+
+    @model_validator(mode="after")
+    def _constants_name_roles_not_columns(self) -> Mapping:
+        unknown = sorted(set(self.constants) - set(CANONICAL_KINDS))
+        if unknown:
+            raise ValueError(f"constants: {unknown} are not canonical roles; known: "
+                             f"{list(CANONICAL_KINDS)}")
+        required = sorted(set(self.constants) & set(REQUIRED_ROLES))
+        if required:
+            raise ValueError(f"constants: {required} must come from the file, row by row")
+        clash = sorted(set(self.constants) & set(self.columns))
+        if clash:
+            raise ValueError(f"constants: {clash} also mapped under columns; keep one")
+        return self
 
     @cached_property
     def known_activities(self) -> frozenset[str]:
@@ -225,8 +264,8 @@ class Mapping(_Strict):
             return cls.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: "
-                f"{err['msg'].removeprefix('Value error, ')}" for err in exc.errors()
+                ".".join(str(p) for p in err["loc"]) + ": " * bool(err["loc"])
+                + err["msg"].removeprefix("Value error, ") for err in exc.errors()
             )
             raise MappingError(f"{source}: invalid mapping: {problems}") from exc
 

@@ -172,6 +172,8 @@ def train(
         help="all, outcome, remaining_time or payment_delay.")] = "all",
     max_prefix_len: Annotated[int, typer.Option(help="Longest prefix used.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed of the models.")] = 0,
+    test_fraction: Annotated[float, typer.Option(
+        min=0.05, max=0.5, help="Share of the latest cases held out as the test set.")] = 0.2,
 ) -> None:
     """Train models for the targets, compare with baselines, log and register in MLflow."""
     import logging
@@ -191,7 +193,7 @@ def train(
     from training.config import TrainConfig
     from training.train import train as run_training
 
-    config = TrainConfig(max_prefix_len=max_prefix_len, seed=seed)
+    config = TrainConfig(max_prefix_len=max_prefix_len, seed=seed, test_fraction=test_fraction)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("starting", total=None)
