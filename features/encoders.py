@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.prefixes import EventRows, Lookup, cumulative_within_case
+from features.prefixes import EventRows, Lookup, cumulative_within_case, seconds
 
 
 def slug(name: str) -> str:
@@ -155,6 +155,34 @@ class AttributeEncoder(PrefixEncoder):
         out.update({col: np.asarray(rows.last_known(col), dtype="float64")
                     for col in self.numeric_})
         return out
+
+
+class DateAttributeEncoder(PrefixEncoder):
+    """Dates a case carries (a due date, a planned close) as days from the prefix end.
+
+    The date itself would stand in for the calendar; how far away it is, as known at
+    the prefix end (the last value given at or before it), is what bears on the case.
+    """
+
+    def __init__(self, columns: Sequence[str] = ()) -> None:
+        self.columns = columns
+
+    def fit(self, prepared: pd.DataFrame, y: object = None) -> DateAttributeEncoder:
+        self.columns_ = [c for c in self.columns if prepared[c].notna().any()]
+        self.feature_names_out_ = unique_slugs(self.columns_, "days_until_")
+        return self
+
+    def encode(self, rows: EventRows) -> Encoded:
+        out: Encoded = {}
+        for column, name in zip(self.columns_, self.feature_names_out_, strict=True):
+            date_sec = seconds(rows.array(column))
+            given = np.where(date_sec == np.iinfo(np.int64).min, np.nan, date_sec)
+            out[name] = (rows.cases.ffill(given) - rows.sec) / 86400.0
+        return out
+
+    def readable_names(self) -> dict[str, str]:
+        return {name: f"days until '{column}'"
+                for column, name in zip(self.columns_, self.feature_names_out_, strict=True)}
 
 
 class ActivityCountEncoder(PrefixEncoder):

@@ -419,11 +419,17 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
 
     for name, extra in mapping.extra_columns.items():
         if name not in columns:
-            out[name] = empty_column(extra.type, n).array
+            out[name] = empty_column("time" if extra.type == "date" else extra.type, n).array
             continue
         source_col = columns[name]
         if extra.type == "number":
             out[name] = _number_column(raw, source_col, mapping, flag)
+        elif extra.type == "date":
+            dates = _parse_timestamps(raw[source_col], mapping, out["case_id"]).values
+            flag(pd.isna(dates) & ~_as_text(raw[source_col]).isna(), "unparseable_date",
+                 source_col, None, f"cannot parse as a date (expected format "
+                 f"{mapping.format.timestamp_format})")
+            out[name] = dates
         else:
             out[name] = _as_text(raw[source_col])
 

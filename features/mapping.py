@@ -104,7 +104,9 @@ class ExtraColumn(_Strict):
     """
 
     column: ColumnRef
-    type: Literal["category", "number"] = "category"
+    type: Literal["category", "number", "date"] = Field(
+        "category", description="date: read in the log's timestamp format and time zone; a "
+        "prefix sees the days from its end to the date (negative once it has passed)")
     level: Literal["case", "event"] = "case"
 
 

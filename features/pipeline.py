@@ -36,6 +36,7 @@ from features.encoders import (
     AttributeEncoder,
     Coded,
     ConformanceEncoder,
+    DateAttributeEncoder,
     Encoded,
     LastStateEncoder,
     NumericHistoryEncoder,
@@ -90,13 +91,16 @@ class PrefixPipeline(BaseEstimator):
     def _encoders(self, events: pd.DataFrame) -> list[PrefixEncoder]:
         roles = self._roles()
         attributes = [c for c in events.columns if c not in _NOT_ATTRIBUTES]
-        categorical = [c for c in attributes if not pd.api.types.is_numeric_dtype(events[c])]
+        dates = [c for c in attributes if isinstance(events[c].dtype, pd.DatetimeTZDtype)]
+        categorical = [c for c in attributes if not pd.api.types.is_numeric_dtype(events[c])
+                       and c not in dates]
         numeric = [c for c in attributes if pd.api.types.is_numeric_dtype(events[c])]
         varying = events.groupby("case_id")[numeric].nunique().gt(1).any()
         history = [c for c in numeric if bool(varying.get(c, False))]
         return [
             AttributeEncoder(categorical=categorical, numeric=numeric,
                              min_frequency=self.min_frequency, max_categories=self.max_categories),
+            DateAttributeEncoder(columns=dates),
             ActivityCountEncoder(),
             NumericHistoryEncoder(columns=history),
             LastStateEncoder(min_frequency=self.min_frequency, max_categories=self.max_categories),
