@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.errors import MappingError
 from features.log import read_log
@@ -85,3 +88,73 @@ def test_a_case_level_attribute_that_changes_within_a_case_is_warned_about(
     event_level = mapping(extra_columns={"amount": {"column": "Valore (EUR)", "type": "number",
                                                     "level": "event"}})
     assert not read_log(write(tmp_path, text), event_level).report.warnings
+
+
+DUE = """Deal,Step,When,Due
+D1,Created,2024-01-01T00:00:00Z,
+D1,Quote,2024-01-03T00:00:00Z,2024-01-13T00:00:00Z
+D1,Quote,2024-01-05T00:00:00Z,2024-01-20T00:00:00Z
+D1,Won,2024-01-25T00:00:00Z,
+D2,Created,2024-01-02T00:00:00Z,someday
+"""
+
+
+def test_a_date_attribute_becomes_days_until_it_as_known_at_the_prefix_end(
+        tmp_path: Path) -> None:
+    from features.pipeline import PrefixPipeline
+
+    m = mapping(extra_columns={"due": {"column": "Due", "type": "date", "level": "event"}},
+                format={"max_unusable_timestamps": 1})
+    log = read_log(write(tmp_path, DUE), m)
+    assert log.report.quarantined == {"unparseable_date": 1}
+    assert "someday" in log.report.examples["unparseable_date"][0]
+    assert str(log.events["due"].dtype) == "datetime64[us, UTC]"
+    frame = PrefixPipeline(roles=m.roles).fit(log.events).transform(log.events)
+    d1 = frame[frame["case_id"] == "D1"].sort_values("prefix_len")
+    # unknown at first; 10 days ahead at the quote; the re-quote moves it; then passed
+    assert d1["days_until_due"].tolist()[1:] == [10.0, 15.0, -5.0]
+    assert pd.isna(d1["days_until_due"].iloc[0])
+
+
+@given(rows=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 400),
+                               st.one_of(st.none(), st.integers(-30, 60))),
+                     min_size=2, max_size=12),
+       cut=st.integers(0, 400), new_due=st.integers(-30, 60))
+@settings(max_examples=40, deadline=None, derandomize=True)
+def test_date_attributes_never_leak_what_comes_after_the_prefix_end(
+        rows: list[tuple[int, int, int | None]], cut: int, new_due: int) -> None:
+    """Changing or adding due dates strictly after t leaves every prefix that ends at
+    or before t with the features it had."""
+    from features.log import canonicalize
+    from features.pipeline import PrefixPipeline
+
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    m = mapping(extra_columns={"due": {"column": "Due", "type": "date", "level": "event"}})
+
+    def events(changed: bool) -> pd.DataFrame:
+        table = []
+        for case, hours, due in rows:
+            when = t0 + pd.Timedelta(hours=hours)
+            if changed and hours > cut:
+                due = new_due
+            table.append({"Deal": f"D{case}", "Step": "Step", "When": when.isoformat(),
+                          "Due": None if due is None else (
+                              when + pd.Timedelta(days=due)).isoformat()})
+        if changed:  # a new event after t in every case
+            table += [{"Deal": f"D{c}", "Step": "Later", "Due": t0.isoformat(),
+                       "When": (t0 + pd.Timedelta(hours=cut + 1)).isoformat()} for c in range(3)]
+        return canonicalize(pd.DataFrame(table), m).events
+
+    original = events(False)
+    pipe = PrefixPipeline(roles=m.roles, min_frequency=1).fit(original)
+    t = t0 + pd.Timedelta(hours=cut)
+    keys = ["case_id", "prefix_len"]
+
+    def until_t(frame: pd.DataFrame) -> pd.Series:
+        upto = frame[frame["prefix_end"] <= t]
+        return upto.set_index(keys).sort_index()["days_until_due"]
+
+    if "days_until_due" not in pipe.feature_names_out_:
+        return  # no due date anywhere: nothing to leak
+    pd.testing.assert_series_equal(until_t(pipe.transform(original)),
+                                   until_t(pipe.transform(events(True))))
