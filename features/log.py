@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
-from features.errors import EventLogError, LogRefusedError, MappingError
+from features.errors import EventLogError, LogRefusedError, MappingError, MissingColumnsError
 from features.io import (
     READER_WARNINGS,
     UNCALCULATED_FORMULAS,
@@ -26,7 +26,13 @@ from features.io import (
     read_raw,
     sidecar_path,
 )
-from features.mapping import FileFormat, Mapping, default_mapping, resolve_columns
+from features.mapping import (
+    FileFormat,
+    Mapping,
+    default_mapping,
+    resolve_column,
+    resolve_columns,
+)
 from features.prefixes import (
     columns_in_case_time_order,
     epoch_micros,
@@ -313,9 +319,19 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     if not (isinstance(raw.index, pd.RangeIndex) and raw.index.start == 0
             and raw.index.step == 1):
         raw = raw.reset_index(drop=True)
+    deal_rows = len(raw)
+    if mapping.events_from_columns:
+        raw, read_as = _deal_rows_to_events(raw, mapping, source), mapping.model_copy(
+            update={"columns": {**mapping.columns, "activity": _EVENT_ACTIVITY,
+                                "timestamp": _EVENT_TIME}})
+    else:
+        read_as = mapping
     available = [c for c in raw.columns if c != ROW_COLUMN]
-    columns = resolve_columns(mapping, available, source)
+    columns = resolve_columns(read_as, available, source)
     report = ValidationReport(source=source, rows_in=len(raw))
+    if mapping.events_from_columns:
+        report.notes.append(f"{source}: {deal_rows:,} row(s), one per case, read as "
+                            f"{len(raw):,} event(s) of the date columns (events_from_columns)")
     report.absent_optional = [r for r in mapping.optional if r not in columns]
     n = len(raw)
     # per row, why it is quarantined (None: usable); numpy, as most checks find nothing
@@ -360,6 +376,10 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
 
     act_col = columns["activity"]
     exported = _as_text(raw[act_col])
+    if mapping.events_from_columns:
+        dates = [resolve_column(ref, available) for ref in mapping.events_from_columns.values()]
+        flag(exported.isna(), "no_event_dates", dates[0], None,
+             f"none of the date columns {dates} holds a date (events_from_columns)")
     flag(exported.isna(), "empty_activity", act_col, None, "empty activity")
     if "__activity_qualifier__" in columns:
         qualifier = _as_text(raw[columns["__activity_qualifier__"]])
@@ -502,6 +522,43 @@ def _clock_change_notes(times: _Times, missing: np.ndarray, fmt: FileFormat,
             f"{fmt.timezone} clocks went forward; moved past the gap "
             "(format.skipped_local_times: shift_forward)")
     return notes
+
+
+_EVENT_ACTIVITY, _EVENT_TIME = "event activity", "event time"
+
+
+def _deal_rows_to_events(raw: pd.DataFrame, mapping: Mapping, source: str) -> pd.DataFrame:
+    """One row per deal -> one row per date given, in the mapping's order of activities.
+
+    Each event carries its row's number and other columns; a row without any date keeps
+    one row with an empty activity, to be quarantined with its reason (never dropped).
+    """
+    available = [c for c in raw.columns if c != ROW_COLUMN]
+    found = {activity: resolve_column(ref, available)
+             for activity, ref in mapping.events_from_columns.items()}
+    missing = {a: ref if isinstance(ref, str) else " | ".join(ref)
+               for a, ref in mapping.events_from_columns.items() if found[a] is None}
+    if missing:
+        raise MissingColumnsError(source, {f"events_from_columns.{a}": c
+                                           for a, c in missing.items()}, available)
+    clash = {_EVENT_ACTIVITY, _EVENT_TIME} & set(raw.columns)
+    if clash:
+        raise MappingError(f"{source}: the file has column(s) {sorted(clash)}, the names "
+                           "events_from_columns gives the events it makes; rename them")
+    n, k = len(raw), len(found)
+    given = np.column_stack([~_as_text(raw[c]).isna() for c in found.values()])
+    none = ~given.any(axis=1)
+    take = given | (none[:, None] & (np.arange(k) == 0))  # row-major: deal, then activity
+    rows, which = np.nonzero(take)
+    events = raw.iloc[rows].reset_index(drop=True)
+    activities = np.asarray(list(found), dtype=object)[which]
+    activities[none[rows]] = None
+    dates = np.column_stack([raw[c].to_numpy(dtype=object) for c in found.values()])
+    events[_EVENT_ACTIVITY] = pd.array(activities, dtype="str")
+    events[_EVENT_TIME] = pd.Series(dates[rows, which], dtype=object)
+    if n and not len(events):  # pragma: no cover - every row yields at least one
+        raise AssertionError("a deal row was lost")
+    return events
 
 
 def _constant_column(value: str | float, kind: str, n: int, role: str) -> Column:

@@ -193,6 +193,11 @@ class Mapping(_Strict):
         "quarantine",
         description="rows equal in every column: 'quarantine' all but the first, or 'keep' "
         "them as real repeats (some systems log one step twice at the same moment)")
+    events_from_columns: dict[str, ColumnRef] = Field(
+        default_factory=dict,
+        description="for a table with one row per deal: canonical activity -> date column; "
+        "each date given becomes an event of that activity (in this order on equal times), "
+        "carrying the row's other columns; instead of columns.activity and .timestamp")
     roles: Roles = Field(default_factory=Roles)
     payment_terms: PaymentTerms = Field(default_factory=PaymentTerms)
 
@@ -205,9 +210,8 @@ class Mapping(_Strict):
                 f"unknown canonical role(s) {unknown}; known: {list(CANONICAL_KINDS)} "
                 "(put other attributes under extra_columns)"
             )
-        missing = [role for role in REQUIRED_ROLES if role not in value]
-        if missing:
-            raise ValueError(f"required role(s) {missing} not mapped")
+        if "case_id" not in value:
+            raise ValueError("required role(s) ['case_id'] not mapped")
         return value
 
     @field_validator("extra_columns")
@@ -217,6 +221,18 @@ class Mapping(_Strict):
         if clash:
             raise ValueError(f"extra column name(s) {clash} clash with canonical roles")
         return value
+
+    @model_validator(mode="after")
+    def _events_come_from_rows_or_from_date_columns(self) -> Mapping:
+        given = [r for r in ("activity", "timestamp") if r in self.columns]
+        if self.events_from_columns and given:
+            raise ValueError(f"columns {given} and events_from_columns both say where events "
+                             "come from; keep one")
+        if not self.events_from_columns and len(given) < 2:
+            missing = [r for r in ("activity", "timestamp") if r not in given]
+            raise ValueError(f"required role(s) {missing} not mapped (or map date columns "
+                             "to activities under events_from_columns)")
+        return self
 
     @model_validator(mode="after")
     def _constants_name_roles_not_columns(self) -> Mapping:
@@ -235,7 +251,7 @@ class Mapping(_Strict):
     @cached_property
     def known_activities(self) -> frozenset[str]:
         """Canonical activity names this mapping knows (targets of the translation)."""
-        return frozenset(self.activities.values())
+        return frozenset(self.activities.values()) | frozenset(self.events_from_columns)
 
     @classmethod
     def load(cls, path: str | Path) -> Mapping:

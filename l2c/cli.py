@@ -72,24 +72,39 @@ def simulate(
                                       ".xlsx, .xes or .xes.gz.")],
     cases: Annotated[int, typer.Option("--cases", "-n", min=1, help="Opportunities.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed.")] = 1,
+    export: Annotated[str, typer.Option(
+        "--format", help="events: one row per event; crm-table: one row per deal with a "
+        "date column per milestone, and its mapping beside it.")] = "events",
 ) -> None:
     """Write a realistic simulated Lead-to-Cash log and its truth file."""
+    import shutil
     import time
+    from importlib import resources
 
+    from features.crm_table import deals_table
     from features.io import sidecar_path, write_frame
     from features.simulate import simulate_log
 
+    if export not in ("events", "crm-table"):
+        fail("error", f"--format {export!r}: use events or crm-table", 2)
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     events, truth = simulate_log(n_cases=cases, seed=seed)
-    write_frame(events, out, case_column="opportunity_id", activity_column="activity",
+    rows = events if export == "events" else deals_table(events)
+    write_frame(rows, out, case_column="opportunity_id", activity_column="activity",
                 timestamp_column="event_time", resource_column="user")
     truth_file = sidecar_path(out, "truth")
     truth.to_csv(truth_file, index=False)
+    what = "events" if export == "events" else "deal rows"
     console.print(
-        f"wrote {len(events):,} events of {cases:,} cases to [bold]{escape(str(out))}[/] and "
+        f"wrote {len(rows):,} {what} of {cases:,} cases to [bold]{escape(str(out))}[/] and "
         f"the truth to {escape(str(truth_file))} in {time.perf_counter() - started:.1f} s"
     )
+    if export == "crm-table":
+        mapping_file = out.with_name(sidecar_path(out, "mapping").stem + ".yaml")
+        with resources.as_file(resources.files("features.mappings") / "crm_table.yaml") as src:
+            shutil.copyfile(src, mapping_file)
+        console.print(f"read it with [bold]--mapping {escape(str(mapping_file))}[/]")
 
 
 @app.command()

@@ -123,3 +123,15 @@ def test_quarantine_file_neutralises_spreadsheet_formulas(tmp_path: Path) -> Non
     assert result.exit_code == 1, result.output  # 1 of 9 rows: over the 5% threshold
     text = (tmp_path / "log.quarantine.csv").read_text()
     assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text and "\n=" not in text
+
+
+def test_simulate_writes_a_crm_table_with_its_mapping(tmp_path: Path) -> None:
+    out = tmp_path / "deals.csv"
+    result = runner.invoke(app, ["simulate", "--cases", "150", "--format", "crm-table",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    mapping = tmp_path / "deals.mapping.yaml"
+    assert mapping.is_file()
+    result = runner.invoke(app, ["validate", str(out), "--mapping", str(mapping)])
+    assert result.exit_code == 0, result.output
+    assert "150 row(s), one per case" in " ".join(result.output.split())

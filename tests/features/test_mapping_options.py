@@ -158,3 +158,55 @@ def test_date_attributes_never_leak_what_comes_after_the_prefix_end(
         return  # no due date anywhere: nothing to leak
     pd.testing.assert_series_equal(until_t(pipe.transform(original)),
                                    until_t(pipe.transform(events(True))))
+
+
+DEALS = """Deal,Created,Won,Lost,Amount
+D1,2024-01-01T09:00:00Z,2024-02-01T09:00:00Z,,100
+D2,2024-01-05T09:00:00Z,,2024-01-20T09:00:00Z,50
+D3,,,,70
+D4,2024-01-07T09:00:00Z,2024-01-07T09:00:00Z,,10
+"""
+
+
+def test_one_row_per_deal_becomes_events_of_its_date_columns(tmp_path: Path) -> None:
+    m = Mapping.from_dict({
+        "columns": {"case_id": "Deal", "value": "Amount"},
+        "events_from_columns": {"Created": "Created", "Won": "Won", "Lost": "Lost"},
+        "roles": {"won": ["Won"], "lost": ["Lost"]}})
+    log = read_log(write(tmp_path, DEALS), m, refuse_errors=False)
+    events = log.events
+    assert events[["case_id", "activity"]].values.tolist() == [
+        ["D1", "Created"], ["D1", "Won"], ["D2", "Created"], ["D2", "Lost"],
+        ["D4", "Created"], ["D4", "Won"]]  # equal times keep the mapping's order
+    assert events["value"].tolist() == [100.0, 100.0, 50.0, 50.0, 10.0, 10.0]
+    assert events["source_row"].tolist() == [1, 1, 2, 2, 4, 4]
+    assert log.report.quarantined == {"no_event_dates": 1}  # D3: nothing happened? said
+    assert "row 3" in log.report.examples["no_event_dates"][0]
+    assert log.report.rows_in == log.report.rows_kept + log.report.rows_quarantined == 7
+    with pytest.raises(MappingError, match="both say where events come from"):
+        Mapping.from_dict({"columns": {"case_id": "Deal", "activity": "A", "timestamp": "T"},
+                           "events_from_columns": {"Created": "Created"}})
+    with pytest.raises(MappingError, match=r"\['timestamp'\] not mapped"):
+        Mapping.from_dict({"columns": {"case_id": "Deal", "activity": "A"}})
+
+
+def test_the_simulators_crm_table_reads_back_through_its_mapping(tmp_path: Path) -> None:
+    from features.crm_table import crm_table_mapping, deals_table
+    from features.log import canonicalize
+    from features.outcomes import case_outcomes
+    from features.pipeline import PrefixPipeline
+    from features.simulate import simulate_log
+
+    events, truth = simulate_log(n_cases=200, seed=5)
+    table = deals_table(events)
+    assert len(table) == 200
+    m = crm_table_mapping()
+    log = canonicalize(table, m)
+    assert log.report.rows_quarantined == 0
+    outcomes = case_outcomes(log.events, m.roles)
+    realised = truth.set_index("opportunity_id")
+    decided = outcomes[outcomes != "open"]
+    # where the cut log shows an outcome, it is the simulation's own
+    assert (decided.eq("won") == realised.loc[decided.index, "won"].astype(bool)).all()
+    frame = PrefixPipeline(roles=m.roles, min_frequency=1).fit(log.events).transform(log.events)
+    assert len(frame) == len(log.events)
