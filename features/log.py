@@ -477,6 +477,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
                 pd.Series(out["activity"][still_unknown]).value_counts().to_dict())
     # from the arrays: from Series, pandas aligns ~20 indexes (~2 ms on a request)
     flagged = ~pd.isna(reason)
+    case_level_notes = _case_level_changes(out, ~flagged, mapping, columns, source)
     kept: pd.DataFrame | None = None
     columns: dict[str, Column] | None = None
     if flagged.any():
@@ -496,7 +497,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
                    mapping=mapping)
     report.rows_kept = len(log)
     report.notes.extend(raw.attrs.get(READER_WARNINGS, []))
-    report.notes.extend(_case_level_changes(out, ~flagged, mapping, columns, source))
+    report.notes.extend(case_level_notes)
     if n > 0:
         _check_times_of_the_whole_log(raw[ts_col], raw[ROW_COLUMN].to_numpy(), micros,
                                       ~flagged, report, fmt, source)
