@@ -118,7 +118,13 @@ class Roles(_Strict):
     invoice: list[str] = Field(default_factory=list)
     payment: list[str] = Field(default_factory=list)
     case_end: list[str] | None = Field(
-        None, description="activities after which a case has no events; default lost+payment"
+        None, description="activities after which a case has no events (later ones are "
+        "quarantined); default lost+payment; [] for none"
+    )
+    measure_end: list[str] | None = Field(
+        None, description="activities that end what remaining time measures, and so the "
+        "evaluation horizon (e.g. until billed), while later events stay in the log; "
+        "default: the case_end activities"
     )
     stage_order: list[str] = Field(
         default_factory=list, description="sales stages from first to last, for regressions"
@@ -136,7 +142,13 @@ class Roles(_Strict):
 
     @property
     def end_activities(self) -> list[str]:
+        """Activities that close a case: nothing of it may come after them."""
         return self.case_end if self.case_end is not None else [*self.lost, *self.payment]
+
+    @property
+    def measure_end_activities(self) -> list[str]:
+        """Activities that end the span remaining time measures."""
+        return self.measure_end if self.measure_end is not None else self.end_activities
 
 
 class PaymentTerms(_Strict):

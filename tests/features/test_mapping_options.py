@@ -210,3 +210,29 @@ def test_the_simulators_crm_table_reads_back_through_its_mapping(tmp_path: Path)
     assert (decided.eq("won") == realised.loc[decided.index, "won"].astype(bool)).all()
     frame = PrefixPipeline(roles=m.roles, min_frequency=1).fit(log.events).transform(log.events)
     assert len(frame) == len(log.events)
+
+
+def test_the_end_of_what_we_measure_is_not_the_end_of_the_case(tmp_path: Path) -> None:
+    """Measuring until billed must not quarantine what happens after the bill."""
+    from features.labels import build_labels
+    from features.prefixes import prepare_events
+
+    text = """Deal,Step,When
+D1,Created,2024-01-01T00:00:00Z
+D1,Billed,2024-01-11T00:00:00Z
+D1,Rebilled,2024-01-21T00:00:00Z
+D2,Created,2024-01-02T00:00:00Z
+"""
+    old_way = mapping(roles={"won": ["Won"], "lost": ["Lost"], "case_end": ["Billed"]})
+    assert read_log(write(tmp_path, text), old_way).report.quarantined == {
+        "event_after_case_end": 1}
+    m = mapping(roles={"won": ["Won"], "lost": ["Lost"], "case_end": [],
+                       "measure_end": ["Billed"]})
+    log = read_log(write(tmp_path, text), m)
+    assert log.report.rows_quarantined == 0 and len(log) == 4
+    labels = build_labels(prepare_events(log.events), m.roles)
+    d1 = labels[labels["case_id"] == "D1"]
+    assert d1["remaining_days"].tolist()[:2] == [10.0, 0.0]
+    assert d1["remaining_usable"].tolist() == [True, False, False]
+    assert not d1["remaining_censored"].any()
+    assert labels[labels["case_id"] == "D2"]["remaining_censored"].all()
