@@ -132,13 +132,31 @@ class Roles(_Strict):
     expected_order: list[str] = Field(
         default_factory=list, description="the happy path, for out-of-order conformance features"
     )
-    outcome_rule: Literal["any", "last_of_won_lost"] = Field(
+    outcome_rule: Literal["any", "last_of_won_lost", "won_else_lost"] = Field(
         "any",
         description=(
             "'any': a case is won/lost when it contains a won/lost activity; "
-            "'last_of_won_lost': the last of them decides (e.g. BPIC 2012 offers)"
+            "'last_of_won_lost': the last of them decides (e.g. BPIC 2012 offers); "
+            "'won_else_lost': won when a won activity happens, lost when the case reaches a "
+            "lost or case_end activity first, or falls silent for lost_after_days"
         ),
     )
+    lost_after_days: float | None = Field(
+        None, gt=0, description="with won_else_lost: a case without any event for this "
+        "many days (and no win before) is lost from the end of that silence; a case whose "
+        "silence has not lasted this long by the extraction is still open")
+
+    @model_validator(mode="after")
+    def _absence_needs_a_way_to_lose(self) -> Roles:
+        if self.outcome_rule == "won_else_lost":
+            if not self.won:
+                raise ValueError("outcome_rule won_else_lost needs roles.won")
+            if self.lost_after_days is None and not (self.lost or self.end_activities):
+                raise ValueError("outcome_rule won_else_lost needs lost_after_days, or lost "
+                                 "or case_end activities, to know when a case is lost")
+        elif self.lost_after_days is not None:
+            raise ValueError("lost_after_days is read only with outcome_rule won_else_lost")
+        return self
 
     @property
     def end_activities(self) -> list[str]:
