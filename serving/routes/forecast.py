@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from features.log import EventLog, canonicalize
 from serving.deps import SettingsDep, SnapshotDep
-from serving.forecast import forecast
+from serving.forecast import forecast, require_forecast_models
 from serving.routes.predict import read_uploaded_log
 from serving.schemas import ForecastResponse
 from serving.scoring import in_scoring_thread
@@ -30,6 +30,7 @@ def training_log(snapshot: Snapshot) -> tuple[EventLog, str]:
     """The log the served outcome model was trained on (logged with its run)."""
     import mlflow
 
+    require_forecast_models(snapshot)
     served = snapshot.get("outcome")
     local = Path(mlflow.artifacts.download_artifacts(
         run_id=served.run_id, artifact_path="evaluation/events.parquet"))
@@ -54,6 +55,7 @@ async def forecast_upload(snapshot: SnapshotDep, settings: SettingsDep,
                           group_by: GroupBy = None, months: Months = None,
                           simulations: Simulations = None) -> dict[str, Any]:
     """The same forecast for the open cases of an uploaded event log."""
+    require_forecast_models(snapshot)  # before reading the file: say what is missing first
     log = read_uploaded_log(file.filename or "upload.csv", await file.read(), snapshot)
     return await _run(snapshot, settings, log, file.filename or "upload", group_by, months,
                       simulations)
@@ -62,9 +64,6 @@ async def forecast_upload(snapshot: SnapshotDep, settings: SettingsDep,
 async def _run(snapshot: Snapshot, settings: SettingsDep, log: EventLog, source: str,
                group_by: str | None, months: int | None,
                simulations: int | None) -> dict[str, Any]:
-    try:
-        return await in_scoring_thread(
-            forecast, snapshot, log, source, group_by,
-            months or settings.forecast_months, simulations or settings.forecast_simulations)
-    except ValueError as exc:
-        raise HTTPException(422, detail=str(exc)) from exc
+    return await in_scoring_thread(
+        forecast, snapshot, log, source, group_by,
+        months or settings.forecast_months, simulations or settings.forecast_simulations)
