@@ -41,7 +41,7 @@ class NothingToForecastError(ApiError):
 
 class ModelMismatchError(ApiError):
     """The served model cannot encode input that the reader accepted: the model and this
-    server disagree (a server-side fault, not the client's), so it is a 500 that says
-    what to do rather than a bare one."""
+    server disagree (trained by another version). Not the client's fault, and not
+    curable by resending: like a missing model, a 503 that says what to do."""
 
-    status_code = 500
+    status_code = 503
