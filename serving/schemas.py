@@ -150,6 +150,8 @@ class Prediction(BaseModel):
 class BatchResponse(BaseModel):
     predictions: list[Prediction]
     cases: int
+    rows_ignored: int = Field(0, description="events (rows of a file) that could not be used; "
+                              "each is noted on its case, with the reason")
     seconds: float
 
 

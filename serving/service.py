@@ -209,11 +209,7 @@ def read_request_events(raw: pd.DataFrame, mapping: Mapping,
     """Canonicalise request events; quarantined rows and unknown activities become notes
     on their own case."""
     log = canonicalize(raw, api_mapping(mapping), source="request")
-    for _, bad in log.quarantine.iterrows() if len(log.quarantine) else ():
-        case = str(bad.get("case_id", "?"))
-        notes.setdefault(case, []).append(
-            f"event {int(bad['source_row'])} ignored: {bad['quarantine_reason']} "
-            f"({bad['quarantine_detail']})")
+    quarantine_notes(log, notes, "event")
     if log.report.unknown_activities:
         activity = np.asarray(log.column("activity"))
         cases = np.asarray(log.column("case_id"))
@@ -226,6 +222,26 @@ def read_request_events(raw: pd.DataFrame, mapping: Mapping,
         reasons = "; ".join(log.quarantine["quarantine_detail"].astype(str).head(5))
         raise BadRequestError(f"no usable event in the request: {reasons}")
     return log
+
+
+def quarantine_notes(log: EventLog, notes: dict[str, list[str]], unit: str) -> None:
+    """A note on its case for each quarantined row: "<unit> N ignored: reason (detail)".
+    The quarantine holds the rows as sent, so the case is read from whichever of the
+    mapping's case-id columns it has; a row without one is only counted."""
+    bad = log.quarantine
+    if not len(bad):
+        return
+    ref = log.mapping.columns.get("case_id")
+    names = [ref] if isinstance(ref, str) else list(ref or [])
+    column = next((name for name in names if name in bad.columns), None)
+    if column is None:
+        return
+    cases = bad[column].astype(object).where(bad[column].notna(), "?").astype(str).str.strip()
+    messages = (unit + " " + bad["source_row"].astype("int64").astype(str) + " ignored: "
+                + bad["quarantine_reason"].astype(str) + " ("
+                + bad["quarantine_detail"].astype(str) + ")")
+    for case, listed in messages.groupby(cases.to_numpy(), sort=False):
+        notes.setdefault(case, []).extend(listed.tolist())
 
 
 def _input_notes(bundle: TargetBundle, encoded: EncodedPrefixes) -> dict[str, list[str]]:

@@ -56,9 +56,17 @@ async def forecast_upload(snapshot: SnapshotDep, settings: SettingsDep,
                           simulations: Simulations = None) -> dict[str, Any]:
     """The same forecast for the open cases of an uploaded event log."""
     require_forecast_models(snapshot)  # before reading the file: say what is missing first
-    log = read_uploaded_log(file.filename or "upload.csv", await file.read(), snapshot)
-    return await _run(snapshot, settings, log, file.filename or "upload", group_by, months,
-                      simulations)
+    name = file.filename or "upload.csv"
+    log = read_uploaded_log(name, await file.read(), snapshot)
+    answer = await _run(snapshot, settings, log, name, group_by, months, simulations)
+    ignored = log.quarantine
+    if len(ignored):
+        examples = "; ".join(f"row {row}: {detail}" for row, detail in zip(
+            ignored["source_row"].head(3).tolist(),
+            ignored["quarantine_detail"].head(3).tolist(), strict=True))
+        answer["assumptions"].append(f"{len(ignored)} row(s) of {name} could not be used and "
+                                     f"are left out, e.g. {examples}")
+    return answer
 
 
 async def _run(snapshot: Snapshot, settings: SettingsDep, log: EventLog, source: str,

@@ -24,7 +24,14 @@ from serving.schemas import (
     validation_detail,
 )
 from serving.scoring import in_scoring_thread
-from serving.service import ScoredCases, assemble, score_cases, score_log, served_mapping
+from serving.service import (
+    ScoredCases,
+    assemble,
+    quarantine_notes,
+    score_cases,
+    score_log,
+    served_mapping,
+)
 from serving.settings import Settings
 from serving.store import Snapshot
 
@@ -102,14 +109,18 @@ def _score_upload(filename: str, data: bytes, snapshot: Snapshot, settings: Sett
                   explain: bool, started: float) -> bytes:
     log = read_uploaded_log(filename, data, snapshot)
     _check_batch_size(log.events["case_id"].nunique(), settings.max_batch_cases)
+    notes: dict[str, list[str]] = {}
+    quarantine_notes(log, notes, "row")
     return _answer_batch(snapshot, explain, 5,
-                         lambda: score_log(snapshot, log, {}, explain=explain), started)
+                         lambda: score_log(snapshot, log, notes, explain=explain), started)
 
 
 def _answer_batch(snapshot: Snapshot, explain: bool, top_k: int,
                   score: Callable[[], ScoredCases], started: float) -> bytes:
-    predictions = assemble(score(), snapshot, explain, top_k)
+    scored = score()
+    predictions = assemble(scored, snapshot, explain, top_k)
     answer = {"predictions": predictions, "cases": len(predictions),
+              "rows_ignored": len(scored.log.quarantine),
               "seconds": time.perf_counter() - started}
     # straight to JSON: re-validating 10k explained cases against the response model
     # would cost ~1.6 s; the tests hold the answer to BatchResponse instead
@@ -142,4 +153,12 @@ def read_uploaded_log(filename: str, data: bytes, snapshot: Snapshot) -> EventLo
         ) from exc
     if raw.empty:
         raise UnreadableUploadError(f"{filename}: the file holds no events")
-    return canonicalize(raw, mapping, source=filename)
+    log = canonicalize(raw, mapping, source=filename)
+    if len(log) == 0:
+        reasons = "; ".join(f"row {row}: {detail}" for row, detail in zip(
+            log.quarantine["source_row"].head(5).tolist(),
+            log.quarantine["quarantine_detail"].head(5).tolist(), strict=True))
+        raise UnreadableUploadError(
+            f"{filename}: no usable event: all {len(log.quarantine)} row(s) quarantined, "
+            f"e.g. {reasons}")
+    return log

@@ -229,3 +229,36 @@ def test_a_model_that_cannot_encode_accepted_events_is_a_503_that_says_retrain(s
     assert response.status_code == 503, response.text
     detail = response.json()["detail"]
     assert "colour" in detail and "retrain" in detail
+
+
+# --------------------------------------------------------------- rows that cannot be used
+def test_uploaded_rows_that_cannot_be_used_are_counted_and_noted_never_dropped_silently(
+        api, trained) -> None:
+    events = open_cases(trained, 4)
+    frame = export_frame(events, trained.data.log.mapping)
+    time_column = trained.data.log.mapping.columns["timestamp"]
+    time_column = time_column if isinstance(time_column, str) else time_column[0]
+    case_column = trained.data.log.mapping.columns["case_id"]
+    case_column = case_column if isinstance(case_column, str) else case_column[0]
+    frame = frame.reset_index(drop=True)
+    frame.loc[1, time_column] = "soon"
+    case = frame.loc[1, case_column]
+    data = frame.to_csv(index=False).encode()
+    response = api.post("/v1/predict/batch", files={"file": ("four.csv", data, "text/csv")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["rows_ignored"] == 1 and body["cases"] == 4
+    [noted] = [p for p in body["predictions"] if p["case_id"] == case]
+    assert any(n.startswith("row 2 ignored: ") and "soon" in n for n in noted["notes"]), \
+        noted["notes"]
+    forecast = api.post("/v1/forecast", files={"file": ("four.csv", data, "text/csv")})
+    assert forecast.status_code == 200, forecast.text
+    assert any(a.startswith("1 row(s) of four.csv could not be used") and "row 2" in a
+               for a in forecast.json()["assumptions"])
+    frame[time_column] = "soon"
+    unusable = frame.to_csv(index=False).encode()
+    for route in ("/v1/predict/batch", "/v1/forecast"):
+        response = api.post(route, files={"file": ("four.csv", unusable, "text/csv")})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"].startswith(
+            f"four.csv: no usable event: all {len(frame)} row(s) quarantined, e.g. row 1: ")
