@@ -109,7 +109,9 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
     last = last.reindex(pending)
     without_value = last["value"].isna().to_numpy()
     value = last["value"].fillna(0.0).to_numpy(dtype=float)
-    if not np.isfinite(value.sum()):  # all amounts are >= 0: every partial sum is finite too
+    with np.errstate(over="ignore"):  # an overflow is the finding here, not a warning
+        total = value.sum()
+    if not np.isfinite(total):  # all amounts are >= 0: every partial sum is finite too
         top = int(np.nanargmax(np.where(np.isfinite(value), value, np.inf)))
         raise NothingToForecastError(
             f"{source}: deal values too large to add up, e.g. case {pending[top]} with "

@@ -326,8 +326,8 @@ def _number_checks(bundle: TargetBundle, encoded: EncodedPrefixes, M: np.ndarray
         case, value, words = str(cases[row]), float(values[row, col]), ranges.readable[col]
         if infinite[row, col]:
             refused.add(case)
-            message = (f"not predicted: {words} is not a finite number ({value}); send a "
-                       "real amount")
+            message = (f"not predicted: {words} is not a finite number ({value}); check "
+                       "the numbers sent")
         else:
             message = (f"{words} = {value:.6g} is far outside what the model was trained on "
                        f"({ranges.low[col]:.6g} to {ranges.high[col]:.6g}): the prediction "
