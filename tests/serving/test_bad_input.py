@@ -161,6 +161,20 @@ def test_a_number_that_overflows_after_parsing_refuses_its_case_with_a_note(api,
                for n in body["notes"]), body["notes"]
 
 
+def test_a_feature_that_overflows_while_derived_refuses_its_case(api) -> None:
+    """Each discount is finite, their mean is not: caught on the model's matrix."""
+    events = [dict(e) for e in EXAMPLE_CASE["events"]]
+    events[-1]["attributes"] = {"stage": "Proposal", "discount_pct": 1.7e308}
+    events.append({"activity": "Quote Issued", "timestamp": "2024-09-21T11:00:00Z",
+                   "attributes": {"discount_pct": 1.7e308}})
+    body = api.post("/v1/predict/batch", json={"cases": [{**EXAMPLE_CASE, "events": events}],
+                                               "explain": True}).json()
+    [prediction] = body["predictions"]
+    assert prediction["win_probability"] is None and prediction["explanations"] == {}
+    assert any(n.startswith("not predicted: discount pct") and "not a finite number" in n
+               for n in prediction["notes"]), prediction["notes"]
+
+
 def test_a_huge_finite_value_is_scored_and_said_to_be_far_outside_training(api) -> None:
     response = api.post("/v1/predict", json=with_value(1e308))
     assert response.status_code == 200, response.text
