@@ -152,6 +152,9 @@ class BatchResponse(BaseModel):
     cases: int
     rows_ignored: int = Field(0, description="events (rows of a file) that could not be used; "
                               "each is noted on its case, with the reason")
+    unscored: dict[str, list[str]] = Field(
+        default_factory=dict, description="cases none of whose events could be used, with "
+        "why (so no case sent is missing from the answer without a word)")
     seconds: float
 
 

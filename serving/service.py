@@ -219,7 +219,8 @@ def read_request_events(raw: pd.DataFrame, mapping: Mapping,
                     f"activity {name!r} is unknown to the model ({count} event(s)); counted "
                     "as 'other activity'")
     if len(log) == 0:
-        reasons = "; ".join(log.quarantine["quarantine_detail"].astype(str).head(5))
+        details = log.quarantine["quarantine_detail"].astype(str)
+        reasons = "; ".join(details.drop_duplicates().head(5))  # one per distinct reason
         raise BadRequestError(f"no usable event in the request: {reasons}")
     return log
 

@@ -119,8 +119,11 @@ def _answer_batch(snapshot: Snapshot, explain: bool, top_k: int,
                   score: Callable[[], ScoredCases], started: float) -> bytes:
     scored = score()
     predictions = assemble(scored, snapshot, explain, top_k)
+    answered = {p["case_id"] for p in predictions}
     answer = {"predictions": predictions, "cases": len(predictions),
               "rows_ignored": len(scored.log.quarantine),
+              "unscored": {case: notes for case, notes in scored.notes.items()
+                           if case not in answered},
               "seconds": time.perf_counter() - started}
     # straight to JSON: re-validating 10k explained cases against the response model
     # would cost ~1.6 s; the tests hold the answer to BatchResponse instead

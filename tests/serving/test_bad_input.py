@@ -67,9 +67,9 @@ def not_a_workbook() -> bytes:
 
 
 @pytest.mark.parametrize(("name", "data", "words"), [
-    ("log.xlsx", b"plain text, not a zip", "cannot read the file as xlsx"),
-    ("log.xlsx", not_a_workbook(), "cannot read the file as xlsx"),
-    ("log.parquet", b"PAR1 not really", "cannot read the file as parquet"),
+    ("log.xlsx", b"plain text, not a zip", "is not a readable Excel workbook"),
+    ("log.xlsx", not_a_workbook(), "cannot be read as an Excel workbook"),
+    ("log.parquet", b"PAR1 not really", "cannot be read as Parquet"),
     ("log.xes", b"<log><trace>", "not a readable XES file"),
     ("log.csv", "case,activity\n\u00e9t\u00e9,x\n".encode("latin-1"), "not readable as utf-8"),
 ])
@@ -152,13 +152,14 @@ def test_non_finite_json_numbers_are_refused_by_field(api, number) -> None:
 
 @pytest.mark.parametrize("value", ["1e999", "inf", 10**400])
 def test_a_number_that_overflows_after_parsing_refuses_its_case_with_a_note(api, value) -> None:
+    """The reader quarantines a number that is not finite; a case whose every event
+    carries it has nothing left to score: a 422 that says why, once."""
     response = api.post("/v1/predict", json=with_value(value))
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert (body["win_probability"], body["remaining_time"], body["payment_delay"]) == \
-        (None, None, None)
-    assert any(n.startswith("not predicted: value is not a finite number (inf)")
-               for n in body["notes"]), body["notes"]
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith("no usable event in the request: column 'value': not a finite "
+                             "number")
+    assert detail.count("not a finite number") == 1
 
 
 def test_a_feature_that_overflows_while_derived_refuses_its_case(api) -> None:
@@ -194,10 +195,11 @@ def test_an_uploaded_infinite_amount_refuses_that_case_only(api, trained) -> Non
                                                              "text/csv")})
     assert response.status_code == 200, response.text
     answers = {p["case_id"]: p for p in response.json()["predictions"]}
-    assert len(answers) == 6
-    assert answers[bad]["remaining_time"] is None
-    assert any("not a finite number" in n for n in answers[bad]["notes"])
-    others = [p for c, p in answers.items() if c != bad]
+    assert len(answers) == 5 and bad not in answers  # every row of it quarantined ...
+    unscored = response.json()["unscored"]  # ... and said so, not dropped
+    assert list(unscored) == [bad]
+    assert all("non_finite_number" in n and "not a finite number" in n for n in unscored[bad])
+    others = list(answers.values())
     assert all(p["status"] == "open" and p["win_probability"] is not None
                and p["remaining_time"] is not None for p in others)
 
@@ -212,7 +214,8 @@ def test_the_forecast_leaves_out_infinite_amounts_and_refuses_sums_that_overflow
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["open_cases"] == 2
-    assert any("not forecast" in a and str(chosen[0]) in a for a in body["assumptions"])
+    assert any("could not be used" in a and "not a finite number" in a
+               for a in body["assumptions"]), body["assumptions"]
     events.loc[events["case_id"].isin(chosen), "value"] = 1e308
     overflow = api.post("/v1/forecast", files={"file": ("three.csv", csv_of(events, trained),
                                                         "text/csv")})
