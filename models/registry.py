@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -168,7 +168,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else "no message"
 
 
-def tag_promoted(client: MlflowClient, registered_name: str, version: int | str,
-                 when: Any = None) -> None:
-    stamp = when or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def tag_promoted(client: MlflowClient, registered_name: str, version: int | str) -> None:
+    """Record when a version became the champion (ISO, to the microsecond: it sorts)."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).isoformat(timespec="microseconds")
     client.set_model_version_tag(registered_name, str(version), PROMOTED_TAG, stamp)

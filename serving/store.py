@@ -113,16 +113,19 @@ def load_champion(target: str) -> ServedModel:
 
 
 def load_fallback(target: str, failed: int) -> ServedModel:
-    """The newest version before ``failed`` that may stand in for it: its run finished,
-    and it loads and passes the smoke test. Former champions come first (newest first),
-    then versions never promoted. ``ModelUnusableError`` with every reason if none does.
+    """A version before ``failed`` that may stand in for it: its run finished, and it
+    loads and passes the smoke test. Former champions come first, the most recently
+    promoted first, then versions never promoted, newest first. ``ModelUnusableError``
+    with every reason if none does.
     """
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     name = TARGETS[target].registered_name
     earlier = [v for v in versions_newest_first(client, name) if int(v.version) < failed]
-    earlier.sort(key=lambda v: PROMOTED_TAG not in (v.tags or {}))  # stable: newest first
+    # the most recently promoted first (a champion that was rolled back to counts as
+    # recent), then versions never promoted, newest first (the sort is stable)
+    earlier.sort(key=lambda v: (v.tags or {}).get(PROMOTED_TAG, ""), reverse=True)
     reasons = []
     for candidate in earlier[:MAX_FALLBACK_TRIES]:
         why = unpromotable_reason(client, candidate)
