@@ -83,7 +83,8 @@ def test_no_working_version_leaves_the_target_missing_with_the_reason(store) -> 
     assert set(cold.missing) == {"outcome"}
     assert "version 7 cannot be loaded" in cold.missing["outcome"]
     assert "no earlier version of outcome before 7" in cold.missing["outcome"]
-    with pytest.raises(ModelsNotLoadedError, match=r"outcome: champion l2c-outcome version 7"):
+    with pytest.raises(ModelsNotLoadedError,
+                       match=r"outcome: ChampionLoadError: champion l2c-outcome version 7"):
         cold.snapshot.require_all()
     with pytest.raises(ModelsNotLoadedError, match=r"version 7 cannot be loaded"):
         cold.snapshot.get("outcome")
