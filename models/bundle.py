@@ -6,6 +6,7 @@ runs through exactly the code that built the training matrix.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ from models.estimators import IntervalRegressor, WinProbabilityModel
 from models.matrix import Matrix
 from models.registry import ModelUnusableError
 from models.targets import TARGETS, Target
+
+logger = logging.getLogger(__name__)
 
 
 class NoUsableEventsError(EventLogError):
@@ -85,6 +88,11 @@ class TargetBundle:
         log = canonicalize(raw, self.mapping, source="request")
         if len(log) == 0:
             raise NoUsableEventsError(no_usable_events_message(log.report, self.mapping))
+        if log.report.rows_quarantined:  # the answer has no row for a case left without
+            # events; the caller (MLflow's scoring server) at least logs why
+            logger.warning("%d of %d event(s) quarantined, not predicted: %s",
+                           log.report.rows_quarantined, log.report.rows_in,
+                           dict(log.report.quarantined))
         return self.predict_events(log.events, last_only=last_only)
 
     def contributions(self, X: Matrix) -> np.ndarray:

@@ -68,13 +68,18 @@ def ensure_sqlite_store(uri: str) -> None:
     database = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
     if not database.name or database.name == ":memory:":
         return
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{database}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            _open_stores(uri)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(f"{database}.lock", "a")  # noqa: SIM115 - closed below
+    except OSError:  # a read-only folder: nobody creates a store there; just open it
+        _open_stores(uri)
+    else:
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                _open_stores(uri)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
     _READY_STORES.add(uri)
 
 

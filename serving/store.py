@@ -208,13 +208,17 @@ class ModelStore:
         """
         with self._lock:
             gc.unfreeze()
-            configure_mlflow()
+            loader = self._loader
+            try:
+                configure_mlflow()
+            except Exception as exc:  # a damaged or unreadable store: every load fails alike
+                loader = _failing_loader(exc)
             current = dict(self.snapshot.models)
             errors = dict(self.snapshot.errors)
             report: dict[str, dict[str, Any]] = {}
             for target in TARGETS:
                 try:
-                    served = self._loader(target)
+                    served = loader(target)
                 except Exception as exc:  # any load failure keeps the previous model
                     report[target] = self._after_failure(target, exc, current, errors)
                     continue
@@ -249,3 +253,10 @@ class ModelStore:
                         "serving_version": stand_in.version, "stand_in": True}
         errors[target] = message
         return {"loaded": False, "error": message, "serving_version": None}
+
+
+def _failing_loader(exc: Exception) -> Callable[[str], ServedModel]:
+    def load(target: str) -> ServedModel:
+        raise ModelUnusableError(
+            f"the model registry cannot be opened ({type(exc).__name__}: {exc})") from exc
+    return load

@@ -73,7 +73,7 @@ def test_input_example_writes_local_time_in_the_mappings_zone(trained) -> None:
     pd.testing.assert_frame_equal(input_example(events, iso), export_frame(events, iso))
 
 
-def test_no_usable_event_raises_with_the_quarantine_reasons(trained) -> None:
+def test_no_usable_event_raises_with_the_quarantine_reasons(trained, caplog) -> None:
     bundle = next(r for r in trained.results if r.target.name == "outcome").bundle
     events = trained.data.log.events.head(3)
     raw = export_frame(events, bundle.mapping).assign(event_time="not a date")
@@ -84,3 +84,11 @@ def test_no_usable_event_raises_with_the_quarantine_reasons(trained) -> None:
     assert "none of the 3 event(s) is usable" in message
     assert "empty_case_id (1 row(s))" in message
     assert "unparseable_timestamp (2 row(s))" in message and "'not a date'" in message
+
+    # some rows usable: they are scored, and the quarantined ones are logged, not hidden
+    partial = export_frame(events, bundle.mapping)
+    partial.loc[0, "event_time"] = "not a date"
+    with caplog.at_level("WARNING", logger="models.bundle"):
+        scored = bundle.predict_raw(partial)
+    assert len(scored) == events["case_id"].nunique()
+    assert "1 of 3 event(s) quarantined" in caplog.text and "unparseable_timestamp" in caplog.text

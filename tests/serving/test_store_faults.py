@@ -132,3 +132,17 @@ def test_fallback_skips_unusable_earlier_versions_and_says_why(trained, store,
     finally:
         forget(NAME, damaged, unfinished)
         client.delete_run(killed)
+
+
+def test_an_unreadable_registry_fails_every_load_but_keeps_serving(store, monkeypatch) -> None:
+    def broken() -> str:
+        raise OSError("disk I/O error: mlflow.db")
+
+    monkeypatch.setattr("serving.store.configure_mlflow", broken)
+    warm = ModelStore()
+    warm.snapshot = store.snapshot
+    report = warm.reload()  # POST /v1/models/reload must not turn this into a 500
+    assert not any(r["loaded"] for r in report.values())
+    assert warm.snapshot.models == store.snapshot.models and warm.ready
+    assert "the model registry cannot be opened (OSError: disk I/O error" in \
+        warm.last_errors["outcome"]
