@@ -12,6 +12,7 @@ must load and pass the same smoke test serving applies (``models.registry.load_v
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,9 @@ def resolve_version(client: MlflowClient, target: Target, run_or_version: str) -
         except MlflowException as exc:
             raise PromotionError(f"{name} has no version {run_or_version}") from exc
     else:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", run_or_version):  # it goes into a filter
+            raise PromotionError(
+                f"{run_or_version!r} is not a version number, 'latest' or a run id")
         found = client.search_model_versions(
             f"name = '{name}' and run_id = '{run_or_version}'")
         if not found:

@@ -23,6 +23,7 @@ from training.promote import (
     CandidateUnusable,
     ComparisonFailed,
     NotPromotable,
+    PromotionError,
     promote,
     resolve_version,
 )
@@ -82,6 +83,8 @@ def test_versions_of_unfinished_or_deleted_runs_are_not_promotable(trained,
             promote("outcome", str(of_killed))
         with pytest.raises(NotPromotable, match=r"was deleted"):
             promote("outcome", deleted)  # by run id too
+        with pytest.raises(PromotionError, match="not a version number, 'latest' or a run"):
+            promote("outcome", "x' or name = 'l2c-outcome")
         latest = resolve_version(client, TARGETS["outcome"], "latest")
         assert latest not in (of_killed, of_deleted) and latest < of_killed
         assert champion_of(NAME) == good
