@@ -162,15 +162,16 @@ def load_version(registered_name: str, version: int | str) -> TargetBundle:
         bundle = load_bundle(version_uri(registered_name, version))
     except Exception as exc:  # unpickling, missing files, registry errors: all say "unusable"
         raise ModelUnusableError(
-            f"{label} cannot be loaded ({type(exc).__name__}: {_first_line(exc)}); its "
-            "artifacts are missing or damaged: retrain it") from exc
+            f"{label} cannot be loaded ({_describe(exc)}); its artifacts are missing or "
+            "damaged: retrain it") from exc
     smoke_test(bundle, label)
     return bundle
 
 
-def _first_line(exc: BaseException) -> str:
+def _describe(exc: BaseException) -> str:
+    """The exception's type and the first line of its message (MLflow's run long)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else "no message"
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def tag_promoted(client: MlflowClient, registered_name: str, version: int | str) -> None:

@@ -76,7 +76,12 @@ def _discard(run_id: str, registered: list[tuple[str, str]]) -> None:
     Ctrl-C) that got us here, and the run's FAILED status alone already keeps its
     versions from being promoted."""
     client = MlflowClient()
-    for name, number in registered:
+    try:  # also a version whose registration was cut short after the registry had it
+        found = client.search_model_versions(f"run_id = '{run_id}'")
+        registered = [*registered, *((v.name, str(v.version)) for v in found)]
+    except Exception:  # best effort: the versions listed so far are still deleted
+        pass
+    for name, number in dict.fromkeys(registered):
         try:
             client.delete_model_version(name, number)
         except Exception:  # best effort: unpromotable anyway

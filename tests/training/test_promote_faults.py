@@ -93,26 +93,34 @@ def test_versions_of_unfinished_or_deleted_runs_are_not_promotable(trained,
         client.delete_run(killed)
 
 
-def test_an_interrupted_training_leaves_no_promotable_version(trained, monkeypatch) -> None:
-    """Ctrl-C right after a model was registered: the version and the run are deleted,
-    and `promote latest` keeps to the versions of finished runs."""
+@pytest.mark.parametrize("where", ["inside register_model", "after registering"])
+def test_an_interrupted_training_leaves_no_promotable_version(trained, monkeypatch,
+                                                            where: str) -> None:
+    """Ctrl-C right after a model was registered (inside MLflow's ``register_model``,
+    once the registry has the version, as seen with a real SIGINT; or just after it
+    returned): the version and the run are deleted, and `promote latest` keeps to the
+    versions of finished runs."""
     client = MlflowClient()
     target = TARGETS["outcome"]
     before = {int(v.version) for v in client.search_model_versions(f"name = '{NAME}'")}
     latest_before = resolve_version(client, target, "latest")
     registered: list[int] = []
     runs: list[str] = []
-    real_register = tracking._register
+    real = tracking._register if where == "after registering" else mlflow.register_model
 
-    def register_then_interrupt(*args, **kwargs) -> int:
-        registered.append(real_register(*args, **kwargs))
+    def then_interrupt(*args, **kwargs):
+        created = real(*args, **kwargs)
+        registered.append(int(created if where == "after registering" else created.version))
         runs.append(mlflow.active_run().info.run_id)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tracking, "_register", register_then_interrupt)
+    if where == "after registering":
+        monkeypatch.setattr(tracking, "_register", then_interrupt)
+    else:
+        monkeypatch.setattr(tracking.mlflow, "register_model", then_interrupt)
     outcome = next(r for r in trained.results if r.target.name == "outcome")
     with pytest.raises(KeyboardInterrupt):
-        tracking.log_training_run(trained.data, [outcome], TrainConfig(shap_sample=50), None)
+        tracking.log_training_run(trained.data, [outcome], TrainConfig(), None)
     assert registered and registered[0] not in before  # it was registered, then
     after = {int(v.version) for v in client.search_model_versions(f"name = '{NAME}'")}
     assert after == before  # ... deleted again
