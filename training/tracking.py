@@ -10,8 +10,10 @@ outright (``kill -9``) leaves a RUNNING run, whose versions promotion and servin
 
 from __future__ import annotations
 
+import gc
 import json
 import tempfile
+import traceback
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -62,11 +64,27 @@ def log_training_run(data: TrainingData, results: list[TargetResult], config: Tr
         versions = {result.target.name: _register(result, model_uris[result.target.name],
                                                   data, registered)
                     for result in results}
-    except BaseException:
+    except BaseException as exc:
+        _release_frames(exc)
         _discard(run.info.run_id, registered)
         raise
     mlflow.end_run()
     return run.info.run_id, versions
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Drop the locals of the frames an error or Ctrl-C passed through.
+
+    A Ctrl-C inside MLflow can stop a SQLite read half way; the frames kept alive by
+    the traceback then hold that session's lock, and every write of the clean-up waits
+    for it and fails with ``database is locked``. The traceback's lines stay intact."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__context__
+    gc.collect()
 
 
 def _discard(run_id: str, registered: list[tuple[str, str]]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service.utils import _get_store
 from typer.testing import CliRunner
 
 import training.tracking as tracking
@@ -112,6 +113,11 @@ def test_an_interrupted_training_leaves_no_promotable_version(trained, monkeypat
         created = real(*args, **kwargs)
         registered.append(int(created if where == "after registering" else created.version))
         runs.append(mlflow.active_run().info.run_id)
+        # as a real Ctrl-C inside MLflow: a read of the store stopped half way, whose
+        # SQLite lock lives as long as this frame (kept by the traceback)
+        reading = _get_store().engine.raw_connection().cursor()
+        reading.execute("SELECT * FROM runs")
+        reading.fetchone()
         raise KeyboardInterrupt
 
     if where == "after registering":
