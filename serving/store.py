@@ -32,8 +32,8 @@ from models.targets import TARGETS
 __all__ = ["ChampionLoadError", "ModelStore", "ModelsNotLoadedError", "ServedModel",
            "Snapshot", "load_champion", "load_fallback", "smoke_test"]
 
-#: earlier versions tried, newest first, when a champion fails on a cold start
-MAX_FALLBACK_TRIES = 5
+#: earlier versions loaded at most, when a champion fails on a cold start
+MAX_FALLBACK_LOADS = 5
 
 
 class ModelsNotLoadedError(Exception):
@@ -127,9 +127,14 @@ def load_fallback(target: str, failed: int) -> ServedModel:
     # recent), then versions never promoted, newest first (the sort is stable)
     earlier.sort(key=lambda v: (v.tags or {}).get(PROMOTED_TAG, ""), reverse=True)
     reasons = []
-    for candidate in earlier[:MAX_FALLBACK_TRIES]:
+    loads = 0
+    for position, candidate in enumerate(earlier):
+        if loads == MAX_FALLBACK_LOADS:  # each load costs seconds of a worker's start
+            reasons.append(f"{len(earlier) - position} more version(s) not tried")
+            break
         why = unpromotable_reason(client, candidate)
         if why is None:
+            loads += 1
             try:
                 bundle = load_version(name, candidate.version)
             except ModelUnusableError as exc:
@@ -138,8 +143,6 @@ def load_fallback(target: str, failed: int) -> ServedModel:
                 return ServedModel(target=target, version=int(candidate.version),
                                    run_id=candidate.run_id, bundle=bundle, stand_in_for=failed)
         reasons.append(why)
-    if len(earlier) > MAX_FALLBACK_TRIES:
-        reasons.append(f"{len(earlier) - MAX_FALLBACK_TRIES} older version(s) not tried")
     raise ModelUnusableError(
         f"no earlier version of {name} can stand in: "
         + ("; ".join(reasons) if reasons else "there is none"))
@@ -248,7 +251,7 @@ class ModelStore:
             else:
                 current[target] = stand_in
                 errors[target] = (f"{message}; serving version {stand_in.version} instead, "
-                                  "the newest earlier version that loads")
+                                  "the last earlier version that loads")
                 return {"loaded": False, "error": message,
                         "serving_version": stand_in.version, "stand_in": True}
         errors[target] = message
