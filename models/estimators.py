@@ -107,7 +107,7 @@ def treeshap_booster(booster: lgb.Booster) -> lgb.Booster:
     rows go on. Two threads never share a Booster: ``pred_contrib`` from two threads
     corrupted memory (LightGBM issue #5482) and building a predictor races on a shared
     Booster (#6142, open). The copy is not pickled with the model; the API makes it when
-    it checks a model at load (``serving.store.smoke_test``), before any thread shares it.
+    it checks a model at load (``models.bundle.smoke_test``), before any thread shares it.
     """
     with _COPYING:
         copy_ = _TREESHAP_COPIES.get(booster)

@@ -2,23 +2,50 @@
 
 A request reads ``store.snapshot`` once and uses that object to the end; a reload
 builds a complete new snapshot off to the side and replaces the reference in one
-assignment. A target whose new champion fails to load keeps its previous model.
+assignment. A target whose new champion fails to load keeps its previous model; on a
+cold start (nothing served yet for it) the newest earlier version that loads and passes
+the smoke test stands in, and the store says so. A target with neither is *missing*:
+the snapshot names it with the reason, so the API can answer 503 instead of a null.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.bundle import TargetBundle
-from models.registry import CHAMPION, champion_uri, configure_mlflow, current_champion
+from models.bundle import TargetBundle, smoke_test
+from models.registry import (
+    CHAMPION,
+    PROMOTED_TAG,
+    ModelUnusableError,
+    configure_mlflow,
+    current_champion,
+    load_version,
+    unpromotable_reason,
+    versions_newest_first,
+)
 from models.targets import TARGETS
+
+__all__ = ["ChampionLoadError", "ModelStore", "ModelsNotLoadedError", "ServedModel",
+           "Snapshot", "load_champion", "load_fallback", "smoke_test"]
+
+#: earlier versions loaded at most, when a champion fails on a cold start
+MAX_FALLBACK_LOADS = 5
 
 
 class ModelsNotLoadedError(Exception):
     """No champion is available for a target the request needs."""
+
+
+class ChampionLoadError(ModelUnusableError):
+    """The champion of a target failed to load or to pass the smoke test."""
+
+    def __init__(self, message: str, version: int | None) -> None:
+        super().__init__(message)
+        self.version = version
 
 
 @dataclass(frozen=True)
@@ -27,48 +54,98 @@ class ServedModel:
     version: int
     run_id: str
     bundle: TargetBundle
+    #: why this is not the champion the registry names (a stand-in), else None
+    stand_in_for: int | None = None
 
 
 @dataclass(frozen=True)
 class Snapshot:
     models: dict[str, ServedModel] = field(default_factory=dict)
+    #: per target, the last load error (also for targets still served by a stand-in)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> dict[str, str]:
+        """Targets this snapshot cannot score, each with the reason."""
+        return {target: self.errors.get(target, "not loaded yet: no champion in the "
+                                        "registry or no reload since start-up")
+                for target in TARGETS if target not in self.models}
+
+    @property
+    def ready(self) -> bool:
+        """Every target can be scored: an answer never lacks a value it should carry."""
+        return not self.missing
+
+    def require_all(self) -> None:
+        """Raise ``ModelsNotLoadedError`` (503) naming each target that cannot be scored."""
+        missing = self.missing
+        if missing:
+            listed = "; ".join(f"{target}: {why}" for target, why in missing.items())
+            raise ModelsNotLoadedError(
+                f"not every model is being served ({listed}); promote a working version "
+                "(`l2c promote`), then POST /v1/models/reload")
 
     def get(self, target: str) -> ServedModel:
         if target not in self.models:
+            why = self.errors.get(target)
             raise ModelsNotLoadedError(
-                f"no {target} model is being served: train one (`l2c train LOG`) and promote "
-                "it, then POST /v1/models/reload")
+                f"no {target} model is being served"
+                + (f" ({why})" if why else "")
+                + ": train one (`l2c train LOG`) and promote it, then POST /v1/models/reload")
         return self.models[target]
 
 
 def load_champion(target: str) -> ServedModel:
-    """Load one target's champion from the registry (pyfunc wrapper -> native bundle)."""
-    from mlflow.tracking import MlflowClient
+    """Load one target's champion from the registry and smoke-test it.
 
-    from models.pyfunc import load_bundle
+    The version is read once and loaded by number, not through the alias, so a
+    promotion in between cannot serve one version under another's number."""
+    from mlflow.tracking import MlflowClient
 
     name = TARGETS[target].registered_name
     version = MlflowClient().get_model_version_by_alias(name, CHAMPION)
-    bundle = load_bundle(champion_uri(name))
-    smoke_test(bundle, name, int(version.version))
+    try:
+        bundle = load_version(name, version.version)
+    except ModelUnusableError as exc:
+        raise ChampionLoadError(f"champion {exc}", int(version.version)) from exc
     return ServedModel(target=target, version=int(version.version), run_id=version.run_id,
                        bundle=bundle)
 
 
-def smoke_test(bundle: TargetBundle, name: str, version: int) -> None:
-    """Score and explain the bundle's own example before serving it: a model pickled by
-    older code can load yet fail on first use, and must then not replace a working one.
-    Explaining it also makes TreeSHAP's copy of the trees now, not on a first request."""
-    example = bundle.info.get("example_events")
-    if example is None:
-        raise RuntimeError(f"{name} version {version} carries no example to check; retrain it")
-    try:
-        bundle.predict_events(example, last_only=True)
-        bundle.contributions(bundle.pipeline.encode(example, last_only=True).matrix())
-    except Exception as exc:
-        raise RuntimeError(
-            f"{name} version {version} loads but cannot predict or explain ({type(exc).__name__}: "
-            f"{exc}); it was probably trained by an older version: retrain it") from exc
+def load_fallback(target: str, failed: int) -> ServedModel:
+    """A version before ``failed`` that may stand in for it: its run finished, and it
+    loads and passes the smoke test. Former champions come first, the most recently
+    promoted first, then versions never promoted, newest first. ``ModelUnusableError``
+    with every reason if none does.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    name = TARGETS[target].registered_name
+    earlier = [v for v in versions_newest_first(client, name) if int(v.version) < failed]
+    # the most recently promoted first (a champion that was rolled back to counts as
+    # recent), then versions never promoted, newest first (the sort is stable)
+    earlier.sort(key=lambda v: (v.tags or {}).get(PROMOTED_TAG, ""), reverse=True)
+    reasons = []
+    loads = 0
+    for position, candidate in enumerate(earlier):
+        if loads == MAX_FALLBACK_LOADS:  # each load costs seconds of a worker's start
+            reasons.append(f"{len(earlier) - position} more version(s) not tried")
+            break
+        why = unpromotable_reason(client, candidate)
+        if why is None:
+            loads += 1
+            try:
+                bundle = load_version(name, candidate.version)
+            except ModelUnusableError as exc:
+                why = str(exc)
+            else:
+                return ServedModel(target=target, version=int(candidate.version),
+                                   run_id=candidate.run_id, bundle=bundle, stand_in_for=failed)
+        reasons.append(why)
+    raise ModelUnusableError(
+        f"no earlier version of {name} can stand in: "
+        + ("; ".join(reasons) if reasons else "there is none"))
 
 
 def champion_versions() -> dict[str, int]:
@@ -82,14 +159,29 @@ def champion_versions() -> dict[str, int]:
 
 
 class ModelStore:
-    def __init__(self, loader: Any = load_champion,
-                 versions: Any = champion_versions) -> None:
+    def __init__(self, loader: Callable[[str], ServedModel] = load_champion,
+                 versions: Callable[[], dict[str, int]] = champion_versions,
+                 fallback: Callable[[str, int], ServedModel] | None = load_fallback) -> None:
         self._loader = loader
         self._versions = versions
+        self._fallback = fallback
         self._lock = threading.Lock()
         self.snapshot = Snapshot()
-        self.last_errors: dict[str, str] = {}
         self._refused: dict[str, int] = {}  # target -> champion version that failed to load
+
+    @property
+    def last_errors(self) -> dict[str, str]:
+        """Per target, why its champion is not the model served (empty when all are)."""
+        return self.snapshot.errors
+
+    @property
+    def missing(self) -> dict[str, str]:
+        """Targets that cannot be scored now, with the reason (see ``Snapshot.missing``)."""
+        return self.snapshot.missing
+
+    @property
+    def ready(self) -> bool:
+        return self.snapshot.ready
 
     def reload_if_promoted(self) -> dict[str, dict[str, Any]] | None:
         """Reload when the registry names a champion other than the one served (promoted
@@ -111,29 +203,63 @@ class ModelStore:
     def reload(self) -> dict[str, dict[str, Any]]:
         """Load every champion; report per target what happened.
 
-        The loaded models are frozen out of the garbage collector's sight (``gc.freeze``):
-        a full collection walked their ~340k objects in ~180 ms, stalling every request
-        of that moment; a reload lets the collector see (and free) the old ones first.
+        A champion that fails keeps the model served before it; with none (a cold
+        start), an earlier version stands in (``fallback``). The loaded models are
+        frozen out of the garbage collector's sight (``gc.freeze``): a full collection
+        walked their ~340k objects in ~180 ms, stalling every request of that moment; a
+        reload lets the collector see (and free) the old ones first.
         """
         with self._lock:
             gc.unfreeze()
-            configure_mlflow()
+            loader = self._loader
+            try:
+                configure_mlflow()
+            except Exception as exc:  # a damaged or unreadable store: every load fails alike
+                loader = _failing_loader(exc)
             current = dict(self.snapshot.models)
+            errors = dict(self.snapshot.errors)
             report: dict[str, dict[str, Any]] = {}
             for target in TARGETS:
                 try:
-                    served = self._loader(target)
+                    served = loader(target)
                 except Exception as exc:  # any load failure keeps the previous model
-                    previous = current.get(target)
-                    message = f"{type(exc).__name__}: {exc}"
-                    self.last_errors[target] = message
-                    report[target] = {"loaded": False, "error": message,
-                                      "serving_version": previous.version if previous else None}
+                    report[target] = self._after_failure(target, exc, current, errors)
                     continue
                 current[target] = served
-                self.last_errors.pop(target, None)
+                errors.pop(target, None)
                 report[target] = {"loaded": True, "serving_version": served.version}
-            self.snapshot = Snapshot(models=current)
+            self.snapshot = Snapshot(models=current, errors=errors)
             gc.collect()
             gc.freeze()
             return report
+
+    def _after_failure(self, target: str, exc: Exception, current: dict[str, ServedModel],
+                       errors: dict[str, str]) -> dict[str, Any]:
+        message = f"{type(exc).__name__}: {exc}"
+        failed = getattr(exc, "version", None)
+        if failed is not None:
+            self._refused[target] = failed  # not retried until another is promoted
+        previous = current.get(target)
+        if previous is not None:
+            errors[target] = (f"{message}; still serving version {previous.version}")
+            return {"loaded": False, "error": message, "serving_version": previous.version}
+        if failed is not None and self._fallback is not None:
+            try:
+                stand_in = self._fallback(target, failed)
+            except Exception as fallback_exc:
+                message += f"; {type(fallback_exc).__name__}: {fallback_exc}"
+            else:
+                current[target] = stand_in
+                errors[target] = (f"{message}; serving version {stand_in.version} instead, "
+                                  "the last earlier version that loads")
+                return {"loaded": False, "error": message,
+                        "serving_version": stand_in.version, "stand_in": True}
+        errors[target] = message
+        return {"loaded": False, "error": message, "serving_version": None}
+
+
+def _failing_loader(exc: Exception) -> Callable[[str], ServedModel]:
+    def load(target: str) -> ServedModel:
+        raise ModelUnusableError(
+            f"the model registry cannot be opened ({type(exc).__name__}: {exc})") from exc
+    return load

@@ -61,8 +61,13 @@ def shap_summary_plot(values: np.ndarray, X: pd.DataFrame, title: str) -> Figure
     for column in coded.columns:
         if isinstance(coded[column].dtype, pd.CategoricalDtype):
             coded[column] = coded[column].cat.codes.replace(-1, np.nan).astype("float64")
+    # shap draws into matplotlib's *current* figure: without a fresh one it would draw
+    # over whichever figure was made last (the run's previous plot)
+    fig = plt.figure()
     shap.summary_plot(values, coded.astype("float64"), show=False, max_display=15)
-    fig = plt.gcf()
+    if plt.gcf() is not fig:  # a shap that makes its own figure: take that one
+        plt.close(fig)
+        fig = plt.gcf()
     fig.suptitle(title)
     fig.tight_layout()
     return fig

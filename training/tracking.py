@@ -1,13 +1,19 @@
 """Log one training run to MLflow: data, mapping, parameters, metrics, plots, models.
 
-Everything is computed before the run starts; if logging fails halfway, the run is
-deleted, so the tracking store never holds a half-written run.
+Everything is computed before the run starts; if logging fails halfway (an error,
+Ctrl-C), the versions registered so far and the run are deleted, so the tracking store
+never holds a half-written run or a promotable model of one. Models are registered only
+once everything else is logged, and the run is marked FINISHED last: a process killed
+outright (``kill -9``) leaves a RUNNING run, whose versions promotion and serving refuse
+(``models.registry.unpromotable_reason``).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import tempfile
+import traceback
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -21,8 +27,7 @@ from mlflow.tracking import MlflowClient
 
 import features
 import models
-from features.log import export_frame
-from models.pyfunc import BUNDLE_ARTIFACT, BundlePyfunc
+from models.pyfunc import BUNDLE_ARTIFACT, BundlePyfunc, input_example
 from training.config import TrainConfig
 from training.data import TrainingData
 from training.fit import TargetResult
@@ -53,18 +58,62 @@ def log_training_run(data: TrainingData, results: list[TargetResult], config: Tr
     """Returns the run id and the registered version per target."""
     mlflow.set_experiment(config.experiment)
     run = mlflow.start_run(run_name=f"train-{Path(data.fingerprint['path']).name}")
+    registered: list[tuple[str, str]] = []
     try:
-        versions = _log_everything(data, results, config, mapping_file)
-    except BaseException:
-        mlflow.end_run(status="FAILED")
-        MlflowClient().delete_run(run.info.run_id)
+        model_uris = _log_everything(data, results, config, mapping_file)
+        versions = {result.target.name: _register(result, model_uris[result.target.name],
+                                                  data, registered)
+                    for result in results}
+    except BaseException as exc:
+        _release_frames(exc)
+        _discard(run.info.run_id, registered)
         raise
     mlflow.end_run()
     return run.info.run_id, versions
 
 
+def _release_frames(exc: BaseException) -> None:
+    """Drop the locals of the frames an error or Ctrl-C passed through.
+
+    A Ctrl-C inside MLflow can stop a SQLite read half way; the frames kept alive by
+    the traceback then hold that session's lock, and every write of the clean-up waits
+    for it and fails with ``database is locked``. The traceback's lines stay intact."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__context__
+    gc.collect()
+
+
+def _discard(run_id: str, registered: list[tuple[str, str]]) -> None:
+    """Delete what an interrupted run registered, then the run itself.
+
+    Each step is tried on its own: a failing delete must not hide the error (or the
+    Ctrl-C) that got us here, and the run's FAILED status alone already keeps its
+    versions from being promoted."""
+    client = MlflowClient()
+    try:  # also a version whose registration was cut short after the registry had it
+        found = client.search_model_versions(f"run_id = '{run_id}'")
+        registered = [*registered, *((v.name, str(v.version)) for v in found)]
+    except Exception:  # best effort: the versions listed so far are still deleted
+        pass
+    for name, number in dict.fromkeys(registered):
+        try:
+            client.delete_model_version(name, number)
+        except Exception:  # best effort: unpromotable anyway
+            continue
+    try:
+        mlflow.end_run(status="FAILED")
+        client.delete_run(run_id)
+    except Exception:  # best effort, as above
+        return
+
+
 def _log_everything(data: TrainingData, results: list[TargetResult], config: TrainConfig,
-                    mapping_file: str | Path | None) -> dict[str, int]:
+                    mapping_file: str | Path | None) -> dict[str, str]:
+    """Log everything of the run; returns each target's logged model URI (unregistered)."""
     fp = data.fingerprint
     mlflow.log_params({**config.flat_params(),
                        **{f"data.{k}": v for k, v in fp.items()},
@@ -89,12 +138,12 @@ def _log_everything(data: TrainingData, results: list[TargetResult], config: Tra
                      "readable": data.pipeline.readable_names()}, "features/schema.json")
     _log_evaluation_set(data)
     mlflow.log_metric("features.seconds", data.features_s)  # pipeline fit + whole-log transform
-    versions = {}
+    model_uris = {}
     for result in results:
         mlflow.log_metrics(result.flat_metrics())
         _log_plots(result, data)
-        versions[result.target.name] = _log_model(result, data)
-    return versions
+        model_uris[result.target.name] = _log_model(result, data)
+    return model_uris
 
 
 def _log_evaluation_set(data: TrainingData) -> None:
@@ -136,12 +185,13 @@ def _log_plots(result: TargetResult, data: TrainingData) -> None:
         plt.close(fig)
 
 
-def _log_model(result: TargetResult, data: TrainingData) -> int:
+def _log_model(result: TargetResult, data: TrainingData) -> str:
+    """Log the bundle as a pyfunc model of the run (not registered yet); its URI."""
     bundle = result.bundle
     example_cases = data.split.test["case_id"].drop_duplicates().head(3)
     example_events = data.log.events[data.log.events["case_id"].isin(example_cases)]
-    example = export_frame(example_events.groupby("case_id").head(4), bundle.mapping)
-    output = BundlePyfunc.output_for(bundle, example)
+    example = input_example(example_events.groupby("case_id").head(4), bundle.mapping)
+    output = BundlePyfunc.output_for(bundle, example)  # raises if the example scores nothing
     signature = infer_signature(example, output)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bundle.joblib"
@@ -154,19 +204,25 @@ def _log_model(result: TargetResult, data: TrainingData) -> int:
             pip_requirements=pip_requirements(),
             signature=signature,
             input_example=example,
-            registered_model_name=result.target.registered_name,
             metadata={"target": result.target.name,
                       "metrics": json.loads(json.dumps(result.metrics, default=float))},
         )
-    version_number = int(model_info.registered_model_version)
+    return model_info.model_uri
+
+
+def _register(result: TargetResult, model_uri: str, data: TrainingData,
+              registered: list[tuple[str, str]]) -> int:
+    """Register a logged model and tag the version; ``registered`` learns of it at once,
+    so an interruption between here and the end of the run can delete it."""
+    name = result.target.registered_name
+    version = mlflow.register_model(model_uri, name).version
+    registered.append((name, str(version)))
     client = MlflowClient()
     for key, value in result.metrics.items():
         if np.isfinite(value):
-            client.set_model_version_tag(result.target.registered_name, str(version_number),
-                                         f"metric.{key}", f"{value:.6g}")
-    client.set_model_version_tag(result.target.registered_name, str(version_number),
-                                 "data.sha256", data.fingerprint["sha256"])
-    return version_number
+            client.set_model_version_tag(name, str(version), f"metric.{key}", f"{value:.6g}")
+    client.set_model_version_tag(name, str(version), "data.sha256", data.fingerprint["sha256"])
+    return int(version)
 
 
 def run_metrics_table(results: list[TargetResult]) -> list[dict[str, Any]]:
