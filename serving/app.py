@@ -162,14 +162,18 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
         """Which models are served and which are missing (no key needed). With the key,
         also why a model failed to load and how predictions were batched: without it, no
         internals (error texts name files and hosts)."""
-        loaded = sorted(store.snapshot.models)
+        snapshot = store.snapshot
+        loaded = sorted(snapshot.models)
         missing = [target for target in TARGETS if target not in loaded]
-        status = "ready" if not missing else "partial" if loaded else "not ready"
-        body: dict[str, Any] = {"status": status, "loaded": loaded, "missing": missing}
+        broken = sorted(snapshot.broken)
+        working = bool(loaded) and not broken
+        status = "not ready" if not working else "partial" if missing else "ready"
+        body: dict[str, Any] = {"status": status, "loaded": loaded, "missing": missing,
+                                "broken": broken}
         if key_is_valid(settings, key):
-            body["errors"] = dict(store.last_errors)
+            body["errors"] = dict(snapshot.errors)
             body["predict_passes"] = asdict(app.state.coalescer.counts)
-        return JSONResponse(status_code=200 if loaded else 503, content=body)
+        return JSONResponse(status_code=200 if working else 503, content=body)
 
     if docs_open:
         _add_offline_docs(app)

@@ -226,6 +226,9 @@ class ReadyResponse(BaseModel):
                     "note, and the forecast needs outcome and remaining_time")
     loaded: list[str]
     missing: list[str]
+    broken: list[str] = Field(
+        default_factory=list, description="targets whose champion cannot be served and no "
+        "earlier version stands in: not ready (503) until a working one is promoted")
     errors: dict[str, str] | None = Field(None, description="with the key only")
     predict_passes: dict[str, Any] | None = Field(None, description="with the key only")
 

@@ -402,6 +402,7 @@ def can_share_a_pass(requests: Sequence[PredictRequest]) -> bool:
 
 
 def served_mapping(snapshot: Snapshot) -> Mapping:
+    snapshot.require_working()  # a broken champion: 503 with the reason, never a null
     first = next(iter(snapshot.models.values()), None)
     if first is None:
         snapshot.get("outcome")  # raises ModelsNotLoadedError with the remedy

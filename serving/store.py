@@ -63,6 +63,9 @@ class Snapshot:
     models: dict[str, ServedModel] = field(default_factory=dict)
     #: per target, the last load error (also for targets still served by a stand-in)
     errors: dict[str, str] = field(default_factory=dict)
+    #: targets whose champion exists but cannot be served, with no earlier version
+    #: standing in: answering without them would drop a value the champion promises
+    broken: frozenset[str] = frozenset()
 
     @property
     def missing(self) -> dict[str, str]:
@@ -76,13 +79,15 @@ class Snapshot:
         """Every target can be scored: an answer never lacks a value it should carry."""
         return not self.missing
 
-    def require_all(self) -> None:
-        """Raise ``ModelsNotLoadedError`` (503) naming each target that cannot be scored."""
-        missing = self.missing
-        if missing:
-            listed = "; ".join(f"{target}: {why}" for target, why in missing.items())
+    def require_working(self) -> None:
+        """Raise ``ModelsNotLoadedError`` (503) naming each broken target: a champion
+        that cannot be served, with nothing standing in. A target never promoted is not
+        broken: its answers are null, with a note that says so."""
+        if self.broken:
+            listed = "; ".join(f"{target}: {self.errors.get(target, 'cannot be loaded')}"
+                               for target in sorted(self.broken))
             raise ModelsNotLoadedError(
-                f"not every model is being served ({listed}); promote a working version "
+                f"a champion cannot be served ({listed}); promote a working version "
                 "(`l2c promote`), then POST /v1/models/reload")
 
     def get(self, target: str) -> ServedModel:
@@ -228,7 +233,10 @@ class ModelStore:
                 current[target] = served
                 errors.pop(target, None)
                 report[target] = {"loaded": True, "serving_version": served.version}
-            self.snapshot = Snapshot(models=current, errors=errors)
+            broken = frozenset(t for t, r in report.items()
+                               if r.get("champion_version") is not None
+                               and r["serving_version"] is None)
+            self.snapshot = Snapshot(models=current, errors=errors, broken=broken)
             gc.collect()
             gc.freeze()
             return report
@@ -255,7 +263,8 @@ class ModelStore:
                 return {"loaded": False, "error": message,
                         "serving_version": stand_in.version, "stand_in": True}
         errors[target] = message
-        return {"loaded": False, "error": message, "serving_version": None}
+        return {"loaded": False, "error": message, "serving_version": None,
+                "champion_version": failed}
 
 
 def _failing_loader(exc: Exception) -> Callable[[str], ServedModel]:

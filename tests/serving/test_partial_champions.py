@@ -72,7 +72,7 @@ def test_only_the_outcome_champion_every_endpoint_answers_or_names_what_is_missi
     ready = call("GET", "/ready")
     assert ready.status_code == 200
     assert ready.json() == {"status": "partial", "loaded": ["outcome"],
-                            "missing": ["remaining_time", "payment_delay"]}
+                            "missing": ["remaining_time", "payment_delay"], "broken": []}
 
     single = call("POST", "/v1/predict", json=EXAMPLE_CASE)
     assert single.status_code == 200, single.text

@@ -3,6 +3,7 @@ served without a CDN, and a spec that says what the API really answers."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -55,16 +56,17 @@ def test_the_docs_pages_load_nothing_from_another_host(store) -> None:
 
 def test_ready_without_the_key_shows_no_internals(store) -> None:
     exposed = ModelStore()
-    exposed.snapshot = store.snapshot
-    exposed.last_errors = {"payment_delay": "OSError: /home/ops/mlruns/7/model.pkl: denied"}
+    errors = {"payment_delay": "OSError: /home/ops/mlruns/7/model.pkl: denied; still "
+                               "serving version 1"}
+    exposed.snapshot = dataclasses.replace(store.snapshot, errors=errors)
     client = app_for(exposed)
     anonymous = client.get("/ready")
     assert anonymous.status_code == 200
     assert anonymous.json() == {"status": "ready",
                                 "loaded": ["outcome", "payment_delay", "remaining_time"],
-                                "missing": []}
+                                "missing": [], "broken": []}
     keyed = client.get("/ready", headers={"X-API-Key": KEY}).json()
-    assert keyed["errors"] == exposed.last_errors and "passes" in keyed["predict_passes"]
+    assert keyed["errors"] == errors and "passes" in keyed["predict_passes"]
     wrong = client.get("/ready", headers={"X-API-Key": "guess"}).json()
     assert "errors" not in wrong
 

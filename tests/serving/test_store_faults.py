@@ -85,7 +85,8 @@ def test_no_working_version_leaves_the_target_missing_with_the_reason(store) -> 
     assert "no earlier version of outcome before 7" in cold.missing["outcome"]
     with pytest.raises(ModelsNotLoadedError,
                        match=r"outcome: ChampionLoadError: champion l2c-outcome version 7"):
-        cold.snapshot.require_all()
+        cold.snapshot.require_working()
+    assert cold.snapshot.broken == {"outcome"}
     with pytest.raises(ModelsNotLoadedError, match=r"version 7 cannot be loaded"):
         cold.snapshot.get("outcome")
     assert cold.snapshot.get("remaining_time") is served["remaining_time"]
@@ -148,9 +149,6 @@ def test_an_unreadable_registry_fails_every_load_but_keeps_serving(store, monkey
         warm.last_errors["outcome"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs the two lines for serving/app.py (/ready) and "
-                   "serving/service.py (served_mapping) given in wt-store's report; remove "
-                   "this marker with them")
 def test_a_missing_target_makes_the_api_answer_503_with_the_reason(trained, store) -> None:
     served = store.snapshot.models
 
@@ -168,7 +166,8 @@ def test_a_missing_target_makes_the_api_answer_503_with_the_reason(trained, stor
     with TestClient(create_app(settings, cold), headers={"X-API-Key": KEY}) as app:
         ready = app.get("/ready")
         assert ready.status_code == 503
-        assert "version 7 cannot be loaded" in ready.json()["missing"]["outcome"]
+        assert ready.json()["broken"] == ["outcome"] and ready.json()["status"] == "not ready"
+        assert "version 7 cannot be loaded" in ready.json()["errors"]["outcome"]
         case_id, k = open_test_case(trained)
         answer = app.post("/v1/predict", json=case_request(trained.data.split.test, case_id, k))
         assert answer.status_code == 503
