@@ -235,6 +235,9 @@ def _print_training(outcome) -> None:
     fp = outcome.data.fingerprint
     console.print(f"data: {fp['cases']:,} cases, {fp['events']:,} events, sha256 "
                   f"{fp['sha256'][:12]}; split at {outcome.data.split.split_time:%Y-%m-%d}")
+    for leak in outcome.data.leaks:
+        console.print(f"[yellow]possible leak:[/] {escape(leak.evidence)}; if it is known only "
+                      f"at the end, add it to roles.label_only in the mapping")
     console.print(f"MLflow run [bold]{outcome.run_id}[/] in {escape(outcome.tracking_uri)}")
     for name, version in outcome.versions.items():
         console.print(f"  registered {escape(name)}: version {version}")

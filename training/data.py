@@ -17,6 +17,7 @@ import pandas as pd
 
 from features.errors import EventLogError
 from features.io import sidecar_path
+from features.leakage import LeakFinding, find_leaky_columns
 from features.log import EventLog, read_log
 from features.mapping import Mapping
 from features.pipeline import PrefixPipeline
@@ -42,6 +43,8 @@ class TrainingData:
     truth: pd.DataFrame | None = None
     blocks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     features_s: float = 0.0  # pipeline fit + transform of the whole log
+    #: columns that look known only at the end (features.leakage), with the evidence
+    leaks: list[LeakFinding] = field(default_factory=list)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -87,6 +90,7 @@ def prepare_training_data(path: str | Path, mapping: Mapping | str | Path | None
                                fingerprint(path, log), load_truth(path))
     for target in targets:
         _check_enough_labels(data, target, path)
+    data.leaks = find_leaky_columns(log.events, log.mapping.roles)
     return data
 
 

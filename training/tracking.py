@@ -10,6 +10,7 @@ outright (``kill -9``) leaves a RUNNING run, whose versions promotion and servin
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import tempfile
@@ -122,7 +123,14 @@ def _log_everything(data: TrainingData, results: list[TargetResult], config: Tra
                        "split.too_recent_cases": len(data.split.too_recent),
                        "features.count": len(data.pipeline.feature_names_out_)})
     mlflow.set_tags({"targets": ",".join(r.target.name for r in results),
-                     "data.sha256": fp["sha256"]})
+                     "data.sha256": fp["sha256"],
+                     "data.leaky_columns": ",".join(sorted({f.column for f in data.leaks}))
+                     or "none found"})
+    mlflow.log_dict({"findings": [dataclasses.asdict(f) for f in data.leaks],
+                     "how": "features.leakage: a column whose first-event value separates "
+                            "the outcome almost perfectly, or that changes at the outcome "
+                            "event and hardly elsewhere; mark it roles.label_only"},
+                    "data/leakage.json")
     dataset = mlflow.data.from_pandas(
         data.log.events.drop(columns="source_row"), source=fp["path"],
         name=Path(fp["path"]).name, digest=fp["sha256"][:16])

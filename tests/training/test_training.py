@@ -53,6 +53,8 @@ def test_run_logs_data_params_metrics_plots_and_registers_models(trained) -> Non
     assert trained.data.features_s > 0
     assert any(k.startswith("outcome.prefix_1-2.") for k in run.data.metrics)
     assert run.inputs.dataset_inputs[0].dataset.digest == trained.data.fingerprint["sha256"][:16]
+    assert run.data.tags["data.leaky_columns"] == "none found"  # the simulator is honest
+    assert "data/leakage.json" in {a.path for a in client.list_artifacts(trained.run_id, "data")}
     artifacts = {a.path for a in client.list_artifacts(trained.run_id, "plots")}
     for expected in ("plots/outcome_calibration.png", "plots/outcome_shap_summary.png",
                      "plots/remaining_time_residuals.png", "plots/payment_delay_mae_by_prefix.png"):
@@ -156,3 +158,26 @@ def test_training_reads_through_the_mapping_and_keeps_the_books(trained, small_l
     log = read_log(small_log)
     assert trained.data.fingerprint["events"] == len(log.events)
     assert trained.data.split.split_time > log.events["timestamp"].min()
+
+
+def test_a_leaky_column_is_flagged_at_training_time_with_the_evidence(
+        small_log: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from features.mapping import Mapping, default_mapping
+    from models.targets import resolve_targets
+    from training.config import TrainConfig
+    from training.data import prepare_training_data
+
+    export = pd.read_csv(small_log)
+    won = export.groupby("opportunity_id")["activity"].transform(
+        lambda a: (a == "Opportunity Won").any())
+    export["close_value"] = export["amount"].where(won, 0.0)  # 0 for every loss
+    path = tmp_path / "leaky.csv"
+    export.to_csv(path, index=False)
+    raw = default_mapping().model_dump()
+    raw["extra_columns"] = {"close_value": {"column": "close_value", "type": "number"}}
+    data = prepare_training_data(path, Mapping.from_dict(raw), TrainConfig(),
+                                 resolve_targets("outcome"))
+    [leak] = data.leaks
+    assert leak.column == "close_value" and "ROC AUC" in leak.evidence
