@@ -23,7 +23,8 @@ class ProcessMap(Section):
     """The directly-follows graph.
 
     ``activities``: activity, events, cases, case_share, starts, ends, and the time from
-    the case's previous event to it (wait_median_days, wait_p90_days, wait_mean_days).
+    the case's previous event to it (wait_median_days, wait_p90_days, wait_mean_days),
+    mean_position (its mean 0-based place within cases: orders the drawn map).
     ``edges``: source, target, events, cases, case_share, median_days, p90_days,
     mean_days, total_days (sum of all its waits), sorted by events.
     ``starts`` / ``ends``: activity, cases (how many cases start / end with it).
@@ -119,6 +120,7 @@ def _dfg(ctx: Context, keep_case: np.ndarray, coverage: float) -> ProcessMap:
     starts = np.bincount(ctx.act[firsts], minlength=k)
     ends = np.bincount(ctx.act[lasts], minlength=k)
     wait = grouped_stats(dst, days, k)
+    position = np.bincount(ctx.act[keep_ev], weights=ctx.position[keep_ev], minlength=k)
     seen = np.flatnonzero(events)
     activities = pd.DataFrame({
         "activity": names[seen],
@@ -130,6 +132,7 @@ def _dfg(ctx: Context, keep_case: np.ndarray, coverage: float) -> ProcessMap:
         "wait_median_days": wait["median"][seen],
         "wait_p90_days": wait["p90"][seen],
         "wait_mean_days": wait["mean"][seen],
+        "mean_position": position[seen] / events[seen],
     }).sort_values(["events", "activity"], ascending=[False, True], kind="stable"
                    ).reset_index(drop=True)
     start_table = (activities.loc[activities["starts"] > 0, ["activity", "starts"]]
