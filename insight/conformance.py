@@ -32,8 +32,9 @@ RATE_SEGMENTS = ("rep", "region", "team", MONTH)
 @dataclass
 class Conformance(Section):
     """``cases``: case_id, events, skipped, out_of_order, repeated, unexpected, fitness,
-    conforming. ``steps``: activity, position, cases_done, skipped_cases,
-    out_of_order_cases, repeated_cases. ``unexpected``: activity, events, cases.
+    conforming, furthest_step (the furthest expected step the case reached).
+    ``steps``: activity, position, cases_done, skipped_cases, out_of_order_cases,
+    repeated_cases. ``unexpected``: activity, events, cases.
     ``by_segment``: attribute, segment, cases, deviation_rate, skip_rate,
     out_of_order_rate, repeat_rate, mean_fitness (by rep, region, team, month).
     ``path``: the expected steps used; ``source``: "mapping expected_order" or "happy path"."""
@@ -107,6 +108,8 @@ def conformance(ctx: Context, happy_path: list[str] | None = None, strict: bool 
         "case_id": ctx.cases["case_id"].to_numpy(), "events": ctx.case_lengths,
         "skipped": skipped, "out_of_order": cnt["out_of_order"], "repeated": cnt["repeated"],
         "unexpected": cnt["unexpected"], "fitness": fitness, "conforming": conforming,
+        "furthest_step": np.where(furthest >= 0, np.asarray(path, dtype=object)[
+            np.maximum(furthest, 0)], None),
     })
 
     ooo_cases = np.zeros((n, m), dtype=bool)

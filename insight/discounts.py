@@ -2,7 +2,9 @@
 
 A *quote* is an event with a discount. A case's discount is its last quote's (the one
 the customer saw last). A quote above the policy threshold needs an approval activity
-after it and before the case's next quote; the wait is quote to first approval.
+after it and before the case's next quote; the wait is quote to first approval. Asking
+for approval ("Discount Approval Requested" by default) is not an approval: a quote of an
+open case that has only asked is pending, not a violation.
 Value given away = case value x discount %, reading the value as the undiscounted amount,
 summed per currency (never across currencies).
 """
@@ -23,6 +25,7 @@ BAND_LABELS = ("0%", "0-5%", "5-10%", "10-15%", "15-20%", "20-30%", "over 30%")
 DISCOUNT_SEGMENTS = ("rep", "region", "product")
 DEFAULT_THRESHOLD = 15.0
 DEFAULT_APPROVALS = ("Discount Approved",)
+DEFAULT_REQUESTS = ("Discount Approval Requested",)
 
 
 @dataclass
@@ -32,7 +35,8 @@ class Discounts(Section):
     currency column's values mixed only when one currency), and value_<CUR> per currency.
     ``by_segment``: attribute, segment, cases, mean_discount, median_discount,
     share_above_threshold, win_rate. ``policy``: one row: threshold, quotes_above,
-    with_approval, without_approval, pending (no later event yet), median_wait_days,
+    with_approval, without_approval, pending (not approved, in an open case that has done
+    nothing since but ask for approval: it may still come), median_wait_days,
     p90_wait_days, won_cases_above, share_of_won_above. ``violations``: the quotes above
     the threshold without approval: case_id, time, discount_pct, rep.
     ``given_away``: currency -> value given away on won cases. ``policy_note``: why the
@@ -49,7 +53,8 @@ class Discounts(Section):
 
 
 def discounts(ctx: Context, threshold: float | None = DEFAULT_THRESHOLD,
-              approval_activities: list[str] | tuple[str, ...] = DEFAULT_APPROVALS
+              approval_activities: list[str] | tuple[str, ...] = DEFAULT_APPROVALS,
+              request_activities: list[str] | tuple[str, ...] = DEFAULT_REQUESTS
               ) -> Discounts:
     if "discount_pct" not in ctx.events.columns or not ctx.has_column("discount_pct"):
         return Discounts.unavailable("no discount column mapped (or no event has a "
@@ -115,13 +120,14 @@ def discounts(ctx: Context, threshold: float | None = DEFAULT_THRESHOLD,
 
     result = Discounts(distribution=distribution, bands=bands, by_segment=by_segment,
                        given_away=given, threshold=threshold)
-    _policy(ctx, result, disc, q_rows, threshold, list(approval_activities), above_case)
+    _policy(ctx, result, disc, q_rows, threshold, list(approval_activities),
+            list(request_activities), above_case)
     return result
 
 
 def _policy(ctx: Context, result: Discounts, disc: np.ndarray, q_rows: np.ndarray,
-            threshold: float | None, approvals: list[str], above_case: np.ndarray | None
-            ) -> None:
+            threshold: float | None, approvals: list[str], requests: list[str],
+            above_case: np.ndarray | None) -> None:
     if threshold is None:
         result.policy_note = "no discount policy threshold given"
         return
@@ -145,9 +151,16 @@ def _policy(ctx: Context, result: Discounts, disc: np.ndarray, q_rows: np.ndarra
         first_appr[w] = ctx.t[appr_rows[first]]
     above = disc[q_rows] > threshold
     approved = first_appr >= 0
-    later = np.r_[ctx.case[1:] == ctx.case[:-1], False][q_rows]  # the quote has a successor
+    # an approval may still come while the case has only asked for it since the quote:
+    # a quote is decided once its case is completed or moves on (any event after it other
+    # than an approval request)
+    own = np.flatnonzero(window >= 0)
+    own = own[ctx.case[own] == ctx.case[q_rows[window[own]]]]
+    moves_on = own[~quote_mask[own] & ~np.isin(ctx.act[own], ctx.codes_of(list(requests)))]
+    moved = np.bincount(window[moves_on], minlength=len(q_rows)) > 0
+    later_quote = np.r_[ctx.case[q_rows][1:] == ctx.case[q_rows][:-1], False]
     completed = ctx.cases["completed"].to_numpy()[ctx.case[q_rows]]
-    decided = later | completed
+    decided = later_quote | completed | moved
     wait = (first_appr - ctx.t[q_rows]) / MICROS_PER_DAY
     waits = wait[above & approved]
     won = ctx.won
