@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from insight.context import MICROS_PER_DAY, Context, grouped_stats, win_rate
+from insight.context import MICROS_PER_DAY, Context, distinct, grouped_stats, win_rate
 from insight.process_map import ProcessMap
 from insight.sections import Section
 
@@ -90,8 +90,8 @@ def _stages(ctx: Context, total_cycle: float) -> tuple[pd.DataFrame, pd.DataFram
     st = grouped_stats(stay_state, days, k)
     p90 = st["p90"]
     stalled = finished & (days > p90[stay_state])
-    stay_cases = np.bincount(np.unique(stay_case * k + stay_state) % k, minlength=k)
-    stalled_pairs = np.unique(stay_case[stalled] * k + stay_state[stalled])
+    stay_cases = np.bincount(distinct(stay_case * k + stay_state) % k, minlength=k)
+    stalled_pairs = distinct(stay_case[stalled] * k + stay_state[stalled])
     won, lost = ctx.won, ctx.lost
     rows = []
     ongoing = final & ~completed

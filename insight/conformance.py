@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from insight.context import MONTH, Context
+from insight.context import MONTH, Context, distinct
 from insight.sections import Section
 
 #: segment attributes of the deviation-rate tables, when the log has them
@@ -78,11 +78,11 @@ def conformance(ctx: Context, happy_path: list[str] | None = None, strict: bool 
     out_of_order = expected & (pos < before)
 
     # repeated: an expected step seen before in the case
-    key = case * m + np.where(expected, pos, 0)
     ex_rows = np.flatnonzero(expected)
-    _, first_idx = np.unique(key[ex_rows], return_index=True)
+    first_row = np.full((n, m), len(pos), dtype=np.int64)
+    np.minimum.at(first_row, (case[ex_rows], pos[ex_rows]), ex_rows)
     first_time = np.zeros(len(pos), dtype=bool)
-    first_time[ex_rows[first_idx]] = True
+    first_time[first_row[first_row < len(pos)]] = True
     repeated = expected & ~first_time
 
     done = np.zeros((n, m), dtype=bool)
@@ -123,7 +123,7 @@ def conformance(ctx: Context, happy_path: list[str] | None = None, strict: bool 
                           "repeated_cases": rep_cases.sum(axis=0)})
     k = ctx.n_activities
     un_ev = np.bincount(ctx.act[unexpected], minlength=k)
-    un_cases = np.bincount(np.unique(case[unexpected] * k + ctx.act[unexpected]) % k,
+    un_cases = np.bincount(distinct(case[unexpected] * k + ctx.act[unexpected]) % k,
                            minlength=k)
     seen = np.flatnonzero(un_ev)
     unexpected_table = pd.DataFrame({"activity": ctx.activity_names[seen],

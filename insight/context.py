@@ -64,7 +64,7 @@ class Context:
         """Sort (stable: ties keep the file's order), code and summarise per case."""
         if len(events) == 0:
             raise InsightError("the log has no events to analyse")
-        case_codes, _ = pd.factorize(events["case_id"].to_numpy())
+        case_codes, _ = pd.factorize(events["case_id"])  # on the column: arrow encodes it
         t = epoch_micros(events["timestamp"]).astype(np.int64)
         if not _in_case_time_order(case_codes, t):
             tie = (events[ROW_COLUMN].to_numpy() if ROW_COLUMN in events.columns
@@ -73,7 +73,7 @@ class Context:
             events = events.take(order).reset_index(drop=True)
             case_codes, t = case_codes[order], t[order]
             case_codes, _ = pd.factorize(case_codes)  # renumber in the new order
-        act, names = pd.factorize(events["activity"].to_numpy())
+        act, names = pd.factorize(events["activity"])
         if as_of is None:
             as_of = pd.Timestamp(int(t.max()), unit="us", tz="UTC")
         ctx = cls(events=events, roles=roles, as_of=as_of, case=case_codes.astype(np.int64),
@@ -136,27 +136,21 @@ class Context:
 
     def case_first_time(self, rows_mask: np.ndarray) -> np.ndarray:
         """Per case, the time (us) of its first event where ``rows_mask`` holds; -1 if none."""
-        rows = np.flatnonzero(rows_mask)
+        rows = first_per_case(self.case, np.flatnonzero(rows_mask))
         out = np.full(self.n_cases, -1, dtype=np.int64)
-        if rows.size:
-            cases, first = np.unique(self.case[rows], return_index=True)
-            out[cases] = self.t[rows[first]]
+        out[self.case[rows]] = self.t[rows]
         return out
 
     def case_value(self, name: str, how: str = "first") -> pd.Series:
         """Per case (by number), its first or last non-missing value of an event column."""
         series = self.events[name]
-        present = series.notna().to_numpy()
-        rows = np.flatnonzero(present)
-        if how == "last":
-            rows = rows[::-1]
-        out = pd.Series(np.nan, index=pd.RangeIndex(self.n_cases), dtype=object)
-        if rows.size:
-            cases, first = np.unique(self.case[rows], return_index=True)
-            values = series.to_numpy()[rows[first]]
-            if pd.api.types.is_numeric_dtype(series.dtype):
-                out = pd.Series(np.nan, index=pd.RangeIndex(self.n_cases), dtype="float64")
-            out.iloc[cases] = values
+        rows = np.flatnonzero(series.notna().to_numpy())
+        rows = first_per_case(self.case, rows[::-1] if how == "last" else rows)
+        numeric = pd.api.types.is_numeric_dtype(series.dtype)
+        out = pd.Series(np.nan, index=pd.RangeIndex(self.n_cases),
+                        dtype="float64" if numeric else object)
+        if rows.size:  # take the few rows first: a whole text column as objects is slow
+            out.iloc[self.case[rows]] = series.take(rows).to_numpy()
         return out
 
     # ---------------------------------------------------------------- segments
@@ -178,7 +172,7 @@ class Context:
     # ---------------------------------------------------------------- the case table
     def _case_table(self) -> pd.DataFrame:
         first, last = self.first_rows, self.last_rows
-        ids = self.events["case_id"].to_numpy()[first]
+        ids = self.events["case_id"].take(first).to_numpy()
         start = self.t[first]
         end = self.t[last]
         outcome = case_outcomes(self.events, self.roles)
@@ -186,7 +180,7 @@ class Context:
         ends = self.roles.end_activities
         if ends:
             completed = np.zeros(self.n_cases, dtype=bool)
-            completed[np.unique(self.case[np.isin(self.act, self.codes_of(ends))])] = True
+            completed[self.case[np.isin(self.act, self.codes_of(ends))]] = True
         elif self.roles.won or self.roles.lost:
             completed = outcome != OPEN
         else:
@@ -246,6 +240,30 @@ def _in_case_time_order(case_codes: np.ndarray, t: np.ndarray) -> bool:
     return bool((np.diff(t)[same] >= 0).all())
 
 
+def first_per_case(case: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each case's first row among ``rows`` (rows in case order, or reversed for the
+    last): where the case number changes along ``rows``, no sort needed."""
+    if rows.size == 0:
+        return rows
+    c = case[rows]
+    return rows[np.r_[True, c[1:] != c[:-1]]]
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct integers by one sort (numpy's hash-based ``unique`` is slower here)."""
+    s = np.sort(values)
+    return s[np.r_[True, s[1:] != s[:-1]]] if s.size else s
+
+
+def distinct_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct integers and how often each occurs (one sort)."""
+    s = np.sort(values)
+    if s.size == 0:
+        return s, np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    return s[starts], np.diff(np.r_[starts, s.size])
+
+
 def win_rate(won: np.ndarray | pd.Series, lost: np.ndarray | pd.Series) -> float:
     """Won / (won + lost): open cases do not count either way; NaN when none decided."""
     w, lo = float(np.sum(won)), float(np.sum(lost))
@@ -262,7 +280,10 @@ def grouped_stats(keys: np.ndarray, values: np.ndarray, n_groups: int
     """
     ok = ~np.isnan(values)
     keys, values = keys[ok], values[ok]
-    order = np.lexsort((values, keys))
+    order = np.argsort(values)
+    # then a stable sort by group: a radix sort when the keys fit 16 bits
+    small = keys.astype(np.int16) if n_groups < 2**15 else keys
+    order = order[np.argsort(small[order], kind="stable")]
     v = values[order]
     counts = np.bincount(keys, minlength=n_groups)
     sums = np.bincount(keys, weights=values, minlength=n_groups)

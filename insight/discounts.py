@@ -147,8 +147,9 @@ def _policy(ctx: Context, result: Discounts, disc: np.ndarray, q_rows: np.ndarra
     appr_rows = appr_rows[ctx.case[appr_rows] == ctx.case[q_rows[window[appr_rows]]]]
     first_appr = np.full(len(q_rows), -1, dtype=np.int64)
     if appr_rows.size:
-        w, first = np.unique(window[appr_rows], return_index=True)
-        first_appr[w] = ctx.t[appr_rows[first]]
+        w = window[appr_rows]  # non-decreasing along the rows: first of each run
+        first = np.r_[True, w[1:] != w[:-1]]
+        first_appr[w[first]] = ctx.t[appr_rows[first]]
     above = disc[q_rows] > threshold
     approved = first_appr >= 0
     # an approval may still come while the case has only asked for it since the quote:
@@ -177,7 +178,7 @@ def _policy(ctx: Context, result: Discounts, disc: np.ndarray, q_rows: np.ndarra
     }])
     bad = q_rows[above & ~approved & decided]
     result.violations = pd.DataFrame({
-        "case_id": ctx.events["case_id"].to_numpy()[bad],
+        "case_id": ctx.events["case_id"].take(bad).to_numpy(),
         "time": pd.to_datetime(ctx.t[bad], unit="us", utc=True),
         "discount_pct": disc[bad],
         "rep": ctx.cases["rep"].to_numpy()[ctx.case[bad]] if "rep" in ctx.cases else None,

@@ -1,8 +1,9 @@
 """Payments: how long invoices take to be paid, who pays late, and what is still open.
 
-Built on ``features.outcomes.payment_timing`` (the same invoice, due date and delay the
-payment-delay model predicts): invoice = first invoice activity, due = invoice + terms
-(terms as known at the invoice), delay = payment - due. Without known terms the delay
+The same invoice, due date and delay as ``features.outcomes.payment_timing`` (what the
+payment-delay model predicts; a test holds them equal), computed on the context's
+arrays: invoice = first invoice activity, due = invoice + terms (terms as known at the
+invoice), delay = payment - due. Without known terms the delay
 is counted from the invoice and on-time is undefined.
 
 DSO here is process-level: the mean days from invoice to payment over paid invoices
@@ -16,8 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.outcomes import payment_timing
-from insight.context import Context
+from insight.context import MICROS_PER_DAY, Context, first_per_case
 from insight.sections import Section
 
 AGING_BUCKETS = (-np.inf, 0.0, 30.0, 60.0, 90.0, np.inf)
@@ -51,7 +51,7 @@ def payments(ctx: Context) -> Payments:
     if ctx.codes_of(roles.invoice).size == 0:
         return Payments.unavailable(f"no invoice activity ({', '.join(roles.invoice)}) "
                                     "in the log")
-    timing = payment_timing(ctx.events, roles)
+    timing = invoice_timing(ctx)
     if len(timing) == 0:
         return Payments.unavailable("no won case has an invoice")
     known_terms = _terms_known(ctx, timing.index)
@@ -107,6 +107,40 @@ def payments(ctx: Context) -> Payments:
              .reset_index())
     aging["bucket"] = aging["bucket"].astype(str)
     return Payments(summary=summary, by_segment=by_segment, aging=aging, invoices=invoices)
+
+
+def invoice_timing(ctx: Context) -> pd.DataFrame:
+    """``features.outcomes.payment_timing`` on the context's arrays (~20x faster on a
+    million events): per invoiced (won, when wins are defined) case, invoice_time,
+    terms_days, due_time, payment_time and delay_days, indexed by case id."""
+    roles = ctx.roles
+    inv_rows = first_per_case(ctx.case, np.flatnonzero(np.isin(ctx.act,
+                                                               ctx.codes_of(roles.invoice))))
+    if roles.won:
+        inv_rows = inv_rows[ctx.won[ctx.case[inv_rows]]]
+    paid_at = ctx.case_first_time(np.isin(ctx.act, ctx.codes_of(roles.payment)))
+    if "payment_terms_days" in ctx.events.columns:
+        terms = ctx.events["payment_terms_days"].to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        terms = np.full(len(ctx.case), np.nan)
+    # terms as known at the invoice: the latest given value of the case at or before it
+    known = np.maximum.accumulate(np.where(~np.isnan(terms), np.arange(len(terms)), -1))
+    at = known[inv_rows]
+    valid = (at >= 0) & (ctx.case[np.maximum(at, 0)] == ctx.case[inv_rows])
+    terms_days = np.where(valid, terms[np.maximum(at, 0)], 0.0)
+    invoice = ctx.t[inv_rows]
+    due = invoice + np.round(terms_days * MICROS_PER_DAY).astype(np.int64)
+    pay = paid_at[ctx.case[inv_rows]]
+    pay_time = pd.to_datetime(np.where(pay >= 0, pay, np.iinfo(np.int64).min), unit="us",
+                              utc=True)
+    frame = pd.DataFrame({
+        "invoice_time": pd.to_datetime(invoice, unit="us", utc=True),
+        "terms_days": terms_days,
+        "due_time": pd.to_datetime(due, unit="us", utc=True),
+        "payment_time": pay_time,
+    }, index=pd.Index(ctx.cases["case_id"].to_numpy()[ctx.case[inv_rows]], name="case_id"))
+    frame["delay_days"] = np.where(pay >= 0, (pay - due) / MICROS_PER_DAY, np.nan)
+    return frame
 
 
 def _terms_known(ctx: Context, invoiced: pd.Index) -> np.ndarray:

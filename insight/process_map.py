@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from insight.context import MICROS_PER_DAY, Context, grouped_stats, win_rate
+from insight.context import MICROS_PER_DAY, Context, distinct, grouped_stats, win_rate
 from insight.sections import Section
 
 
@@ -94,7 +94,7 @@ def _dfg(ctx: Context, keep_case: np.ndarray, coverage: float) -> ProcessMap:
     edge = src * k + dst
     days = (ctx.t[rows + 1] - ctx.t[rows]) / MICROS_PER_DAY
     stats = grouped_stats(edge, days, k * k)
-    pair = np.unique(ctx.case[rows] * (k * k) + edge)
+    pair = distinct(ctx.case[rows] * (k * k) + edge)
     edge_cases = np.bincount(pair % (k * k), minlength=k * k)
     present = np.flatnonzero(stats["count"])
     edges = pd.DataFrame({
@@ -113,7 +113,7 @@ def _dfg(ctx: Context, keep_case: np.ndarray, coverage: float) -> ProcessMap:
     # activities: counts, starts, ends, time since the case's previous event
     act = ctx.act[keep_ev]
     events = np.bincount(act, minlength=k)
-    act_cases = np.bincount(np.unique(ctx.case[keep_ev] * k + ctx.act[keep_ev]) % k,
+    act_cases = np.bincount(distinct(ctx.case[keep_ev] * k + ctx.act[keep_ev]) % k,
                             minlength=k)
     firsts = ctx.first_rows[keep_case[ctx.case[ctx.first_rows]]]
     lasts = ctx.last_rows[keep_case[ctx.case[ctx.last_rows]]]

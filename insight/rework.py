@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from insight.context import Context, win_rate
+from insight.context import Context, distinct_counts, win_rate
 from insight.sections import Section
 
 
@@ -47,7 +47,7 @@ def rework(ctx: Context, rework_activities: list[str] | None = None) -> Rework:
         expected = ctx.roles.expected_order
         rework_activities = list(expected) if expected else list(names)
     counted = ctx.codes_of(rework_activities)
-    pair, counts = np.unique(ctx.case * k + ctx.act, return_counts=True)
+    pair, counts = distinct_counts(ctx.case * k + ctx.act)
     pair_case, pair_act = pair // k, pair % k
     cases_with = np.bincount(pair_act, minlength=k)
     rep = counts > 1
@@ -115,7 +115,9 @@ def _regressions(ctx: Context) -> tuple[pd.DataFrame, np.ndarray | None, str | N
         return pd.DataFrame(), None, "no stage column mapped: stage regressions unknown"
     rank_of = {s: i for i, s in enumerate(order)}
     stage = ctx.events["stage"]
-    rank = stage.map(rank_of).to_numpy(dtype="float64", na_value=np.nan)
+    codes, names = pd.factorize(stage)  # rank the few stage names, not every event
+    name_rank = np.array([rank_of.get(s, np.nan) for s in names] + [np.nan])
+    rank = name_rank[codes]  # code -1 (missing) picks the NaN at the end
     # running furthest rank within the case: offset each case so a global running max
     # never carries one case's stages into the next
     offset = ctx.case * (len(order) + 1.0)
@@ -130,7 +132,7 @@ def _regressions(ctx: Context) -> tuple[pd.DataFrame, np.ndarray | None, str | N
     rows = np.flatnonzero(back)
     table = pd.DataFrame({"from_stage": np.asarray(order, dtype=object)[
                               furthest[rows].astype(np.int64)],
-                          "to_stage": stage.to_numpy()[rows], "case": ctx.case[rows]})
+                          "to_stage": stage.take(rows).to_numpy(), "case": ctx.case[rows]})
     table = (table.groupby(["from_stage", "to_stage"], sort=False)
              .agg(events=("case", "size"), cases=("case", "nunique"))
              .reset_index().sort_values("events", ascending=False, kind="stable")

@@ -213,3 +213,24 @@ def test_sections_without_their_roles_are_unavailable_with_a_reason() -> None:
     assert ins.bottlenecks.stage_source == "last activity"
     assert np.isnan(ins.overview.figures.iloc[0]["win_rate"])
     assert ins.headlines  # still says what it can
+
+
+def test_invoice_timing_equals_the_payment_delay_label() -> None:
+    """The payments section reads invoices as the payment-delay model's labels do."""
+    from features.mapping import default_mapping
+    from features.outcomes import payment_timing
+    from features.simulate import simulate_log
+    from insight.context import Context
+    from insight.payments import invoice_timing
+
+    events, _ = simulate_log(400, 2)
+    log = canonicalize(events, default_mapping())
+    ours = invoice_timing(Context.from_log(log)).sort_index()
+    theirs = payment_timing(log.events, log.mapping.roles).sort_index()
+    assert len(ours) > 50
+    pd.testing.assert_index_equal(ours.index.astype(str), theirs.index.astype(str))
+    for column in ("invoice_time", "due_time", "payment_time"):
+        assert (ours[column].to_numpy() == theirs[column].to_numpy()).sum() + \
+            (ours[column].isna() & theirs[column].isna()).sum() == len(ours), column
+    np.testing.assert_allclose(ours["delay_days"], theirs["delay_days"], rtol=1e-12)
+    np.testing.assert_allclose(ours["terms_days"], theirs["terms_days"])
