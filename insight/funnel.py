@@ -3,7 +3,8 @@
 Milestones are groups of activities (a case reaches "Won" with any won activity). By
 default they are the Lead-to-Cash milestones whatever the log has of them: lead,
 opportunity, qualified and quote by their canonical activity names, then won, invoiced
-and paid from the mapping's roles; a log with none of those uses its expected order.
+and paid from the mapping's roles, in the order cases reach them (mean time from the
+case's start); a log with fewer than two of those uses its expected order.
 """
 
 from __future__ import annotations
@@ -43,11 +44,24 @@ def default_milestones(ctx: Context) -> Milestones:
     present = set(ctx.activity_names)
     candidates: Milestones = [(label, list(acts)) for label, acts in NAMED_MILESTONES]
     candidates += [("Won", roles.won), ("Invoiced", roles.invoice), ("Paid", roles.payment)]
-    chosen = [(label, [a for a in acts if a in present]) for label, acts in candidates]
-    chosen = [(label, acts) for label, acts in chosen if acts]
-    if len(chosen) >= 2:
-        return chosen
-    return [(a, [a]) for a in roles.expected_order if a in present]
+    chosen: Milestones = []
+    for label, acts in candidates:  # a role naming the same activities twice counts once
+        kept = [a for a in acts if a in present]
+        if kept and all(set(kept) != set(c) for _, c in chosen):
+            chosen.append((label, kept))
+    if len(chosen) < 2:
+        return [(a, [a]) for a in roles.expected_order if a in present]
+    # in the order cases reach them (traffic fines are notified before they are paid)
+    where = {label: _mean_time_to_reach(ctx, acts) for label, acts in chosen}
+    return sorted(chosen, key=lambda step: where[step[0]])
+
+
+def _mean_time_to_reach(ctx: Context, activities: list[str]) -> float:
+    """Mean time from the case start to its first event among ``activities`` (us)."""
+    first = ctx.case_first_time(np.isin(ctx.act, ctx.codes_of(activities)))
+    reached = first >= 0
+    start = ctx.t[ctx.first_rows]
+    return float(np.mean(first[reached] - start[reached])) if reached.any() else np.inf
 
 
 def funnel(ctx: Context, milestones: Milestones | None = None) -> Funnel:

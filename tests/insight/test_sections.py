@@ -234,3 +234,17 @@ def test_invoice_timing_equals_the_payment_delay_label() -> None:
             (ours[column].isna() & theirs[column].isna()).sum() == len(ours), column
     np.testing.assert_allclose(ours["delay_days"], theirs["delay_days"], rtol=1e-12)
     np.testing.assert_allclose(ours["terms_days"], theirs["terms_days"])
+
+
+def test_default_funnel_follows_the_cases_and_names_each_activity_once() -> None:
+    """Traffic fines: the payment is both the win and the payment; notified before paid."""
+    frame = pd.DataFrame({"case": ["1", "1", "1", "2", "2"],
+                          "activity": ["Create", "Notify", "Pay", "Create", "Notify"],
+                          "time": ["2024-01-01", "2024-01-05", "2024-02-01", "2024-01-02",
+                                   "2024-01-09"]})
+    mapping = Mapping.from_dict({
+        "columns": {"case_id": "case", "activity": "activity", "timestamp": "time"},
+        "roles": {"won": ["Pay"], "invoice": ["Notify"], "payment": ["Pay"], "case_end": []}})
+    steps = analyze(canonicalize(frame, mapping)).funnel.steps
+    assert steps["milestone"].tolist() == ["Invoiced", "Won"]
+    assert steps["cases"].tolist() == [2, 1]
