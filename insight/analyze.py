@@ -174,6 +174,7 @@ def _analyze_context(ctx: Context, opt: Options) -> Insight:
                       conformance=conf, discounts=disc, payments=pay,
                       segments=_segments(ctx, rew, conf, disc, pay))
     insight.headlines = headlines(insight)
+    insight.notes.extend(ctx.notes)
     return insight
 
 
@@ -268,7 +269,8 @@ def headlines(ins: Insight) -> list[str]:
         if s["cases"]:
             line = f"{pct(s['share'])} of cases have rework"
             if not np.isnan(s["extra_days"]):
-                line += f"; they take {days(s['extra_days'])} longer (median)"
+                longer = "longer" if s["extra_days"] >= 0 else "shorter"
+                line += f"; they take {days(abs(s['extra_days']))} {longer} (median)"
             if not (np.isnan(s["win_rate_with"]) or np.isnan(s["win_rate_without"])):
                 line += (f" and win {pct(s['win_rate_with'])} vs "
                          f"{pct(s['win_rate_without'])} without")

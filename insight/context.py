@@ -16,7 +16,7 @@ import pandas as pd
 
 from features.log import EventLog
 from features.mapping import Roles
-from features.outcomes import LOST, OPEN, WON, case_outcomes
+from features.outcomes import LOST, WON, case_outcomes
 from features.prefixes import epoch_micros
 from features.schema import ROW_COLUMN
 
@@ -181,10 +181,10 @@ class Context:
         if ends:
             completed = np.zeros(self.n_cases, dtype=bool)
             completed[self.case[np.isin(self.act, self.codes_of(ends))]] = True
-        elif self.roles.won or self.roles.lost:
-            completed = outcome != OPEN
-        else:
+        else:  # an undecided case may well be over (BPIC 2012's early rejections)
             completed = np.ones(self.n_cases, dtype=bool)
+            self.notes.append("the mapping names no end activities (roles.case_end): every "
+                              "case counts as completed, none as open or stuck")
         start_ts = pd.to_datetime(start, unit="us", utc=True)
         table = pd.DataFrame({
             "case_id": ids,

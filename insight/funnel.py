@@ -51,17 +51,24 @@ def default_milestones(ctx: Context) -> Milestones:
             chosen.append((label, kept))
     if len(chosen) < 2:
         return [(a, [a]) for a in roles.expected_order if a in present]
-    # in the order cases reach them (traffic fines are notified before they are paid)
-    where = {label: _mean_time_to_reach(ctx, acts) for label, acts in chosen}
-    return sorted(chosen, key=lambda step: where[step[0]])
+    return _in_case_order(ctx, chosen)
 
 
-def _mean_time_to_reach(ctx: Context, activities: list[str]) -> float:
-    """Mean time from the case start to its first event among ``activities`` (us)."""
-    first = ctx.case_first_time(np.isin(ctx.act, ctx.codes_of(activities)))
-    reached = first >= 0
-    start = ctx.t[ctx.first_rows]
-    return float(np.mean(first[reached] - start[reached])) if reached.any() else np.inf
+def _in_case_order(ctx: Context, steps: Milestones) -> Milestones:
+    """Steps in the order cases reach them: a step goes before another when most cases
+    that reach both reach it first (traffic fines are notified before they are paid,
+    although fines paid on the spot reach payment sooner on average)."""
+    first = np.stack([ctx.case_first_time(np.isin(ctx.act, ctx.codes_of(acts)))
+                      for _, acts in steps])
+    m = len(steps)
+    wins = np.zeros(m)
+    for i in range(m):  # a handful of steps: pairs, each vectorised over cases
+        for j in range(m):
+            both = (first[i] >= 0) & (first[j] >= 0)
+            if i != j and both.any() and (first[i][both] < first[j][both]).mean() > 0.5:
+                wins[i] += 1
+    order = sorted(range(m), key=lambda i: (-wins[i], i))
+    return [steps[i] for i in order]
 
 
 def funnel(ctx: Context, milestones: Milestones | None = None) -> Funnel:

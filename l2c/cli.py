@@ -295,6 +295,8 @@ def insight(
         raise typer.Exit(2) from exc
     for line in result.headlines:
         console.print(f"- {escape(line)}")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
     for name, section in result.sections().items():
         if not section.available:
             console.print(f"[yellow]{name} unavailable:[/] {escape(section.reason or '')}")
