@@ -24,12 +24,31 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.prefixes import EventRows, Lookup, cumulative_within_case
+from features.prefixes import EventRows, Lookup, cumulative_within_case, seconds
 
 
 def slug(name: str) -> str:
     """A feature-name-safe form: LightGBM rejects JSON special characters in names."""
     return re.sub(r"[^0-9a-zA-Z]+", "_", str(name)).strip("_").lower() or "blank"
+
+
+def unique_slugs(names: Sequence[str], prefix: str, taken: Sequence[str] = ()) -> list[str]:
+    """``prefix + slug(name)`` for each name, numbered where two would be the same.
+
+    Real exports hold activities such as "Quote Issued" and "Quote-Issued", or one
+    named "Events", whose slugs meet each other or a fixed feature name; numbering
+    keeps every name's own column instead of failing the whole training.
+    """
+    used = set(taken)
+    out = []
+    for name in names:
+        base = candidate = f"{prefix}{slug(name)}"
+        number = 2
+        while candidate in used:
+            candidate, number = f"{base}_{number}", number + 1
+        used.add(candidate)
+        out.append(candidate)
+    return out
 
 
 def learn_categories(values: pd.Series | np.ndarray, min_frequency: int,
@@ -138,6 +157,34 @@ class AttributeEncoder(PrefixEncoder):
         return out
 
 
+class DateAttributeEncoder(PrefixEncoder):
+    """Dates a case carries (a due date, a planned close) as days from the prefix end.
+
+    The date itself would stand in for the calendar; how far away it is, as known at
+    the prefix end (the last value given at or before it), is what bears on the case.
+    """
+
+    def __init__(self, columns: Sequence[str] = ()) -> None:
+        self.columns = columns
+
+    def fit(self, prepared: pd.DataFrame, y: object = None) -> DateAttributeEncoder:
+        self.columns_ = [c for c in self.columns if prepared[c].notna().any()]
+        self.feature_names_out_ = unique_slugs(self.columns_, "days_until_")
+        return self
+
+    def encode(self, rows: EventRows) -> Encoded:
+        out: Encoded = {}
+        for column, name in zip(self.columns_, self.feature_names_out_, strict=True):
+            date_sec = seconds(rows.array(column))
+            given = np.where(date_sec == np.iinfo(np.int64).min, np.nan, date_sec)
+            out[name] = (rows.cases.ffill(given) - rows.sec) / 86400.0
+        return out
+
+    def readable_names(self) -> dict[str, str]:
+        return {name: f"days until '{column}'"
+                for column, name in zip(self.columns_, self.feature_names_out_, strict=True)}
+
+
 class ActivityCountEncoder(PrefixEncoder):
     """How often each activity happened so far, plus loops (repeated activities).
 
@@ -152,9 +199,9 @@ class ActivityCountEncoder(PrefixEncoder):
     def fit(self, prepared: pd.DataFrame, y: object = None) -> ActivityCountEncoder:
         self.activities_ = learn_categories(prepared["activity"], self.min_frequency,
                                             self.max_activities)
-        self.count_names_ = [f"n_{slug(a)}" for a in self.activities_]
-        self.feature_names_out_ = [*self.count_names_, "n_other_activity", "n_events",
-                                   "n_repeated_events", "n_distinct_activities"]
+        fixed = ["n_other_activity", "n_events", "n_repeated_events", "n_distinct_activities"]
+        self.count_names_ = unique_slugs(self.activities_, "n_", taken=fixed)
+        self.feature_names_out_ = [*self.count_names_, *fixed]
         return self
 
     def encode(self, rows: EventRows) -> Encoded:

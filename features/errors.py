@@ -29,6 +29,15 @@ class MissingColumnsError(MappingError):
         )
 
 
+class LogRefusedError(EventLogError):
+    """The log was read, but as a whole it cannot be trusted (see ``report.errors``)."""
+
+    def __init__(self, log: object) -> None:
+        self.log = log
+        errors = log.report.errors  # type: ignore[attr-defined]
+        super().__init__("; ".join(errors))
+
+
 class UnsupportedFormatError(EventLogError):
     """The file extension names no format we can read or write."""
 

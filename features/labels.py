@@ -49,7 +49,7 @@ def build_labels(prepared: pd.DataFrame, roles: Roles,
     labels["won"] = np.where(outcome_k.notna(), decided_won.astype("float64"), np.nan)
     labels["outcome_usable"] = (k < outcome_k).to_numpy()
 
-    ends = roles.end_activities
+    ends = roles.measure_end_activities
     if ends:
         end_mask = prepared["activity"].isin(ends)
         k_end = case.map(_position_of(prepared, end_mask, "first"))

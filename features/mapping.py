@@ -11,14 +11,25 @@ attributes on the trace, which our XES reader exposes as ``case:<key>``.
 
 from __future__ import annotations
 
+import codecs
+import difflib
 import re
+from datetime import date
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from features.errors import MappingError, MissingColumnsError
 from features.schema import CANONICAL_KINDS, REQUIRED_ROLES
@@ -42,13 +53,60 @@ class FileFormat(_Strict):
     )
     timezone: str = Field("UTC", description="zone of timestamps written without an offset")
     sheet: str | int = Field(0, description="Excel sheet name or index")
+    repeated_local_times: Literal["infer", "earliest", "latest", "quarantine"] = Field(
+        "infer",
+        description="a local time in the hour a clock change repeats (autumn): 'infer' the "
+        "reading that keeps each case's events in file order (else the earlier), take the "
+        "'earliest' or 'latest' reading, or 'quarantine' the row")
+    skipped_local_times: Literal["shift_forward", "quarantine"] = Field(
+        "shift_forward",
+        description="a local time in the hour a clock change skips (spring): move it to "
+        "the first valid time after the gap, or 'quarantine' the row")
+    max_unusable_timestamps: float = Field(
+        0.05, ge=0, le=1,
+        description="share of rows whose time is missing, unreadable or implausible above "
+        "which the log is refused: a wrong timestamp_format or day/month order shows here")
+    earliest_plausible: date | None = Field(
+        None, description="events before this date are quarantined as implausible")
+    latest_plausible: date | None = Field(
+        None, description="events after this date are quarantined as implausible")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            close = difflib.get_close_matches(value, sorted(available_timezones()), n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else \
+                " (an IANA name such as Europe/Rome, America/New_York or UTC)"
+            raise ValueError(f"unknown time zone {value!r}{hint}") from exc
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError as exc:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, latin-1, "
+                             "cp1252)") from exc
+        return value
 
 
 class ExtraColumn(_Strict):
-    """An attribute outside the canonical roles that should still become a feature."""
+    """An attribute outside the canonical roles that should still become a feature.
+
+    ``level``: ``case`` says the attribute has one value per case (the reader warns,
+    with counts and an example, when a case holds several: a sign of the wrong column
+    or a value that changes and so is an ``event`` attribute); ``event`` says it may
+    change from event to event. Either way a prefix sees the last value known at its end.
+    """
 
     column: ColumnRef
-    type: Literal["category", "number"] = "category"
+    type: Literal["category", "number", "date"] = Field(
+        "category", description="date: read in the log's timestamp format and time zone; a "
+        "prefix sees the days from its end to the date (negative once it has passed)")
     level: Literal["case", "event"] = "case"
 
 
@@ -60,7 +118,13 @@ class Roles(_Strict):
     invoice: list[str] = Field(default_factory=list)
     payment: list[str] = Field(default_factory=list)
     case_end: list[str] | None = Field(
-        None, description="activities after which a case has no events; default lost+payment"
+        None, description="activities after which a case has no events (later ones are "
+        "quarantined); default lost+payment; [] for none"
+    )
+    measure_end: list[str] | None = Field(
+        None, description="activities that end what remaining time measures, and so the "
+        "evaluation horizon (e.g. until billed), while later events stay in the log; "
+        "default: the case_end activities"
     )
     stage_order: list[str] = Field(
         default_factory=list, description="sales stages from first to last, for regressions"
@@ -78,7 +142,13 @@ class Roles(_Strict):
 
     @property
     def end_activities(self) -> list[str]:
+        """Activities that close a case: nothing of it may come after them."""
         return self.case_end if self.case_end is not None else [*self.lost, *self.payment]
+
+    @property
+    def measure_end_activities(self) -> list[str]:
+        """Activities that end the span remaining time measures."""
+        return self.measure_end if self.measure_end is not None else self.end_activities
 
 
 class PaymentTerms(_Strict):
@@ -123,6 +193,23 @@ class Mapping(_Strict):
         "any other named column the file lacks is an error",
     )
     keep_rows: RowFilter | None = None
+    constants: dict[str, str | float] = Field(
+        default_factory=dict,
+        description="canonical role -> one value for every row, for what an export only "
+        "says once (a currency in a column header: currency: EUR)")
+    activity_stages: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical activity -> sales stage, for exports without a stage column "
+        "(or rows where it is empty): the stage an event of that activity is in")
+    duplicate_events: Literal["quarantine", "keep"] = Field(
+        "quarantine",
+        description="rows equal in every column: 'quarantine' all but the first, or 'keep' "
+        "them as real repeats (some systems log one step twice at the same moment)")
+    events_from_columns: dict[str, ColumnRef] = Field(
+        default_factory=dict,
+        description="for a table with one row per deal: canonical activity -> date column; "
+        "each date given becomes an event of that activity (in this order on equal times), "
+        "carrying the row's other columns; instead of columns.activity and .timestamp")
     roles: Roles = Field(default_factory=Roles)
     payment_terms: PaymentTerms = Field(default_factory=PaymentTerms)
 
@@ -135,9 +222,8 @@ class Mapping(_Strict):
                 f"unknown canonical role(s) {unknown}; known: {list(CANONICAL_KINDS)} "
                 "(put other attributes under extra_columns)"
             )
-        missing = [role for role in REQUIRED_ROLES if role not in value]
-        if missing:
-            raise ValueError(f"required role(s) {missing} not mapped")
+        if "case_id" not in value:
+            raise ValueError("required role(s) ['case_id'] not mapped")
         return value
 
     @field_validator("extra_columns")
@@ -148,10 +234,36 @@ class Mapping(_Strict):
             raise ValueError(f"extra column name(s) {clash} clash with canonical roles")
         return value
 
+    @model_validator(mode="after")
+    def _events_come_from_rows_or_from_date_columns(self) -> Mapping:
+        given = [r for r in ("activity", "timestamp") if r in self.columns]
+        if self.events_from_columns and given:
+            raise ValueError(f"columns {given} and events_from_columns both say where events "
+                             "come from; keep one")
+        if not self.events_from_columns and len(given) < 2:
+            missing = [r for r in ("activity", "timestamp") if r not in given]
+            raise ValueError(f"required role(s) {missing} not mapped (or map date columns "
+                             "to activities under events_from_columns)")
+        return self
+
+    @model_validator(mode="after")
+    def _constants_name_roles_not_columns(self) -> Mapping:
+        unknown = sorted(set(self.constants) - set(CANONICAL_KINDS))
+        if unknown:
+            raise ValueError(f"constants: {unknown} are not canonical roles; known: "
+                             f"{list(CANONICAL_KINDS)}")
+        required = sorted(set(self.constants) & set(REQUIRED_ROLES))
+        if required:
+            raise ValueError(f"constants: {required} must come from the file, row by row")
+        clash = sorted(set(self.constants) & set(self.columns))
+        if clash:
+            raise ValueError(f"constants: {clash} also mapped under columns; keep one")
+        return self
+
     @cached_property
     def known_activities(self) -> frozenset[str]:
         """Canonical activity names this mapping knows (targets of the translation)."""
-        return frozenset(self.activities.values())
+        return frozenset(self.activities.values()) | frozenset(self.events_from_columns)
 
     @classmethod
     def load(cls, path: str | Path) -> Mapping:
@@ -161,6 +273,15 @@ class Mapping(_Strict):
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise MappingError(f"mapping file {path} does not exist") from exc
+        except IsADirectoryError as exc:
+            raise MappingError(f"mapping {path} is a directory; name the YAML file") from exc
+        except UnicodeDecodeError as exc:
+            raise MappingError(
+                f"mapping file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                "save it as UTF-8 (the export's own encoding goes in format.encoding)"
+            ) from exc
+        except OSError as exc:
+            raise MappingError(f"mapping file {path} cannot be read: {exc.strerror}") from exc
         except yaml.YAMLError as exc:
             raise MappingError(f"mapping file {path} is not valid YAML: {exc}") from exc
         return cls.from_dict(raw, source=str(path))
@@ -173,7 +294,8 @@ class Mapping(_Strict):
             return cls.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+                ".".join(str(p) for p in err["loc"]) + ": " * bool(err["loc"])
+                + err["msg"].removeprefix("Value error, ") for err in exc.errors()
             )
             raise MappingError(f"{source}: invalid mapping: {problems}") from exc
 

@@ -50,8 +50,9 @@ def case_outcomes(events: pd.DataFrame | Columns, roles: Roles) -> pd.Series:
 
 
 def completed_cases(events: pd.DataFrame, roles: Roles) -> pd.Series:
-    """True per case whose end event (payment or loss, by default) is in the log."""
-    ended = events["activity"].isin(roles.end_activities)
+    """True per case whose end event (of what remaining time measures: payment or loss,
+    by default) is in the log."""
+    ended = events["activity"].isin(roles.measure_end_activities)
     return ended.groupby(events["case_id"], sort=False).any().rename("completed")
 
 

@@ -36,6 +36,7 @@ from features.encoders import (
     AttributeEncoder,
     Coded,
     ConformanceEncoder,
+    DateAttributeEncoder,
     Encoded,
     LastStateEncoder,
     NumericHistoryEncoder,
@@ -90,13 +91,16 @@ class PrefixPipeline(BaseEstimator):
     def _encoders(self, events: pd.DataFrame) -> list[PrefixEncoder]:
         roles = self._roles()
         attributes = [c for c in events.columns if c not in _NOT_ATTRIBUTES]
-        categorical = [c for c in attributes if not pd.api.types.is_numeric_dtype(events[c])]
+        dates = [c for c in attributes if isinstance(events[c].dtype, pd.DatetimeTZDtype)]
+        categorical = [c for c in attributes if not pd.api.types.is_numeric_dtype(events[c])
+                       and c not in dates]
         numeric = [c for c in attributes if pd.api.types.is_numeric_dtype(events[c])]
         varying = events.groupby("case_id")[numeric].nunique().gt(1).any()
         history = [c for c in numeric if bool(varying.get(c, False))]
         return [
             AttributeEncoder(categorical=categorical, numeric=numeric,
                              min_frequency=self.min_frequency, max_categories=self.max_categories),
+            DateAttributeEncoder(columns=dates),
             ActivityCountEncoder(),
             NumericHistoryEncoder(columns=history),
             LastStateEncoder(min_frequency=self.min_frequency, max_categories=self.max_categories),
@@ -110,8 +114,10 @@ class PrefixPipeline(BaseEstimator):
         prepared = prepare_events(events)
         self.encoders_ = [enc.fit(prepared) for enc in self._encoders(events)]
         self.feature_names_out_ = [n for enc in self.encoders_ for n in enc.feature_names_out_]
-        if len(set(self.feature_names_out_)) != len(self.feature_names_out_):
-            raise FeatureSchemaError("two encoders produce a feature of the same name")
+        repeated = sorted({n for n in self.feature_names_out_
+                           if self.feature_names_out_.count(n) > 1})
+        if repeated:  # a bug of the encoders, not of the data: say which names
+            raise FeatureSchemaError(f"two encoders produce the feature(s) {repeated}")
         sample = self._features(prepared.head(1))
         self.schema_ = {name: _dtype_spec(sample[name]) for name in self.feature_names_out_}
         self.extra_columns_ = [c for c in events.columns if c not in _NOT_ATTRIBUTES]

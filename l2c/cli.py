@@ -5,11 +5,15 @@ Heavy libraries are imported inside each command so ``l2c --help`` answers at on
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -17,9 +21,43 @@ app = typer.Typer(
     help="Predictive Lead-to-Cash analytics: simulate, validate, train, compare, serve.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 console = Console()
 err_console = Console(stderr=True)
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def fail(label: str, message: object, code: int) -> NoReturn:
+    """One line for the user, their own text escaped: a file name or cell holding
+    ``[red]`` or ``[/]`` would otherwise be read as rich markup (or crash it)."""
+    err_console.print(f"[red]{label}:[/] {escape(str(message))}")
+    raise typer.Exit(code)
+
+
+def guarded(command: Command) -> Command:
+    """No traceback reaches a user. Bad input (a log, a mapping) is exit 2 with its
+    message; an interruption is exit 130; anything else is a bug, said in one line
+    with how to see the traceback (``L2C_DEBUG=1``), exit 3."""
+    from features.errors import EventLogError
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except EventLogError as exc:
+            fail("error", exc, 2)
+        except KeyboardInterrupt:
+            fail("interrupted", "stopped before the end; nothing half-done was kept", 130)
+        except Exception as exc:
+            if os.environ.get("L2C_DEBUG"):
+                raise
+            fail("internal error", f"{type(exc).__name__}: {exc} (run again with L2C_DEBUG=1 "
+                 "for the traceback, and report it)", 3)
+
+    return run  # type: ignore[return-value]
 
 MappingOption = Annotated[
     Path | None,
@@ -28,32 +66,49 @@ MappingOption = Annotated[
 
 
 @app.command()
+@guarded
 def simulate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Log to write: .csv, .parquet, "
                                       ".xlsx, .xes or .xes.gz.")],
     cases: Annotated[int, typer.Option("--cases", "-n", min=1, help="Opportunities.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed.")] = 1,
+    export: Annotated[str, typer.Option(
+        "--format", help="events: one row per event; crm-table: one row per deal with a "
+        "date column per milestone, and its mapping beside it.")] = "events",
 ) -> None:
     """Write a realistic simulated Lead-to-Cash log and its truth file."""
+    import shutil
     import time
+    from importlib import resources
 
+    from features.crm_table import deals_table
     from features.io import sidecar_path, write_frame
     from features.simulate import simulate_log
 
+    if export not in ("events", "crm-table"):
+        fail("error", f"--format {export!r}: use events or crm-table", 2)
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     events, truth = simulate_log(n_cases=cases, seed=seed)
-    write_frame(events, out, case_column="opportunity_id", activity_column="activity",
+    rows = events if export == "events" else deals_table(events)
+    write_frame(rows, out, case_column="opportunity_id", activity_column="activity",
                 timestamp_column="event_time", resource_column="user")
     truth_file = sidecar_path(out, "truth")
     truth.to_csv(truth_file, index=False)
+    what = "events" if export == "events" else "deal rows"
     console.print(
-        f"wrote {len(events):,} events of {cases:,} cases to [bold]{out}[/] and the truth "
-        f"to {truth_file} in {time.perf_counter() - started:.1f} s"
+        f"wrote {len(rows):,} {what} of {cases:,} cases to [bold]{escape(str(out))}[/] and "
+        f"the truth to {escape(str(truth_file))} in {time.perf_counter() - started:.1f} s"
     )
+    if export == "crm-table":
+        mapping_file = out.with_name(sidecar_path(out, "mapping").stem + ".yaml")
+        with resources.as_file(resources.files("features.mappings") / "crm_table.yaml") as src:
+            shutil.copyfile(src, mapping_file)
+        console.print(f"read it with [bold]--mapping {escape(str(mapping_file))}[/]")
 
 
 @app.command()
+@guarded
 def validate(
     log: Annotated[Path, typer.Argument(help="Event log file (CSV, Parquet, XLSX, XES).")],
     mapping: MappingOption = None,
@@ -61,33 +116,32 @@ def validate(
         help="Where to write quarantined rows; default: beside the log.")] = None,
 ) -> None:
     """Check a log through its mapping and summarise it; exit 1 when it is unusable."""
-    from features.errors import EventLogError
+    from features.io import write_csv_for_people
     from features.log import quarantine_path, read_log
     from features.summary import is_usable, summarize
 
-    try:
-        result = read_log(log, mapping)
-    except EventLogError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
+    result = read_log(log, mapping, refuse_errors=False)
     summary = summarize(result)
     _print_summary(summary)
     if not result.quarantine.empty:
         target = quarantine or quarantine_path(log)
-        result.quarantine.to_csv(target, index=False)
-        console.print(f"quarantined rows written to [bold]{target}[/]")
+        write_csv_for_people(result.quarantine, target)
+        console.print(f"quarantined rows written to [bold]{escape(str(target))}[/]")
         for reason, examples in result.report.examples.items():
             for message in examples[:3]:
-                console.print(f"  [yellow]{reason}[/]: {message}")
+                console.print(f"  [yellow]{escape(reason)}[/]: {escape(message)}")
     for warning in summary["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    for error in result.report.errors:
+        err_console.print(f"[red]refused:[/] {escape(error)}")
     if not is_usable(summary):
-        err_console.print("[red]the log is not usable: no event survived validation[/]")
+        fail("not usable", "no event survived validation", 1)
+    if result.report.errors:
         raise typer.Exit(1)
 
 
 def _print_summary(summary: dict) -> None:
-    table = Table(title=f"Event log {summary['source']}", show_header=False)
+    table = Table(title=f"Event log {escape(summary['source'])}", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
     span = ("-" if summary["events"] == 0 else
@@ -105,13 +159,15 @@ def _print_summary(summary: dict) -> None:
         ("rows kept", f"{summary['rows_kept']:,}"),
         ("rows quarantined", f"{summary['rows_quarantined']:,}"),
     ]
-    rows += [(f"  quarantined: {r}", f"{n:,}") for r, n in summary["quarantined_by_reason"].items()]
+    rows += [(f"  quarantined: {escape(r)}", f"{n:,}")
+             for r, n in summary["quarantined_by_reason"].items()]
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
 
 
 @app.command()
+@guarded
 def template(
     out: Annotated[Path, typer.Argument(help="Excel file to write, e.g. template.xlsx.")],
 ) -> None:
@@ -119,10 +175,11 @@ def template(
     from features.template import write_template
 
     write_template(out)
-    console.print(f"wrote the data template to [bold]{out}[/]")
+    console.print(f"wrote the data template to [bold]{escape(str(out))}[/]")
 
 
 @app.command()
+@guarded
 def train(
     log: Annotated[Path, typer.Argument(help="Event log file (CSV, Parquet, XLSX, XES).")],
     mapping: MappingOption = None,
@@ -130,6 +187,8 @@ def train(
         help="all, outcome, remaining_time or payment_delay.")] = "all",
     max_prefix_len: Annotated[int, typer.Option(help="Longest prefix used.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed of the models.")] = 0,
+    test_fraction: Annotated[float, typer.Option(
+        min=0.05, max=0.5, help="Share of the latest cases held out as the test set.")] = 0.2,
 ) -> None:
     """Train models for the targets, compare with baselines, log and register in MLflow."""
     import logging
@@ -149,16 +208,16 @@ def train(
     from training.config import TrainConfig
     from training.train import train as run_training
 
-    config = TrainConfig(max_prefix_len=max_prefix_len, seed=seed)
+    config = TrainConfig(max_prefix_len=max_prefix_len, seed=seed, test_fraction=test_fraction)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("starting", total=None)
         try:
             outcome = run_training(log, mapping, target, config,
-                                   progress=lambda m: progress.update(task, description=m))
+                                   progress=lambda m: progress.update(task, description=escape(m)))
         except (EventLogError, ValueError) as exc:
-            err_console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2) from exc
+            progress.stop()
+            fail("error", exc, 2)
     _print_training(outcome)
 
 
@@ -176,20 +235,22 @@ def _print_training(outcome) -> None:
     fp = outcome.data.fingerprint
     console.print(f"data: {fp['cases']:,} cases, {fp['events']:,} events, sha256 "
                   f"{fp['sha256'][:12]}; split at {outcome.data.split.split_time:%Y-%m-%d}")
-    console.print(f"MLflow run [bold]{outcome.run_id}[/] in {outcome.tracking_uri}")
+    console.print(f"MLflow run [bold]{outcome.run_id}[/] in {escape(outcome.tracking_uri)}")
     for name, version in outcome.versions.items():
-        console.print(f"  registered {name}: version {version}")
+        console.print(f"  registered {escape(name)}: version {version}")
     console.print("Open the UI: [bold].venv/bin/mlflow ui --backend-store-uri "
-                  f"{outcome.tracking_uri}[/]")
+                  f"{escape(outcome.tracking_uri)}[/]")
 
 
 def _fmt(value: object) -> str:
+    """A table cell: rich reads markup in cells too, so text is escaped."""
     if isinstance(value, float):
         return f"{value:.4f}"
-    return "" if value is None else str(value)
+    return "" if value is None else escape(str(value))
 
 
 @app.command()
+@guarded
 def runs(
     max_runs: Annotated[int, typer.Option(help="How many recent runs to show.")] = 5,
 ) -> None:
@@ -205,11 +266,12 @@ def runs(
     for column in table_frame.columns:
         table.add_column(str(column), justify="right")
     for name, row in table_frame.iterrows():
-        table.add_row(str(name), *(_fmt(v) for v in row))
+        table.add_row(_fmt(name), *(_fmt(v) for v in row))
     console.print(table)
 
 
 @app.command()
+@guarded
 def promote(
     run_or_version: Annotated[str, typer.Argument(
         help="Run id, model version number, or 'latest'.")],
@@ -223,8 +285,7 @@ def promote(
     try:
         result = run_promotion(target, run_or_version, force=force)
     except PromotionError as exc:
-        err_console.print(f"[red]refused:[/] {exc}")
-        raise typer.Exit(1) from exc
+        fail("refused", exc, 1)
     line = f"{target}: version {result.version} is now the champion"
     if result.previous is not None and result.candidate_score is not None:
         line += (f" (was version {result.previous}; {result.metric} "
@@ -233,6 +294,7 @@ def promote(
 
 
 @app.command()
+@guarded
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
@@ -249,8 +311,7 @@ def serve(
     try:
         Settings()
     except ValidationError as exc:
-        err_console.print(f"[red]refusing to start:[/] {exc.errors()[0]['msg']}")
-        raise typer.Exit(2) from exc
+        fail("refusing to start", exc.errors()[0]["msg"], 2)
     uvicorn.run("serving.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level="warning")
 

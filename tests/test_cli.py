@@ -51,3 +51,87 @@ def test_validate_fails_on_an_unusable_log_and_writes_the_quarantine(tmp_path: P
 def test_template_command_writes_the_workbook(tmp_path: Path) -> None:
     result = runner.invoke(app, ["template", str(tmp_path / "t.xlsx")])
     assert result.exit_code == 0 and (tmp_path / "t.xlsx").is_file()
+
+
+def test_no_traceback_reaches_a_user_for_bad_files_or_mappings(tmp_path: Path) -> None:
+    """Each damaged input gets one line and exit 2: never a traceback, nor a bare
+    'Aborted!' (click's answer to an EOFError escaping a command)."""
+    good = tmp_path / "good.csv"
+    good.write_text("opportunity_id,activity,event_time\nO1,Lead Captured,2024-01-01T00:00:00Z\n")
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    zone = tmp_path / "zone.yaml"
+    zone.write_text("columns: {case_id: opportunity_id, activity: activity, timestamp: "
+                    "event_time}\nformat: {timezone: Europe/Roma}\n")
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 20)
+    (tmp_path / "empty.csv").write_bytes(b"")
+    cases = {
+        "empty file": ["validate", str(tmp_path / "empty.csv")],
+        "truncated gzip": ["validate", str(cut)],
+        "directory as log": ["validate", str(tmp_path)],
+        "latin-1 mapping": ["validate", str(good), "--mapping", str(latin)],
+        "directory as mapping": ["validate", str(good), "--mapping", str(tmp_path)],
+        "misspelt zone": ["validate", str(good), "--mapping", str(zone)],
+        "train on a directory": ["train", str(tmp_path)],
+    }
+    for name, args in cases.items():
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (name, result.output)
+        assert "Traceback" not in result.output and "Aborted" not in result.output, name
+        assert "error:" in result.output, (name, result.output)
+    assert "format.timezone" in runner.invoke(app, cases["misspelt zone"]).output
+
+
+def test_rich_markup_in_file_names_and_cells_is_printed_as_text(tmp_path: Path) -> None:
+    folder = tmp_path / "[red]x"
+    folder.mkdir()
+    log = folder / "[bold]log[red].csv"
+    log.write_text("opportunity_id,activity,event_time\n"
+                   "O1,Lead Captured,2024-01-01T00:00:00Z\n"
+                   "O1,[/] Step [red],not a time\n")
+    result = runner.invoke(app, ["validate", str(log)])
+    assert "Traceback" not in result.output and "MarkupError" not in result.output
+    assert "[bold]log[red].csv" in result.output.replace("\n", "")
+    assert "not a time" in result.output
+    assert result.exit_code == 1  # 1 of 2 rows without a usable time: over the threshold
+    assert "no usable time" in result.output
+
+
+def test_an_unexpected_failure_is_one_line_with_how_to_see_more(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    import features.log
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(features.log, "read_log", broken)
+    monkeypatch.delenv("L2C_DEBUG", raising=False)
+    result = runner.invoke(app, ["validate", str(tmp_path / "x.csv")])
+    assert result.exit_code == 3
+    assert "internal error" in result.output and "L2C_DEBUG=1" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_quarantine_file_neutralises_spreadsheet_formulas(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    rows = ["O1,Lead Captured,2024-01-01T00:00:00Z"] * 1 + [
+        f"O{i},Lead Captured,2024-01-0{i}T00:00:00Z" for i in range(2, 9)]
+    log.write_text("opportunity_id,activity,event_time\n" + "\n".join(rows)
+                   + '\n"=HYPERLINK(""http://evil"")",Lead Captured,nope\n')
+    result = runner.invoke(app, ["validate", str(log)])
+    assert result.exit_code == 1, result.output  # 1 of 9 rows: over the 5% threshold
+    text = (tmp_path / "log.quarantine.csv").read_text()
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text and "\n=" not in text
+
+
+def test_simulate_writes_a_crm_table_with_its_mapping(tmp_path: Path) -> None:
+    out = tmp_path / "deals.csv"
+    result = runner.invoke(app, ["simulate", "--cases", "150", "--format", "crm-table",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    mapping = tmp_path / "deals.mapping.yaml"
+    assert mapping.is_file()
+    result = runner.invoke(app, ["validate", str(out), "--mapping", str(mapping)])
+    assert result.exit_code == 0, result.output
+    assert "150 row(s), one per case" in " ".join(result.output.split())

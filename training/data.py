@@ -134,7 +134,7 @@ def evaluation_horizon(log: EventLog, config: TrainConfig) -> pd.Timedelta | Non
     if config.horizon_days is not None:
         return pd.Timedelta(days=config.horizon_days)
     events = log.events
-    ends = log.mapping.roles.end_activities
+    ends = log.mapping.roles.measure_end_activities
     if not ends:
         return None
     by_case = events.groupby("case_id")["timestamp"]

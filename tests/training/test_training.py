@@ -99,7 +99,7 @@ def test_corrupt_log_fails_before_training_and_leaves_nothing(tmp_path: Path,
     bad = tmp_path / "bad.csv"
     rows = [f"O{i},Lead Captured,not a date,ann,10" for i in range(200)]
     bad.write_text("opportunity_id,activity,event_time,user,amount\n" + "\n".join(rows) + "\n")
-    with pytest.raises(EventLogError, match=r"only 0 usable case.*unparseable_timestamp"):
+    with pytest.raises(EventLogError, match=r"200 of 200 rows \(100%\) have no usable time"):
         train(bad)
     assert len(mlflow.search_runs(search_all_experiments=True)) == runs_before
     assert len(client.search_registered_models()) == models_before
