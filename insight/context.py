@@ -177,14 +177,15 @@ class Context:
         end = self.t[last]
         outcome = case_outcomes(self.events, self.roles)
         outcome = outcome.reindex(pd.Index(ids, dtype=outcome.index.dtype)).to_numpy()
-        ends = self.roles.end_activities
+        ends = self.roles.measure_end_activities  # as features.outcomes.completed_cases
         if ends:
             completed = np.zeros(self.n_cases, dtype=bool)
             completed[self.case[np.isin(self.act, self.codes_of(ends))]] = True
         else:  # an undecided case may well be over (BPIC 2012's early rejections)
             completed = np.ones(self.n_cases, dtype=bool)
-            self.notes.append("the mapping names no end activities (roles.case_end): every "
-                              "case counts as completed, none as open or stuck")
+            self.notes.append("the mapping names no end activities (roles.case_end, "
+                              "measure_end): every case counts as completed, none as open "
+                              "or stuck")
         start_ts = pd.to_datetime(start, unit="us", utc=True)
         table = pd.DataFrame({
             "case_id": ids,

@@ -317,6 +317,7 @@ def serve(
 
 
 @app.command()
+@guarded
 def insight(
     log: Annotated[Path, typer.Argument(help="Event log file (CSV, Parquet, XLSX, XES).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML report to write.")] = Path(
@@ -333,9 +334,6 @@ def insight(
 ) -> None:
     """Describe the actual process: map, variants, funnel, bottlenecks, rework,
     conformance, discounts, payments; writes a self-contained HTML report."""
-    from rich.markup import escape
-
-    from features.errors import EventLogError
     from features.log import read_log
     from insight import InsightError, analyze
     from insight.report import render_html
@@ -344,16 +342,13 @@ def insight(
     try:
         result = analyze(read_log(log, mapping), by=by, discount_threshold=discount_threshold,
                          happy_path=path)
-    except (EventLogError, InsightError, ValueError) as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+    except (InsightError, ValueError) as exc:
+        fail("error", exc, 2)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render_html(result), encoding="utf-8")
     except OSError as exc:
-        err_console.print(f"[red]error:[/] cannot write {escape(str(out))}: "
-                          f"{escape(exc.strerror or str(exc))}")
-        raise typer.Exit(2) from exc
+        fail("error", f"cannot write {out}: {exc.strerror or exc}", 2)
     for line in result.headlines:
         console.print(f"- {escape(line)}")
     for note in result.notes:
