@@ -29,6 +29,7 @@ from insight.sections import Section
 #: at most this many segments get their own analysis; the rest are "(other)"
 MAX_SEGMENTS = 12
 OTHER = "(other)"
+EARLIER = "(earlier)"
 
 
 @dataclass
@@ -135,13 +136,17 @@ def analyze(log: EventLog | Context, by: str | None = None, *,
         result.by = by
         segment = ctx.segment_of_cases(by)  # raises a clear error for an unknown one
         counts = segment.value_counts()
-        top = list(counts.index[:MAX_SEGMENTS])
-        label = np.where(segment.isin(top), segment, OTHER)
-        values = sorted(top) if by == MONTH else top
+        # months: the latest ones (a trend), other attributes: the largest segments
+        top = (sorted(counts.index)[-MAX_SEGMENTS:] if by == MONTH
+               else list(counts.index[:MAX_SEGMENTS]))
+        rest = EARLIER if by == MONTH else OTHER
+        label = np.where(segment.isin(top), segment, rest)
+        values = list(top)
         if len(counts) > MAX_SEGMENTS:
-            values.append(OTHER)
-            result.notes.append(f"{len(counts)} values of {by}: the {MAX_SEGMENTS} largest "
-                                f"are analysed apart, the rest as {OTHER!r}")
+            values = [rest, *values] if by == MONTH else [*values, rest]
+            which = "latest" if by == MONTH else "largest"
+            result.notes.append(f"{len(counts)} values of {by}: the {MAX_SEGMENTS} {which} "
+                                f"are analysed apart, the rest as {rest!r}")
         for value in values:
             result.by_segment[str(value)] = _analyze_context(ctx.subset(label == value),
                                                              options)

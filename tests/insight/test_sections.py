@@ -248,3 +248,21 @@ def test_default_funnel_follows_the_cases_and_names_each_activity_once() -> None
     steps = analyze(canonicalize(frame, mapping)).funnel.steps
     assert steps["milestone"].tolist() == ["Invoiced", "Won"]
     assert steps["cases"].tolist() == [2, 1]
+
+
+def test_by_month_keeps_the_latest_months_apart() -> None:
+    from insight import analyze as run
+    from insight.analyze import MAX_SEGMENTS
+
+    frame = tiny_frame()
+    shifted = []
+    for i in range(MAX_SEGMENTS + 2):  # one copy of the log per month
+        part = frame.assign(case=frame["case"] + f"-{i}",
+                            time=(pd.to_datetime(frame["time"]) + pd.DateOffset(months=i))
+                            .map(lambda t: t.isoformat()))
+        shifted.append(part)
+    ins = run(tiny_log(pd.concat(shifted, ignore_index=True)), by="month")
+    keys = list(ins.by_segment)
+    assert keys[0] == "(earlier)" and len(keys) == MAX_SEGMENTS + 1
+    assert keys[-1] == "2025-02" and keys[1] == "2024-03"
+    assert ins.by_segment["(earlier)"].overview.figures.iloc[0]["cases"] == 8
