@@ -81,6 +81,23 @@ class Insight:
                 "conformance": self.conformance, "discounts": self.discounts,
                 "payments": self.payments, "segments": self.segments}
 
+    def to_dict(self, max_rows: int | None = 1000) -> dict[str, Any]:
+        """Plain JSON-ready data (for an API answer or a file): per section its
+        availability, reason and tables as lists of records (times as ISO 8601 text,
+        missing as None), each cut to ``max_rows`` with its full ``rows`` count."""
+        out: dict[str, Any] = {"source": self.source, "headlines": list(self.headlines),
+                               "notes": list(self.notes), "by": self.by, "sections": {}}
+        for name, sec in self.sections().items():
+            tables = {}
+            for tname, frame in sec.tables().items():
+                shown = frame if max_rows is None else frame.head(max_rows)
+                tables[tname] = {"rows": len(frame), "records": _records(shown)}
+            out["sections"][name] = {"available": sec.available, "reason": sec.reason,
+                                     "tables": tables}
+        if self.by_segment:
+            out["by_segment"] = {k: v.to_dict(max_rows) for k, v in self.by_segment.items()}
+        return out
+
     def stacked(self, section: str, table: str) -> pd.DataFrame:
         """One table of a section for every segment of ``by`` (column ``by`` first)."""
         if not self.by_segment:
@@ -151,6 +168,29 @@ def analyze(log: EventLog | Context, by: str | None = None, *,
             result.by_segment[str(value)] = _analyze_context(ctx.subset(label == value),
                                                              options)
     return result
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts of plain Python values: numbers, text, ISO times, None."""
+    if frame.empty:
+        return []
+    cells = frame.astype(object).where(frame.notna(), None)
+    rows = []
+    for record in cells.to_dict(orient="records"):  # at most max_rows rows
+        rows.append({k: _plain(v) for k, v in record.items()})
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 def _guard(compute: Callable[[], Section], cls: type[Section]) -> Section:

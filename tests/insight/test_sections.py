@@ -266,3 +266,18 @@ def test_by_month_keeps_the_latest_months_apart() -> None:
     assert keys[0] == "(earlier)" and len(keys) == MAX_SEGMENTS + 1
     assert keys[-1] == "2025-02" and keys[1] == "2024-03"
     assert ins.by_segment["(earlier)"].overview.figures.iloc[0]["cases"] == 8
+
+
+def test_to_dict_is_plain_json(ins) -> None:
+    import json
+
+    data = analyze(tiny_log(), by="region").to_dict(max_rows=2)
+    text = json.dumps(data, allow_nan=False)  # no NaN, no numpy or pandas objects
+    back = json.loads(text)
+    edges = back["sections"]["process_map"]["tables"]["edges"]
+    assert edges["rows"] == 10 and len(edges["records"]) == 2
+    assert back["sections"]["discounts"]["available"] is True
+    stuck = back["sections"]["bottlenecks"]["tables"]["stuck"]["records"]
+    assert stuck and stuck[0]["entered"].startswith("2024-01-")
+    assert set(back["by_segment"]) == {"North", "South"}
+    assert back["headlines"] == ins.headlines
