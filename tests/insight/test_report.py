@@ -41,6 +41,26 @@ def test_report_is_self_contained_and_has_every_section() -> None:
     assert not re.search(r"\d\.\d{5,}", html)
 
 
+def test_every_drawing_is_well_formed_svg() -> None:
+    import xml.etree.ElementTree as ET
+
+    from features.mapping import default_mapping
+    from features.simulate import simulate_log
+
+    events, _ = simulate_log(600, 4)
+    ins = analyze(canonicalize(events, default_mapping()))
+    html = render_html(ins)
+    drawings = re.findall(r"<svg .*?</svg>", html, flags=re.S)
+    assert len(drawings) >= 10
+    for svg in drawings:
+        root = ET.fromstring(svg)  # raises on a malformed drawing
+        assert root.tag.endswith("svg")
+    maps = [d for d in drawings if 'class="map"' in d]
+    nodes = [d.count('<g class="node') for d in maps]
+    assert nodes[-1] == events["activity"].nunique()  # the map of every case: all of them
+    assert nodes == sorted(nodes)  # more detail, more activities
+
+
 def test_report_marks_sections_the_log_cannot_support() -> None:
     frame = pd.DataFrame({"case": ["1", "1"], "activity": ["a", "b"],
                           "time": ["2024-01-01T10:00:00Z", "2024-01-02T10:00:00Z"]})
