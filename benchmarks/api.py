@@ -429,10 +429,12 @@ def load(base_url: str, api_key: str, bodies: list[bytes], clients: int, budget:
     return result
 
 
-def pass_counts(base_url: str) -> dict[str, Any] | None:
-    """The server's coalescing counts (``/ready``); with several workers, one worker's."""
+def pass_counts(base_url: str, api_key: str) -> dict[str, Any] | None:
+    """The server's coalescing counts (``/ready``, shown with the key); with several
+    workers, one worker's."""
     try:
-        return httpx.get(f"{base_url}/ready", timeout=10).json().get("predict_passes")
+        return httpx.get(f"{base_url}/ready", headers={"X-API-Key": api_key},
+                         timeout=10).json().get("predict_passes")
     except (httpx.HTTPError, ValueError):
         return None
 
@@ -592,11 +594,11 @@ def main(argv: list[str] | None = None) -> int:
             for n in levels:
                 err.print(f"  {n} client(s): up to {LEVELS[n]} requests or "
                           f"{args.max_seconds:.0f} s")
-                before = pass_counts(server.base_url)
+                before = pass_counts(server.base_url, api_key)
                 results[n] = load(server.base_url, api_key, bodies, n, LEVELS[n],
                                   args.max_seconds, args.request_timeout)
                 if args.workers == 1:  # /ready is one worker's: counts of several don't add
-                    results[n].mean_pass = mean_pass(before, pass_counts(server.base_url))
+                    results[n].mean_pass = mean_pass(before, pass_counts(server.base_url, api_key))
             if not args.no_batch:
                 err.print(f"  batch of {batch_cases:,} cases")
                 batch_out = batch(server.base_url, api_key, payload, batch_cases,

@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.encoders import Encoded, PrefixEncoder
 from features.mapping import Roles
-from features.outcomes import payment_timing
+from features.outcomes import decide_by_absence, payment_timing
 from features.prefixes import EventRows, Lookup, seconds
 
 _NEVER = np.iinfo(np.int64).max // 4  # "not (yet) happened": after every query time
@@ -130,6 +130,13 @@ def _decision_facts(rows: EventRows, roles: Roles) -> dict[str, np.ndarray]:
     0 decided and won - previous won), so the past is never rewritten.
     """
     activity = rows["activity"]
+    if roles.outcome_rule == "won_else_lost":  # each verdict at the time it is known
+        decided = decide_by_absence(rows["case_id"], rows.micros(), activity, roles, None)
+        found = decided.row >= 0
+        return {"case": np.flatnonzero(found),
+                "time_sec": decided.time[found].astype("datetime64[s]").astype("int64"),
+                "d_decided": np.ones(int(found.sum())),
+                "d_won": decided.won[found].astype("float64")}
     is_won = np.isin(activity, roles.won)
     at = np.flatnonzero(is_won | np.isin(activity, roles.lost))
     case = rows.cases.case_number()[at]

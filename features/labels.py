@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from features.mapping import Roles
-from features.outcomes import payment_timing
-from features.prefixes import KEY_COLUMNS, days_between
+from features.outcomes import decide_by_absence, payment_timing
+from features.prefixes import KEY_COLUMNS, days_between, epoch_micros
 
 _DAY = pd.Timedelta(days=1)
 
@@ -23,6 +23,24 @@ def _position_of(prepared: pd.DataFrame, mask: pd.Series, which: str) -> pd.Seri
     """Per case, the prefix length of its first/last row where ``mask`` holds."""
     rows = prepared.loc[mask, ["case_id", "prefix_len"]].groupby("case_id", sort=False)
     return (rows.head(1) if which == "first" else rows.tail(1)).set_index("case_id")["prefix_len"]
+
+
+def _decided_by_absence(prepared: pd.DataFrame, roles: Roles,
+                        extraction_time: pd.Timestamp) -> tuple[pd.Series, pd.Series]:
+    """Per row: the prefix length from which its case's verdict is known (NaN while
+    open), and whether that verdict is a win. A case lost by silence is decided after
+    its last event before the silence: every prefix up to that event is usable."""
+    times = epoch_micros(prepared["timestamp"]).view("datetime64[us]")
+    end = np.datetime64(extraction_time.tz_convert("UTC").tz_localize(None), "us")
+    decided = decide_by_absence(prepared["case_id"].to_numpy(), times,
+                                prepared["activity"].to_numpy(), roles, end)
+    codes, _ = pd.factorize(prepared["case_id"].to_numpy())
+    k = prepared["prefix_len"].to_numpy()
+    per_case = np.full(len(decided.row), np.nan)
+    found = decided.row >= 0
+    per_case[found] = k[decided.row[found]] + decided.silent[found]
+    return (pd.Series(per_case[codes], index=prepared.index),
+            pd.Series(decided.won[codes], index=prepared.index))
 
 
 def build_labels(prepared: pd.DataFrame, roles: Roles,
@@ -39,13 +57,16 @@ def build_labels(prepared: pd.DataFrame, roles: Roles,
     k = prepared["prefix_len"]
     labels = prepared[list(KEY_COLUMNS)].copy()
 
-    is_won = prepared["activity"].isin(roles.won)
-    decisive = is_won | prepared["activity"].isin(roles.lost)
-    which = "last" if roles.outcome_rule == "last_of_won_lost" else "first"
-    k_outcome = _position_of(prepared, decisive, which)
-    won_at = _position_of(prepared, decisive & is_won, which)
-    outcome_k = case.map(k_outcome)
-    decided_won = case.map(won_at) == outcome_k
+    if roles.outcome_rule == "won_else_lost":
+        outcome_k, decided_won = _decided_by_absence(prepared, roles, extraction_time)
+    else:
+        is_won = prepared["activity"].isin(roles.won)
+        decisive = is_won | prepared["activity"].isin(roles.lost)
+        which = "last" if roles.outcome_rule == "last_of_won_lost" else "first"
+        k_outcome = _position_of(prepared, decisive, which)
+        won_at = _position_of(prepared, decisive & is_won, which)
+        outcome_k = case.map(k_outcome)
+        decided_won = case.map(won_at) == outcome_k
     labels["won"] = np.where(outcome_k.notna(), decided_won.astype("float64"), np.nan)
     labels["outcome_usable"] = (k < outcome_k).to_numpy()
 

@@ -35,6 +35,10 @@ from features.errors import MappingError, MissingColumnsError
 from features.schema import CANONICAL_KINDS, REQUIRED_ROLES
 
 ColumnRef = str | list[str]
+#: canonical roles that only the plain attribute features read, so ``label_only`` can
+#: keep them out; the others (rep, stage, account ...) drive dedicated features
+LABEL_ONLY_ROLES = ("value", "currency", "lead_source", "product", "contract_type",
+                    "discount_pct", "lost_reason")
 
 
 class _Strict(BaseModel):
@@ -132,13 +136,35 @@ class Roles(_Strict):
     expected_order: list[str] = Field(
         default_factory=list, description="the happy path, for out-of-order conformance features"
     )
-    outcome_rule: Literal["any", "last_of_won_lost"] = Field(
+    outcome_rule: Literal["any", "last_of_won_lost", "won_else_lost"] = Field(
         "any",
         description=(
             "'any': a case is won/lost when it contains a won/lost activity; "
-            "'last_of_won_lost': the last of them decides (e.g. BPIC 2012 offers)"
+            "'last_of_won_lost': the last of them decides (e.g. BPIC 2012 offers); "
+            "'won_else_lost': won when a won activity happens, lost when the case reaches a "
+            "lost or case_end activity first, or falls silent for lost_after_days"
         ),
     )
+    label_only: list[str] = Field(
+        default_factory=list,
+        description="columns (canonical roles or extra columns) known only once the outcome "
+        "is: never features (like lost_reason); see the leakage check of l2c train")
+    lost_after_days: float | None = Field(
+        None, gt=0, description="with won_else_lost: a case without any event for this "
+        "many days (and no win before) is lost from the end of that silence; a case whose "
+        "silence has not lasted this long by the extraction is still open")
+
+    @model_validator(mode="after")
+    def _absence_needs_a_way_to_lose(self) -> Roles:
+        if self.outcome_rule == "won_else_lost":
+            if not self.won:
+                raise ValueError("outcome_rule won_else_lost needs roles.won")
+            if self.lost_after_days is None and not (self.lost or self.end_activities):
+                raise ValueError("outcome_rule won_else_lost needs lost_after_days, or lost "
+                                 "or case_end activities, to know when a case is lost")
+        elif self.lost_after_days is not None:
+            raise ValueError("lost_after_days is read only with outcome_rule won_else_lost")
+        return self
 
     @property
     def end_activities(self) -> list[str]:
@@ -244,6 +270,17 @@ class Mapping(_Strict):
             missing = [r for r in ("activity", "timestamp") if r not in given]
             raise ValueError(f"required role(s) {missing} not mapped (or map date columns "
                              "to activities under events_from_columns)")
+        return self
+
+    @model_validator(mode="after")
+    def _label_only_names_plain_attributes(self) -> Mapping:
+        allowed = set(self.extra_columns) | set(LABEL_ONLY_ROLES)
+        wrong = sorted(set(self.roles.label_only) - allowed)
+        if wrong:
+            raise ValueError(
+                f"roles.label_only: {wrong} cannot be left out of the features; name extra "
+                f"columns or the roles {list(LABEL_ONLY_ROLES)} (the others carry the case "
+                "itself: map a leaky export column as an extra column instead)")
         return self
 
     @model_validator(mode="after")

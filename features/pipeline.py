@@ -90,7 +90,8 @@ class PrefixPipeline(BaseEstimator):
 
     def _encoders(self, events: pd.DataFrame) -> list[PrefixEncoder]:
         roles = self._roles()
-        attributes = [c for c in events.columns if c not in _NOT_ATTRIBUTES]
+        attributes = [c for c in events.columns
+                      if c not in _NOT_ATTRIBUTES and c not in roles.label_only]
         dates = [c for c in attributes if isinstance(events[c].dtype, pd.DatetimeTZDtype)]
         categorical = [c for c in attributes if not pd.api.types.is_numeric_dtype(events[c])
                        and c not in dates]

@@ -302,7 +302,8 @@ def serve(
         min=1, help="Worker processes (each loads the models); one per core for throughput.")
     ] = 1,
 ) -> None:
-    """Serve the champions over HTTP (FastAPI on uvicorn); docs at /docs."""
+    """Serve the champions over HTTP (FastAPI on uvicorn); API docs at /docs (open in
+    development; in production only with L2C_EXPOSE_DOCS=true)."""
     import uvicorn
     from pydantic import ValidationError
 

@@ -28,10 +28,15 @@ async def get_store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
-async def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
-                    key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+def key_is_valid(settings: Settings, key: str | None) -> bool:
+    """The key sent is the configured one (compared in constant time)."""
     expected = settings.api_key.get_secret_value()
-    if key is None or not secrets.compare_digest(key.encode(), expected.encode()):
+    return key is not None and secrets.compare_digest(key.encode(), expected.encode())
+
+
+async def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
+                          key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+    if not key_is_valid(settings, key):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                             detail="missing or wrong API key: send it in the X-API-Key header")
 

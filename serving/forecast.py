@@ -16,8 +16,21 @@ import pandas as pd
 
 from features.log import EventLog
 from features.outcomes import first_time_of
+from serving.errors import NothingToForecastError
 from serving.service import score_log
-from serving.store import Snapshot
+from serving.store import ModelsNotLoadedError, Snapshot
+
+#: what a forecast reads: who wins, and when each deal ends
+FORECAST_TARGETS = ("outcome", "remaining_time")
+
+
+def require_forecast_models(snapshot: Snapshot) -> None:
+    """Refuse (503) when a model the forecast reads is not served, naming it."""
+    missing = [t for t in FORECAST_TARGETS if t not in snapshot.models]
+    if missing:
+        raise ModelsNotLoadedError(
+            f"the forecast needs the {' and '.join(missing)} model(s), not served now: train "
+            "(`l2c train LOG`) and promote them, then POST /v1/models/reload")
 
 _Z90 = 1.2815515655446004  # standard normal 90% point
 
@@ -73,14 +86,20 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
              months: int, simulations: int, top: int = 10, seed: int = 0) -> dict[str, Any]:
     """Bookings from open deals; cash from open deals and from won deals not yet paid
     (already booked, so certain to pay, only the timing is drawn)."""
+    require_forecast_models(snapshot)
     events = log.events
     as_of = events["timestamp"].max()
     scored = score_log(snapshot, log)
     lags = win_to_payment_lags(log)
     awaiting, left_out = won_awaiting_payment(log, scored.status, lags)
     pending = scored.status.index[(scored.status == "open") | scored.status.index.isin(awaiting)]
+    refused = pending[pending.isin(list(scored.refused))]
+    if len(refused):
+        pending = pending.difference(refused, sort=False)
+        left_out.append(f"{len(refused)} deal(s) not forecast: an input is not a finite "
+                        f"number, e.g. {', '.join(map(str, refused[:5]))}")
     if len(pending) == 0:
-        raise ValueError(f"{source}: no open or won-but-unpaid case to forecast")
+        raise NothingToForecastError(f"{source}: no open or won-but-unpaid case to forecast")
     is_open = (scored.status.reindex(pending) == "open").to_numpy()
     p = pd.DataFrame(scored.results["outcome"]).set_index("case_id")["p_win"].reindex(pending)
     p = pd.Series(np.where(is_open, p.to_numpy(), 1.0), index=pending)
@@ -90,6 +109,13 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
     last = last.reindex(pending)
     without_value = last["value"].isna().to_numpy()
     value = last["value"].fillna(0.0).to_numpy(dtype=float)
+    with np.errstate(over="ignore"):  # an overflow is the finding here, not a warning
+        total = value.sum()
+    if not np.isfinite(total):  # all amounts are >= 0: every partial sum is finite too
+        top = int(np.nanargmax(np.where(np.isfinite(value), value, np.inf)))
+        raise NothingToForecastError(
+            f"{source}: deal values too large to add up, e.g. case {pending[top]} with "
+            f"value {value[top]:.6g}; correct the amounts")
     lag = float(lags.median()) if len(lags) else 0.0
 
     rng = np.random.default_rng(seed)

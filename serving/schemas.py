@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
-AttributeValue = str | float | int | bool | None
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number (JSON has no Infinity or NaN)")
+    return value
+
+
+#: Python's JSON parser reads Infinity and NaN, which JSON does not have: refused here,
+#: by field (a number that only overflows later, 1e999 as text, is refused per case)
+AttributeValue = Annotated[str | float | int | bool | None, AfterValidator(_finite)]
 
 EXAMPLE_CASE = {
     "case_id": "OPP-API-1",
@@ -132,6 +150,11 @@ class Prediction(BaseModel):
 class BatchResponse(BaseModel):
     predictions: list[Prediction]
     cases: int
+    rows_ignored: int = Field(0, description="events (rows of a file) that could not be used; "
+                              "each is noted on its case, with the reason")
+    unscored: dict[str, list[str]] = Field(
+        default_factory=dict, description="cases none of whose events could be used, with "
+        "why (so no case sent is missing from the answer without a word)")
     seconds: float
 
 
@@ -195,3 +218,48 @@ class ModelInfo(BaseModel):
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
     load_errors: dict[str, str]
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "partial", "not ready"] = Field(
+        description="partial: some targets have no model; their answers are null, with a "
+                    "note, and the forecast needs outcome and remaining_time")
+    loaded: list[str]
+    missing: list[str]
+    errors: dict[str, str] | None = Field(None, description="with the key only")
+    predict_passes: dict[str, Any] | None = Field(None, description="with the key only")
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: a sentence, or (a request that fails its schema) one entry per
+    field at fault."""
+
+    detail: str | list[ValidationIssue]
+
+
+def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Field errors as ``ValidationIssue``: where, what, and the kind. The input is not
+    echoed (it can be the whole body, or a value JSON cannot carry, such as NaN)."""
+    return [{"loc": list(e["loc"]), "msg": str(e["msg"]), "type": str(e["type"])}
+            for e in errors]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+#: the error answers every keyed route can give (FastAPI lists 200 and 422 by itself,
+#: and its 422 says ``detail`` is always a list: ours is a sentence or a list)
+SECURED_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("the body could not be parsed (a malformed multipart or JSON body)"),
+    401: _error("missing or wrong API key"),
+    413: _error("body over the size limit, or more cases than a batch takes"),
+    422: _error("input that cannot be used: the message names the field, file or row"),
+    503: _error("no model is served for a target the request needs"),
+}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.errors import EventLogError
+from features.errors import EventLogError, FeatureSchemaError
 from features.log import EventLog, canonicalize
 from features.mapping import FileFormat, Mapping
 from features.outcomes import case_outcomes, first_time_of, terms_at_invoice
@@ -26,6 +26,8 @@ from features.pipeline import EncodedPrefixes
 from features.prefixes import is_missing
 from features.schema import CANONICAL_KINDS, CORE_COLUMNS, ROW_COLUMN
 from models.bundle import TargetBundle
+from models.targets import TARGETS
+from serving.errors import ModelMismatchError
 from serving.schemas import CaseIn, PredictRequest
 from serving.scoring import beside_scoring
 from serving.store import Snapshot
@@ -61,6 +63,8 @@ class ScoredCases:
     values: dict[str, np.ndarray] = field(default_factory=dict)  # the model's matrix
     # SHAP values per target, computed beside the scoring thread when explanations are due
     contributions: dict[str, Future[np.ndarray]] = field(default_factory=dict)
+    # cases not predicted (an input that is not a finite number), each with a note saying so
+    refused: set[str] = field(default_factory=set)
 
     def drop_explanations(self) -> None:
         """Cancel the SHAP values not yet started (scoring failed, or they are not
@@ -205,11 +209,7 @@ def read_request_events(raw: pd.DataFrame, mapping: Mapping,
     """Canonicalise request events; quarantined rows and unknown activities become notes
     on their own case."""
     log = canonicalize(raw, api_mapping(mapping), source="request")
-    for _, bad in log.quarantine.iterrows() if len(log.quarantine) else ():
-        case = str(bad.get("case_id", "?"))
-        notes.setdefault(case, []).append(
-            f"event {int(bad['source_row'])} ignored: {bad['quarantine_reason']} "
-            f"({bad['quarantine_detail']})")
+    quarantine_notes(log, notes, "event")
     if log.report.unknown_activities:
         activity = np.asarray(log.column("activity"))
         cases = np.asarray(log.column("case_id"))
@@ -219,9 +219,30 @@ def read_request_events(raw: pd.DataFrame, mapping: Mapping,
                     f"activity {name!r} is unknown to the model ({count} event(s)); counted "
                     "as 'other activity'")
     if len(log) == 0:
-        reasons = "; ".join(log.quarantine["quarantine_detail"].astype(str).head(5))
+        details = log.quarantine["quarantine_detail"].astype(str)
+        reasons = "; ".join(details.drop_duplicates().head(5))  # one per distinct reason
         raise BadRequestError(f"no usable event in the request: {reasons}")
     return log
+
+
+def quarantine_notes(log: EventLog, notes: dict[str, list[str]], unit: str) -> None:
+    """A note on its case for each quarantined row: "<unit> N ignored: reason (detail)".
+    The quarantine holds the rows as sent, so the case is read from whichever of the
+    mapping's case-id columns it has; a row without one is only counted."""
+    bad = log.quarantine
+    if not len(bad):
+        return
+    ref = log.mapping.columns.get("case_id")
+    names = [ref] if isinstance(ref, str) else list(ref or [])
+    column = next((name for name in names if name in bad.columns), None)
+    if column is None:
+        return
+    cases = bad[column].astype(object).where(bad[column].notna(), "?").astype(str).str.strip()
+    messages = (unit + " " + bad["source_row"].astype("int64").astype(str) + " ignored: "
+                + bad["quarantine_reason"].astype(str) + " ("
+                + bad["quarantine_detail"].astype(str) + ")")
+    for case, listed in messages.groupby(cases.to_numpy(), sort=False):
+        notes.setdefault(case, []).extend(listed.tolist())
 
 
 def _input_notes(bundle: TargetBundle, encoded: EncodedPrefixes) -> dict[str, list[str]]:
@@ -247,6 +268,73 @@ def _input_notes(bundle: TargetBundle, encoded: EncodedPrefixes) -> dict[str, li
                 notes.setdefault(case, []).append(
                     f"{name} {value!r} is unknown to the model; treated as missing")
     return notes
+
+
+@dataclass(frozen=True)
+class _NumericRanges:
+    """The model's numeric features: positions, words, and the range seen in training."""
+
+    columns: np.ndarray  # positions in the matrix
+    readable: list[str]
+    low: np.ndarray  # NaN where the model kept no range (a feature it never split on)
+    high: np.ndarray
+
+
+def _numeric_ranges(bundle: TargetBundle) -> _NumericRanges:
+    """Ranges from LightGBM's own record of its training matrix (``feature_infos``, the
+    min and max of each feature's bins), read once per served model."""
+    pipeline = bundle.pipeline
+    names = list(pipeline.feature_names_out_)
+    columns = [j for j, n in enumerate(names) if pipeline.schema_[n]["dtype"] != "category"]
+    low = np.full(len(columns), np.nan)
+    high = np.full(len(columns), np.nan)
+    booster = getattr(bundle.model, "booster", None)
+    if booster is not None and booster.num_feature() == len(names):
+        infos = booster.dump_model(num_iteration=1).get("feature_infos", {})
+        for i, name in enumerate(np.asarray(booster.feature_name())[columns].tolist()):
+            info = infos.get(name) or {}
+            if "min_value" in info and "max_value" in info:
+                low[i], high[i] = float(info["min_value"]), float(info["max_value"])
+    readable = pipeline.readable_names()
+    return _NumericRanges(np.asarray(columns, dtype=np.int64),
+                          [readable.get(names[j], names[j].replace("_", " ")) for j in columns],
+                          low, high)
+
+
+def _number_checks(bundle: TargetBundle, encoded: EncodedPrefixes, M: np.ndarray
+                   ) -> tuple[set[str], dict[str, list[str]]]:
+    """Cases not to predict, and notes: a feature that is not a finite number (an amount
+    of ``inf`` or ``1e999``) refuses its case, since every model would read it as the most
+    extreme value it knows, with no warning; a finite one far outside the training range
+    (beyond it by more than the range's own width) is predicted, and said to be so.
+
+    The checks run on the model's matrix, so a number from JSON, a CSV cell or a huge
+    integer are caught alike, and so are features that overflow while being derived."""
+    ranges = derived_once("numeric ranges", bundle.model, lambda _: _numeric_ranges(bundle))
+    if len(M) == 0 or len(ranges.columns) == 0:
+        return set(), {}
+    values = M[:, ranges.columns]
+    infinite = np.isinf(values)
+    span = ranges.high - ranges.low
+    with np.errstate(invalid="ignore"):
+        far = ~infinite & ((values > ranges.high + span) | (values < ranges.low - span))
+    refused: set[str] = set()
+    notes: dict[str, list[str]] = {}
+    if not (infinite.any() or far.any()):
+        return refused, notes
+    cases = encoded.keys["case_id"]
+    for row, col in zip(*np.nonzero(infinite | far), strict=True):
+        case, value, words = str(cases[row]), float(values[row, col]), ranges.readable[col]
+        if infinite[row, col]:
+            refused.add(case)
+            message = (f"not predicted: {words} is not a finite number ({value}); check "
+                       "the numbers sent")
+        else:
+            message = (f"{words} = {value:.6g} is far outside what the model was trained on "
+                       f"({ranges.low[col]:.6g} to {ranges.high[col]:.6g}): the prediction "
+                       "treats it like the nearest value seen and may be unreliable")
+        notes.setdefault(case, []).append(message)
+    return refused, notes
 
 
 def score_cases(snapshot: Snapshot, cases: Sequence[CaseIn], explain: bool = False
@@ -338,6 +426,11 @@ def score_log(snapshot: Snapshot, log: EventLog, notes: dict[str, list[str]] | N
     scored = ScoredCases(log=log, status=status, notes=notes)
     try:
         _score_targets(snapshot, log, scored, apart, explain)
+    except FeatureSchemaError as exc:  # the reader accepted the events: not the client's fault
+        scored.drop_explanations()
+        raise ModelMismatchError(
+            f"the served models cannot encode these events ({exc}); they were trained by "
+            "another version of this software: retrain and promote them") from exc
     except BaseException:
         scored.drop_explanations()
         raise
@@ -354,7 +447,11 @@ def _score_targets(snapshot: Snapshot, log: EventLog, scored: ScoredCases,
         if served.run_id not in features_by_run:
             encoded = bundle.pipeline.encode(log.table(), last_only=True, apart=apart)
             features_by_run[served.run_id] = encoded, encoded.matrix()
-            for case, messages in _input_notes(bundle, encoded).items():
+            refused, number_notes = _number_checks(bundle, encoded,
+                                                   features_by_run[served.run_id][1])
+            scored.refused.update(refused)
+            for case, messages in [*_input_notes(bundle, encoded).items(),
+                                   *number_notes.items()]:
                 for message in messages:
                     if message not in notes.setdefault(case, []):
                         notes[case].append(message)
@@ -525,6 +622,13 @@ def _assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
                      "explanations": {}, "notes": notes, "model_versions": dict(versions)}
     due = _due_dates(scored.log, mapping)
     position = {case: i for i, case in enumerate(ids)}
+    for target in TARGETS:  # a null answer always says why
+        if target in scored.results:
+            continue
+        for entry in out.values():
+            if _applies(target, entry["status"]) and entry["case_id"] not in scored.refused:
+                entry["notes"].append(f"no {target} model is served: {_ANSWER_KEY[target]} "
+                                      "is null")
     for target, result in scored.results.items():
         order = result["case_id"].tolist()
         entries = [out[case] for case in order]
@@ -536,12 +640,22 @@ def _assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
                                  None if started is None else started.result()
                                  ) if explain else None
         for i, (entry, answer) in enumerate(zip(entries, answers, strict=True)):
-            if not _applies(target, entry["status"]):
+            if not _applies(target, entry["status"]) or entry["case_id"] in scored.refused:
+                continue
+            if not _finite_answer(answer):
+                entry["notes"].append(f"no {target} prediction: the model's output is not "
+                                      "a finite number for this case's input")
                 continue
             entry[_ANSWER_KEY[target]] = answer
             if explained is not None:
                 entry["explanations"][target] = explained[i]
     return list(out.values())
+
+
+def _finite_answer(answer: Any) -> bool:
+    if isinstance(answer, dict):
+        return all(np.isfinite(answer[k]) for k in ("days", "p10_days", "p90_days"))
+    return bool(np.isfinite(answer))
 
 
 _STATUS_NOTES = {
@@ -564,7 +678,7 @@ def _target_answers(target: str, result: dict[str, np.ndarray], as_of: np.ndarra
                            for c in ("prediction_days", "lower_days", "upper_days"))
     if target == "remaining_time":
         point, lower, upper = (np.maximum(v, 0.0) for v in (point, lower, upper))
-        ends = (_datetimes(as_of + _micros_of_days(days)) for days in (point, lower, upper))
+        ends = (_datetimes(_shifted(as_of, days)) for days in (point, lower, upper))
         return [{"days": d, "p10_days": lo, "p90_days": hi, "expected_end": e,
                  "end_p10": e10, "end_p90": e90}
                 for d, lo, hi, e, e10, e90 in zip(point.tolist(), lower.tolist(),
@@ -574,7 +688,7 @@ def _target_answers(target: str, result: dict[str, np.ndarray], as_of: np.ndarra
         known = due.reindex(ids)
         due_at = np.where(known.isna().to_numpy(), _NAT,
                           pd.DatetimeIndex(known).as_unit("us").asi8)
-    paid_at = np.where(due_at == _NAT, _NAT, due_at + _micros_of_days(point))
+    paid_at = _shifted(due_at, point)
     return [{"days": d, "p10_days": lo, "p90_days": hi, "due_date": dd,
              "expected_payment_date": pd_}
             for d, lo, hi, dd, pd_ in zip(point.tolist(), lower.tolist(), upper.tolist(),
@@ -586,14 +700,24 @@ _NAT = np.iinfo(np.int64).min
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _micros_of_days(days: np.ndarray) -> np.ndarray:
-    return np.round(days * 86_400_000_000).astype(np.int64)
+_MAX_DAYS = 1_000_000.0  # beyond, a duration would overflow the microsecond clock
+_FIRST_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+_LAST_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+
+
+def _shifted(micros: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """``micros`` plus ``days``; missing (``_NAT``) where either is, or where the days are
+    not a duration a date could hold (a model fed absurd input can say anything)."""
+    usable = (micros != _NAT) & np.isfinite(days) & (np.abs(days) <= _MAX_DAYS)
+    step = np.round(np.where(usable, days, 0.0) * 86_400_000_000).astype(np.int64)
+    return np.where(usable, micros + step, _NAT)
 
 
 def _datetimes(micros: np.ndarray) -> list[datetime | None]:
-    """UTC datetimes (exact to the microsecond) for the response, None where missing."""
-    return [None if us == _NAT else _EPOCH + timedelta(microseconds=us)
-            for us in micros.tolist()]
+    """UTC datetimes (exact to the microsecond) for the response, None where missing or
+    past what a date can hold (year 1 to 9999)."""
+    return [None if us == _NAT or not _FIRST_US <= us <= _LAST_US
+            else _EPOCH + timedelta(microseconds=us) for us in micros.tolist()]
 
 
 def _applies(target: str, status: str) -> bool:

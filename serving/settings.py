@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     coalesce_max_cases: int = Field(32, ge=1, le=1000)
     #: how long a pass may wait for as many requests as were in flight before it
     coalesce_gather_ms: float = Field(15.0, ge=0, le=200)
+    #: serve /docs, /redoc and /openapi.json (they need no key: the spec lists every route
+    #: and field); unset: on in development, off in production
+    expose_docs: bool | None = None
+
+    @property
+    def docs_open(self) -> bool:
+        return self.environment == "development" if self.expose_docs is None else self.expose_docs
 
     @model_validator(mode="after")
     def _no_placeholder_key_outside_development(self) -> Settings:

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from features.log import EventLog, canonicalize
 from serving.deps import SettingsDep, SnapshotDep
-from serving.forecast import forecast
+from serving.forecast import forecast, require_forecast_models
 from serving.routes.predict import read_uploaded_log
 from serving.schemas import ForecastResponse
 from serving.scoring import in_scoring_thread
@@ -30,6 +30,7 @@ def training_log(snapshot: Snapshot) -> tuple[EventLog, str]:
     """The log the served outcome model was trained on (logged with its run)."""
     import mlflow
 
+    require_forecast_models(snapshot)
     served = snapshot.get("outcome")
     local = Path(mlflow.artifacts.download_artifacts(
         run_id=served.run_id, artifact_path="evaluation/events.parquet"))
@@ -54,17 +55,23 @@ async def forecast_upload(snapshot: SnapshotDep, settings: SettingsDep,
                           group_by: GroupBy = None, months: Months = None,
                           simulations: Simulations = None) -> dict[str, Any]:
     """The same forecast for the open cases of an uploaded event log."""
-    log = read_uploaded_log(file.filename or "upload.csv", await file.read(), snapshot)
-    return await _run(snapshot, settings, log, file.filename or "upload", group_by, months,
-                      simulations)
+    require_forecast_models(snapshot)  # before reading the file: say what is missing first
+    name = file.filename or "upload.csv"
+    log = read_uploaded_log(name, await file.read(), snapshot)
+    answer = await _run(snapshot, settings, log, name, group_by, months, simulations)
+    ignored = log.quarantine
+    if len(ignored):
+        examples = "; ".join(f"row {row}: {detail}" for row, detail in zip(
+            ignored["source_row"].head(3).tolist(),
+            ignored["quarantine_detail"].head(3).tolist(), strict=True))
+        answer["assumptions"].append(f"{len(ignored)} row(s) of {name} could not be used and "
+                                     f"are left out, e.g. {examples}")
+    return answer
 
 
 async def _run(snapshot: Snapshot, settings: SettingsDep, log: EventLog, source: str,
                group_by: str | None, months: int | None,
                simulations: int | None) -> dict[str, Any]:
-    try:
-        return await in_scoring_thread(
-            forecast, snapshot, log, source, group_by,
-            months or settings.forecast_months, simulations or settings.forecast_simulations)
-    except ValueError as exc:
-        raise HTTPException(422, detail=str(exc)) from exc
+    return await in_scoring_thread(
+        forecast, snapshot, log, source, group_by,
+        months or settings.forecast_months, simulations or settings.forecast_simulations)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -23,11 +24,21 @@ async def list_models(snapshot: SnapshotDep, store: StoreDep) -> dict[str, Any]:
         models.append({
             "target": target, "registered_name": served.bundle.target.registered_name,
             "version": served.version, "run_id": served.run_id,
-            "trained_on": info.get("trained_on", {}), "split_time": info.get("split_time"),
+            "trained_on": _without_folders(info.get("trained_on", {})),
+            "split_time": info.get("split_time"),
             "test_metrics": {k: float(v) for k, v in info.get("metrics", {}).items()
                              if np.isfinite(v)},
         })
     return {"models": models, "load_errors": dict(store.last_errors)}
+
+
+def _without_folders(trained_on: dict[str, Any]) -> dict[str, Any]:
+    """The training file by its name only: the folder it was in on the training machine
+    tells a client nothing it can use, and something about the host it should not know."""
+    path = trained_on.get("path")
+    if not isinstance(path, str):
+        return dict(trained_on)
+    return {**trained_on, "path": PureWindowsPath(PurePosixPath(path).name).name}
 
 
 @router.post("/reload")

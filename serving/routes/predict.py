@@ -8,15 +8,30 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
-from features.io import read_upload
-from features.log import canonicalize
+from features.errors import EventLogError
+from features.io import detect_format, read_upload
+from features.log import EventLog, canonicalize
 from serving.deps import CoalescerDep, SettingsDep, SnapshotDep
-from serving.schemas import BatchRequest, BatchResponse, Prediction, PredictRequest
+from serving.errors import BadRequestBodyError, TooManyCasesError, UnreadableUploadError
+from serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    Prediction,
+    PredictRequest,
+    validation_detail,
+)
 from serving.scoring import in_scoring_thread
-from serving.service import ScoredCases, assemble, score_cases, score_log, served_mapping
+from serving.service import (
+    ScoredCases,
+    assemble,
+    quarantine_notes,
+    score_cases,
+    score_log,
+    served_mapping,
+)
 from serving.settings import Settings
 from serving.store import Snapshot
 
@@ -64,11 +79,9 @@ async def predict_batch(request: Request, snapshot: SnapshotDep,
                                  await upload.read(), snapshot, settings, explain)
     else:
         try:
-            body = BatchRequest.model_validate(json.loads(await request.body()))
-        except json.JSONDecodeError as exc:
-            raise HTTPException(422, detail=f"body is not valid JSON: {exc}") from exc
+            body = BatchRequest.model_validate(parse_json_body(await request.body()))
         except ValidationError as exc:
-            raise HTTPException(422, detail=json.loads(exc.json(include_url=False))) from exc
+            raise HTTPException(422, detail=validation_detail(exc.errors())) from exc
         _check_batch_size(len(body.cases), settings.max_batch_cases)
         work = functools.partial(_answer_batch, snapshot, body.explain, body.top_k,
                                  lambda: score_cases(snapshot, body.cases, body.explain))
@@ -76,18 +89,41 @@ async def predict_batch(request: Request, snapshot: SnapshotDep,
                     media_type="application/json")
 
 
+def parse_json_body(data: bytes) -> Any:
+    """The body as JSON, or a 422 that says why not. Python's parser raises
+    ``RecursionError`` on deep nesting (a few KB of ``[`` is enough) and
+    ``UnicodeDecodeError`` on bytes that are not UTF-8: both are the body's fault."""
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise BadRequestBodyError(
+            f"body is not UTF-8 text ({exc.reason} at byte {exc.start}): send JSON in "
+            "UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise BadRequestBodyError(f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequestBodyError("body is not usable JSON: nested too deeply") from exc
+
+
 def _score_upload(filename: str, data: bytes, snapshot: Snapshot, settings: Settings,
                   explain: bool, started: float) -> bytes:
     log = read_uploaded_log(filename, data, snapshot)
     _check_batch_size(log.events["case_id"].nunique(), settings.max_batch_cases)
+    notes: dict[str, list[str]] = {}
+    quarantine_notes(log, notes, "row")
     return _answer_batch(snapshot, explain, 5,
-                         lambda: score_log(snapshot, log, {}, explain=explain), started)
+                         lambda: score_log(snapshot, log, notes, explain=explain), started)
 
 
 def _answer_batch(snapshot: Snapshot, explain: bool, top_k: int,
                   score: Callable[[], ScoredCases], started: float) -> bytes:
-    predictions = assemble(score(), snapshot, explain, top_k)
+    scored = score()
+    predictions = assemble(scored, snapshot, explain, top_k)
+    answered = {p["case_id"] for p in predictions}
     answer = {"predictions": predictions, "cases": len(predictions),
+              "rows_ignored": len(scored.log.quarantine),
+              "unscored": {case: notes for case, notes in scored.notes.items()
+                           if case not in answered},
               "seconds": time.perf_counter() - started}
     # straight to JSON: re-validating 10k explained cases against the response model
     # would cost ~1.6 s; the tests hold the answer to BatchResponse instead
@@ -99,17 +135,33 @@ _AS_JSON = TypeAdapter(Any)
 
 def _check_batch_size(cases: int, limit: int) -> None:
     if cases > limit:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                            detail=f"{cases} cases in one batch; the limit is {limit}")
+        raise TooManyCasesError(f"{cases} cases in one batch; the limit is {limit}")
 
 
-def read_uploaded_log(filename: str, data: bytes, snapshot: SnapshotDep):
-    """An uploaded export read through the served model's mapping."""
+def read_uploaded_log(filename: str, data: bytes, snapshot: Snapshot) -> EventLog:
+    """An uploaded export read through the served model's mapping.
+
+    Each format's library has errors of its own for a broken file (``BadZipFile`` for
+    an ``.xlsx`` that is not a zip, pyarrow's for a bad Parquet, XML errors...): at this
+    boundary every one of them means the upload cannot be read, and says so by name."""
     mapping = served_mapping(snapshot)
+    kind = detect_format(filename)  # an unknown extension: its own message (422)
     try:
         raw = read_upload(filename, data, mapping.format)
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
-        raise HTTPException(422, detail=f"{filename}: cannot read the file: {exc}") from exc
+    except EventLogError:
+        raise
+    except Exception as exc:
+        raise UnreadableUploadError(
+            f"{filename}: cannot read the file as {kind} ({type(exc).__name__}: {exc})"
+        ) from exc
     if raw.empty:
-        raise HTTPException(422, detail=f"{filename}: the file holds no events")
-    return canonicalize(raw, mapping, source=filename)
+        raise UnreadableUploadError(f"{filename}: the file holds no events")
+    log = canonicalize(raw, mapping, source=filename)
+    if len(log) == 0:
+        reasons = "; ".join(f"row {row}: {detail}" for row, detail in zip(
+            log.quarantine["source_row"].head(5).tolist(),
+            log.quarantine["quarantine_detail"].head(5).tolist(), strict=True))
+        raise UnreadableUploadError(
+            f"{filename}: no usable event: all {len(log.quarantine)} row(s) quarantined, "
+            f"e.g. {reasons}")
+    return log

@@ -236,3 +236,46 @@ D2,Created,2024-01-02T00:00:00Z
     assert d1["remaining_usable"].tolist() == [True, False, False]
     assert not d1["remaining_censored"].any()
     assert labels[labels["case_id"] == "D2"]["remaining_censored"].all()
+
+
+ABSENCE = """Deal,Step,When
+D1,Created,2024-01-01T00:00:00Z
+D1,Call,2024-01-05T00:00:00Z
+D1,Won,2024-01-10T00:00:00Z
+D2,Created,2024-01-01T00:00:00Z
+D2,Call,2024-01-03T00:00:00Z
+D2,Call,2024-03-01T00:00:00Z
+D3,Created,2024-01-02T00:00:00Z
+D3,Closed,2024-01-04T00:00:00Z
+D4,Created,2024-05-01T00:00:00Z
+D5,Created,2024-05-02T00:00:00Z
+"""
+
+
+def test_lost_by_absence_of_the_win_within_the_horizon(tmp_path: Path) -> None:
+    """Won if 'Won' happens; lost when the case closes without it or is silent for 30
+    days; a case whose silence has not lasted 30 days by the extraction is open."""
+    from features.labels import build_labels
+    from features.outcomes import case_outcomes, outcome_events
+    from features.prefixes import prepare_events
+
+    m = mapping(roles={"won": ["Won"], "case_end": ["Closed"],
+                       "outcome_rule": "won_else_lost", "lost_after_days": 30})
+    events = read_log(write(tmp_path, ABSENCE), m).events
+    verdicts = case_outcomes(events, m.roles)
+    assert verdicts.to_dict() == {"D1": "won", "D2": "lost", "D3": "lost", "D4": "open",
+                                  "D5": "open"}
+    decided = outcome_events(events, m.roles)
+    # D2 fell silent after its call on Jan 3: lost 30 days later, its March call too late
+    assert decided.loc["D2", "outcome_time"] == pd.Timestamp("2024-02-02", tz="UTC")
+    labels = build_labels(prepare_events(events), m.roles)
+    d2 = labels[labels["case_id"] == "D2"]
+    assert d2["won"].tolist() == [0.0, 0.0, 0.0]
+    assert d2["outcome_usable"].tolist() == [True, True, False]
+    d1 = labels[labels["case_id"] == "D1"]
+    assert d1["outcome_usable"].tolist() == [True, True, False] and d1["won"].eq(1).all()
+    assert labels[labels["case_id"] == "D4"]["won"].isna().all()
+    with pytest.raises(MappingError, match="needs lost_after_days"):
+        mapping(roles={"won": ["Won"], "case_end": [], "outcome_rule": "won_else_lost"})
+    with pytest.raises(MappingError, match="only with outcome_rule won_else_lost"):
+        mapping(roles={"won": ["Won"], "lost_after_days": 5})

@@ -519,3 +519,20 @@ def test_running_cases_scored_against_the_fitted_history_get_the_logs_features(
     got = encoded.frame().set_index(["case_id", "prefix_len"])
     expected = before.set_index(["case_id", "prefix_len"]).loc[got.index, got.columns]
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, atol=1e-9)
+
+
+ABSENCE_ROLES = ROLES.model_copy(update={"outcome_rule": "won_else_lost",
+                                         "lost_after_days": 15.0})
+
+
+@given(st.data())
+@SETTINGS
+def test_verdicts_by_absence_never_leak_into_earlier_prefixes(data: st.DataObject) -> None:
+    """Under 'won_else_lost' a loss by silence is known only once the silence has
+    lasted: the reps' and accounts' win rates as of t never move when anything after t
+    changes (a late event in a case already lost by silence included)."""
+    log = data.draw(canonical_logs(), label="log")
+    pipe = PrefixPipeline(roles=ABSENCE_ROLES, min_frequency=1).fit(log)
+    before = pipe.transform(log)
+    t, modified = data.draw(future_changes(log), label="modified")
+    assert_past_unchanged(pipe, log, modified, t, before=before)
