@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(BIN)/l2c promote --target payment_delay latest
 	@echo "Serve the champions: .venv/bin/l2c serve   (API docs at http://127.0.0.1:8000/docs)"
 	@echo "MLflow UI: .venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
+	$(BIN)/l2c insight $(DEMO_DIR)/l2c.csv --out $(DEMO_DIR)/insight.html
 
 test: $(STAMP)
 	$(BIN)/ruff check .

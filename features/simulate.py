@@ -44,6 +44,19 @@ per event, the average quarter-end speed-up); it ignores the 90-day gap cap and 
 "one day after the last invoice" payment floor, and is unbiased to within a few percent.
 ``expected_payment_delay_days`` is the delay without its ``N(0, 4)`` noise, given
 whether the invoice was corrected.
+
+Injectable process effects (``ProcessEffects``), each of a known size, so that process
+insight can be checked for finding what is there: an approval bottleneck (extra days
+between "Discount Approval Requested" and "Discount Approved"), a re-quote loop (a share
+of cases issue their first quote again right away), a deviating rep (who skips
+"Opportunity Qualified" in a share of the cases that reach it), a discount policy (one
+approval threshold for the whole window instead of the built-in 15 % -> 10 % change, and
+a share of quotes above it issued without approval) and a late-paying account group
+(extra days of payment delay). Their draws come from a generator of their own (seeded
+from ``seed``), so the default ``ProcessEffects()`` gives exactly the log of a simulator
+without effects. Per case, the truth file says which effects hit the case
+(``effect_*`` columns); ``expected_payment_delay_days`` includes the late-payer days and
+``expected_cycle_days`` the approval delay, not the other effects.
 """
 
 from __future__ import annotations
@@ -121,6 +134,10 @@ TRUTH_COLUMNS: Final[tuple[str, ...]] = (
     "workload",
     "u_health",
     "open_at_extraction",
+    "effect_requote_loop",
+    "effect_skipped_qualification",
+    "effect_bypassed_approvals",
+    "effect_late_payer",
 )
 
 REGIONS: Final = ("North America", "EMEA North", "EMEA South", "APAC", "LATAM")
@@ -190,6 +207,43 @@ _RESPONSE_SLOPE = 0.7  # engaged buyers (high health) take the first call sooner
 _SIZE_DELAY = 2.0  # days of payment delay per log-unit of deal size (e^1 x larger)
 _HEALTH_DELAY = 2.0  # days of payment delay per standard deviation of deal health
 _PACE_SLOPE = 0.3  # unhealthy deals drag: every rep-paced gap grows as health falls
+
+
+@dataclass(frozen=True)
+class ProcessEffects:
+    """Process effects to inject, each with a known size; the defaults inject nothing.
+
+    ``approval_delay_days``: added to every discount approval's wait (a lognormal with
+    this median and sigma 0.3), an approval bottleneck.
+    ``requote_loop_rate``: share of cases with a first quote that issue it again right
+    after (a "Quote Issued" loop 1-3 days later, a slightly higher discount).
+    ``deviating_rep`` / ``deviation_rate``: this rep ("Rep 07") skips "Opportunity
+    Qualified" in this share of the cases that reach it (the stage still changes).
+    ``discount_threshold``: one approval threshold (percent) for the whole window in
+    place of the built-in 15 -> 10 change; ``approval_bypass_rate``: share of quotes above
+    the threshold issued without the approval loop (policy violations).
+    ``late_payer_share`` / ``late_payer_days``: this share of accounts pays this many
+    days later than the rest would.
+    """
+
+    approval_delay_days: float = 0.0
+    requote_loop_rate: float = 0.0
+    deviating_rep: str | None = None
+    deviation_rate: float = 0.0
+    discount_threshold: float | None = None
+    approval_bypass_rate: float = 0.0
+    late_payer_share: float = 0.0
+    late_payer_days: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("requote_loop_rate", "deviation_rate", "approval_bypass_rate",
+                     "late_payer_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a share between 0 and 1")
+        if self.approval_delay_days < 0:
+            raise ValueError("approval_delay_days must not be negative")
+        if self.discount_threshold is not None and not 0 <= self.discount_threshold <= 100:
+            raise ValueError("discount_threshold must be a percentage")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -306,7 +360,8 @@ def _str_column(vocab: list[str] | tuple[str, ...], codes: np.ndarray) -> pd.Ser
 
 
 def simulate_log(
-    n_cases: int, seed: int, start: str = "2022-01-01", years: float = 3.0
+    n_cases: int, seed: int, start: str = "2022-01-01", years: float = 3.0,
+    effects: ProcessEffects | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Simulate ``n_cases`` opportunities started over ``years``; returns (events, truth).
 
@@ -320,6 +375,8 @@ def simulate_log(
     if years <= 0.05:
         raise ValueError("years must cover more than a few weeks")
     rng = np.random.default_rng(seed)
+    effects = effects if effects is not None else ProcessEffects()
+    effect_rng = np.random.default_rng([seed, 16])  # the effects' own draws (docstring)
     origin = pd.Timestamp(start)
     origin = origin.tz_localize("UTC") if origin.tz is None else origin.tz_convert("UTC")
     origin = origin.normalize()
@@ -344,6 +401,7 @@ def simulate_log(
         w = rep_capacity[reps] / rep_capacity[reps].sum()
         acc_rep[in_r] = rng.choice(reps, in_r.sum(), p=w)
     acc_habit = rng.normal(3.0, 12.0, n_acc)
+    acc_late = effect_rng.random(n_acc) < effects.late_payer_share
     acc_rapport = rng.normal(0.0, 1.0, n_acc)  # the account's relationship with the vendor
     acc_size = rng.normal(0.0, 0.6, n_acc)
     acc_terms = (
@@ -462,8 +520,9 @@ def simulate_log(
     has_quote = np.zeros(n, dtype=bool)
     ev.add(alive, "Lead Captured", "Lead", lead_user, t)
 
-    def gap(median: float | np.ndarray, sigma: float) -> np.ndarray:
-        return median * np.exp(sigma * rng.standard_normal(n))
+    def gap(median: float | np.ndarray, sigma: float,
+            g: np.random.Generator = rng) -> np.ndarray:
+        return median * np.exp(sigma * g.standard_normal(n))
 
     def sales_gap(median: float, sigma: float = 0.7) -> np.ndarray:
         """A rep-paced gap, capped because CRMs nag about (and reps touch) stale deals."""
@@ -475,8 +534,8 @@ def simulate_log(
         near = _days_to_quarter_end(t, origin_day) < _QUARTER_END_DAYS
         return np.where(near, _QUARTER_END_SPEEDUP, 1.0)
 
-    def step(mask: np.ndarray, delta: np.ndarray) -> None:
-        moved = _business_time(t + delta, rng, weekday0)
+    def step(mask: np.ndarray, delta: np.ndarray, g: np.random.Generator = rng) -> None:
+        moved = _business_time(t + delta, g, weekday0)
         t[mask] = moved[mask]
 
     def expect(
@@ -495,32 +554,49 @@ def simulate_log(
         mean = _lognormal_mean(median, 0.7) * pace * (qe_mean if late else 1.0)
         expect(_expected_capped_poisson(lam, _MAX_REPEAT), mean)
 
+    def threshold(at: np.ndarray) -> np.ndarray | float:
+        """The discount above which a quote issued at ``at`` needs approval."""
+        if effects.discount_threshold is not None:
+            return effects.discount_threshold
+        return np.where(at >= drift_t, 10.0, 15.0)
+
     def approval_prob(index: float | np.ndarray) -> np.ndarray:
         """P(quote number ``index`` needs approval), normal approximation of the discount."""
-        thr = np.where(t0 >= drift_t, 10.0, 15.0)
+        thr = threshold(t0)
         mean = disc_mean + 2.25 * index + 3.0 * _QUARTER_END_DAYS / 91.3
         return 1.0 - _norm_cdf((thr - mean) / np.sqrt(9.0 + 2.25 * index))
 
     def expect_approval(p_quote: float | np.ndarray, index: float | np.ndarray) -> None:
         desk = np.where(t0 >= drift_t, 0.6, 2.5)
-        expect(p_quote * approval_prob(index),
-               _lognormal_mean(0.15, 0.5) + _lognormal_mean(desk, 0.6), events=2)
+        expect(p_quote * approval_prob(index) * (1.0 - effects.approval_bypass_rate),
+               _lognormal_mean(0.15, 0.5) + _lognormal_mean(desk, 0.6)
+               + _lognormal_mean(effects.approval_delay_days, 0.3), events=2)
 
-    def quote(mask: np.ndarray, stage: str, first: bool) -> None:
+    bypassed = np.zeros(n, dtype=np.int64)
+
+    def quote(mask: np.ndarray, stage: str, first: bool, g: np.random.Generator = rng) -> None:
         nonlocal discount
         near = _days_to_quarter_end(t, origin_day) < _QUARTER_END_DAYS
         if first:
-            new = np.clip(disc_mean + 3.0 * near + rng.normal(0.0, 3.0, n), 0.0, 40.0)
+            new = np.clip(disc_mean + 3.0 * near + g.normal(0.0, 3.0, n), 0.0, 40.0)
         else:
-            new = np.minimum(discount + np.abs(rng.normal(2.2, 1.5, n)) + 2.0 * near, 45.0)
+            new = np.minimum(discount + np.abs(g.normal(2.2, 1.5, n)) + 2.0 * near, 45.0)
         discount = np.where(mask, np.round(new, 1), discount)
         has_quote[mask] = True
         ev.add(mask, "Quote Issued", stage, owner, t, discount=discount)
         after_drift = t >= drift_t
-        needs = mask & (discount > np.where(after_drift, 10.0, 15.0))
-        step(needs, gap(0.15, 0.5))
+        needs = mask & (discount > threshold(t))
+        if effects.approval_bypass_rate > 0:
+            bypass = needs & (effect_rng.random(n) < effects.approval_bypass_rate)
+            bypassed[bypass] += 1
+            needs = needs & ~bypass
+        step(needs, gap(0.15, 0.5, g), g)
         ev.add(needs, "Discount Approval Requested", stage, owner, t)
-        step(needs, gap(np.where(after_drift, 0.6, 2.5), 0.6))
+        wait = gap(np.where(after_drift, 0.6, 2.5), 0.6, g)
+        if effects.approval_delay_days > 0:
+            wait = wait + effects.approval_delay_days * np.exp(
+                0.3 * effect_rng.standard_normal(n))
+        step(needs, wait, g)
         approver = np.where(after_drift, u_desk, u_mgr + region)
         ev.add(needs, "Discount Approved", stage, approver, t)
 
@@ -550,11 +626,23 @@ def simulate_log(
     meetings("Prospecting", np.exp(-0.2 + 0.8 * u), 4.0, late)
     gate(0, 6.0, late)
 
-    ev.add(alive, "Opportunity Qualified", "Qualification", owner, t)
+    skip_qualification = np.zeros(n, dtype=bool)
+    if effects.deviating_rep is not None:
+        if effects.deviating_rep not in users[:n_reps]:
+            raise ValueError(f"deviating_rep {effects.deviating_rep!r} is not a rep; the reps "
+                             f"are {users[0]} .. {users[n_reps - 1]}")
+        by_rep = owner == users.index(effects.deviating_rep)
+        skip_qualification = alive & by_rep & (effect_rng.random(n) < effects.deviation_rate)
+    ev.add(alive & ~skip_qualification, "Opportunity Qualified", "Qualification", owner, t)
     meetings("Qualification", np.exp(0.0 + 0.6 * u), 5.0, late)
     gate(1, 7.0, late)
 
     quote(alive, "Proposal", first=True)
+    requote_loop = np.zeros(n, dtype=bool)
+    if effects.requote_loop_rate > 0:
+        requote_loop = alive & (effect_rng.random(n) < effects.requote_loop_rate)
+        step(requote_loop, effect_rng.uniform(1.0, 3.0, n), effect_rng)
+        quote(requote_loop, "Proposal", first=False, g=effect_rng)
     expect_approval(1.0, 0.0)
     meetings("Proposal", np.exp(-0.4 + 0.3 * u), 5.0, late)
     gate(2, 8.0, late)
@@ -630,6 +718,8 @@ def simulate_log(
     delay_core = (habit + _TERMS_DELAY[terms] + _REGION_DELAY[region]
                   + _SIZE_DELAY * log_size - _HEALTH_DELAY * u)
     expected_delay = delay_core + 8.0 * corrected
+    late_payer = acc_late[account]
+    expected_delay = expected_delay + effects.late_payer_days * late_payer
     delay = expected_delay + rng.normal(0.0, 4.0, n)
     due = invoice_t + terms_days
     pay_t = _business_time(np.maximum(due + delay, last_sent + 1.0), rng, weekday0)
@@ -705,6 +795,10 @@ def simulate_log(
             "workload": workload,
             "u_health": u,
             "open_at_extraction": end_secs > horizon_secs,
+            "effect_requote_loop": requote_loop,
+            "effect_skipped_qualification": skip_qualification,
+            "effect_bypassed_approvals": bypassed,
+            "effect_late_payer": late_payer,
         },
         columns=list(TRUTH_COLUMNS),
     )

@@ -320,5 +320,48 @@ def serve(
                 workers=workers, log_level="warning")
 
 
+@app.command()
+@guarded
+def insight(
+    log: Annotated[Path, typer.Argument(help="Event log file (CSV, Parquet, XLSX, XES).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML report to write.")] = Path(
+        "insight.html"),
+    mapping: MappingOption = None,
+    by: Annotated[str | None, typer.Option(
+        help="Repeat the analysis per segment: region, rep, lead_source, product, "
+             "contract_type, month or another case attribute.")] = None,
+    discount_threshold: Annotated[float, typer.Option(
+        help="Discount policy: quotes above this percent need an approval.")] = 15.0,
+    happy_path: Annotated[str | None, typer.Option(
+        help="Expected order to check cases against, activities separated by commas "
+             "(default: the mapping's expected_order).")] = None,
+) -> None:
+    """Describe the actual process: map, variants, funnel, bottlenecks, rework,
+    conformance, discounts, payments; writes a self-contained HTML report."""
+    from features.log import read_log
+    from insight import InsightError, analyze
+    from insight.report import render_html
+
+    path = [a.strip() for a in happy_path.split(",") if a.strip()] if happy_path else None
+    try:
+        result = analyze(read_log(log, mapping), by=by, discount_threshold=discount_threshold,
+                         happy_path=path)
+    except (InsightError, ValueError) as exc:
+        fail("error", exc, 2)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_html(result), encoding="utf-8")
+    except OSError as exc:
+        fail("error", f"cannot write {out}: {exc.strerror or exc}", 2)
+    for line in result.headlines:
+        console.print(f"- {escape(line)}")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    for name, section in result.sections().items():
+        if not section.available:
+            console.print(f"[yellow]{name} unavailable:[/] {escape(section.reason or '')}")
+    console.print(f"wrote the insight report to [bold]{escape(str(out))}[/]")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

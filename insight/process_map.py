@@ -1,0 +1,214 @@
+"""Process map (directly-follows graph) and variants: what the process actually does.
+
+Definitions follow the process-mining convention (van der Aalst; pm4py's
+``discover_dfg`` and ``get_variants``), so figures can be checked against it: an edge
+a -> b counts every pair of events of one case where b comes right after a in case-time
+order (ties keep the file's order); its time is b's timestamp minus a's; a variant is a
+case's whole activity sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from insight.context import MICROS_PER_DAY, Context, distinct, grouped_stats, win_rate
+from insight.sections import Section
+
+
+@dataclass
+class ProcessMap(Section):
+    """The directly-follows graph.
+
+    ``activities``: activity, events, cases, case_share, starts, ends, and the time from
+    the case's previous event to it (wait_median_days, wait_p90_days, wait_mean_days),
+    mean_position (its mean 0-based place within cases: orders the drawn map).
+    ``edges``: source, target, events, cases, case_share, median_days, p90_days,
+    mean_days, total_days (sum of all its waits), sorted by events.
+    ``starts`` / ``ends``: activity, cases (how many cases start / end with it).
+    ``coverage``: share of cases the map was drawn from (the detail slider);
+    ``cases_kept`` of ``cases_total``.
+    """
+
+    activities: pd.DataFrame = field(default_factory=pd.DataFrame)
+    edges: pd.DataFrame = field(default_factory=pd.DataFrame)
+    starts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ends: pd.DataFrame = field(default_factory=pd.DataFrame)
+    coverage: float = 1.0
+    cases_kept: int = 0
+    cases_total: int = 0
+
+
+@dataclass
+class Variants(Section):
+    """Distinct activity sequences, most frequent first.
+
+    ``table``: variant (1 = most frequent), activities (tuple of names), label (names
+    joined by " > "), length, cases, share, cumulative_share, median_cycle_days (first to
+    last event), won, lost, win_rate. ``top_n`` / ``tail_share``: the share of cases
+    outside the ``top_n`` most frequent variants. ``case_variant``: per case (by number)
+    its variant number.
+    """
+
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    top_n: int = 10
+    tail_share: float = 0.0
+    case_variant: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def top(self, n: int | None = None) -> pd.DataFrame:
+        return self.table.head(self.top_n if n is None else n)
+
+
+def process_map(ctx: Context, coverage: float = 1.0, variants: Variants | None = None
+                ) -> ProcessMap:
+    """The DFG of the cases of the most frequent variants covering ``coverage`` of cases
+    (1.0: every case)."""
+    if not 0.0 < coverage <= 1.0:
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+    keep_case = np.ones(ctx.n_cases, dtype=bool)
+    if coverage < 1.0:
+        variants = variants if variants is not None else compute_variants(ctx)
+        keep_case = kept_by_coverage(variants, coverage)
+    return _dfg(ctx, keep_case, coverage)
+
+
+def kept_by_coverage(variants: Variants, coverage: float) -> np.ndarray:
+    """Cases of the fewest most-frequent variants whose cases reach ``coverage``."""
+    cum = variants.table["cumulative_share"].to_numpy()
+    n_keep = int(np.searchsorted(cum, coverage - 1e-12) + 1)
+    kept = variants.table["variant"].to_numpy()[:n_keep]
+    return np.isin(variants.case_variant, kept)
+
+
+def _dfg(ctx: Context, keep_case: np.ndarray, coverage: float) -> ProcessMap:
+    k = ctx.n_activities
+    names = ctx.activity_names
+    keep_ev = keep_case[ctx.case]
+    n_cases = int(keep_case.sum())
+    # edges: pairs (i, i+1) of one case
+    rows = ctx.follows
+    rows = rows[keep_ev[rows]]
+    src, dst = ctx.act[rows], ctx.act[rows + 1]
+    edge = src * k + dst
+    days = (ctx.t[rows + 1] - ctx.t[rows]) / MICROS_PER_DAY
+    stats = grouped_stats(edge, days, k * k)
+    pair = distinct(ctx.case[rows] * (k * k) + edge)
+    edge_cases = np.bincount(pair % (k * k), minlength=k * k)
+    present = np.flatnonzero(stats["count"])
+    edges = pd.DataFrame({
+        "source": names[present // k],
+        "target": names[present % k],
+        "events": stats["count"][present],
+        "cases": edge_cases[present],
+        "case_share": edge_cases[present] / max(n_cases, 1),
+        "median_days": stats["median"][present],
+        "p90_days": stats["p90"][present],
+        "mean_days": stats["mean"][present],
+        "total_days": stats["sum"][present],
+    }).sort_values(["events", "source", "target"], ascending=[False, True, True],
+                   kind="stable").reset_index(drop=True)
+
+    # activities: counts, starts, ends, time since the case's previous event
+    act = ctx.act[keep_ev]
+    events = np.bincount(act, minlength=k)
+    act_cases = np.bincount(distinct(ctx.case[keep_ev] * k + ctx.act[keep_ev]) % k,
+                            minlength=k)
+    firsts = ctx.first_rows[keep_case[ctx.case[ctx.first_rows]]]
+    lasts = ctx.last_rows[keep_case[ctx.case[ctx.last_rows]]]
+    starts = np.bincount(ctx.act[firsts], minlength=k)
+    ends = np.bincount(ctx.act[lasts], minlength=k)
+    wait = grouped_stats(dst, days, k)
+    position = np.bincount(ctx.act[keep_ev], weights=ctx.position[keep_ev], minlength=k)
+    seen = np.flatnonzero(events)
+    activities = pd.DataFrame({
+        "activity": names[seen],
+        "events": events[seen],
+        "cases": act_cases[seen],
+        "case_share": act_cases[seen] / max(n_cases, 1),
+        "starts": starts[seen],
+        "ends": ends[seen],
+        "wait_median_days": wait["median"][seen],
+        "wait_p90_days": wait["p90"][seen],
+        "wait_mean_days": wait["mean"][seen],
+        "mean_position": position[seen] / events[seen],
+    }).sort_values(["events", "activity"], ascending=[False, True], kind="stable"
+                   ).reset_index(drop=True)
+    start_table = (activities.loc[activities["starts"] > 0, ["activity", "starts"]]
+                   .rename(columns={"starts": "cases"})
+                   .sort_values(["cases", "activity"], ascending=[False, True])
+                   .reset_index(drop=True))
+    end_table = (activities.loc[activities["ends"] > 0, ["activity", "ends"]]
+                 .rename(columns={"ends": "cases"})
+                 .sort_values(["cases", "activity"], ascending=[False, True])
+                 .reset_index(drop=True))
+    return ProcessMap(activities=activities, edges=edges, starts=start_table, ends=end_table,
+                      coverage=coverage, cases_kept=n_cases, cases_total=ctx.n_cases)
+
+
+# ------------------------------------------------------------------------ variants
+_P1 = np.uint64(0x9E3779B97F4A7C15)
+_P2 = np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+def _case_hashes(ctx: Context) -> np.ndarray:
+    """Two 64-bit polynomial hashes and the length of each case's activity sequence.
+
+    sum((code + 1) * P**position) wraps modulo 2**64 in numpy's unsigned arithmetic:
+    one multiply and one segmented sum per event, no per-case Python work. Two
+    independent bases and the length make a collision between two different sequences
+    vanishingly unlikely (about 2**-128 per pair)."""
+    longest = int(ctx.case_lengths.max())
+    powers = []
+    for base in (_P1, _P2):
+        p = np.full(longest, base, dtype=np.uint64)
+        p[0] = np.uint64(1)
+        with np.errstate(over="ignore"):
+            powers.append(np.cumprod(p, dtype=np.uint64))
+    code = (ctx.act + 1).astype(np.uint64)
+    keys = []
+    with np.errstate(over="ignore"):
+        for p in powers:
+            keys.append(np.add.reduceat(code * p[ctx.position], ctx.first_rows,
+                                        dtype=np.uint64))
+    return np.stack([keys[0], keys[1], ctx.case_lengths.astype(np.uint64)], axis=1)
+
+
+def compute_variants(ctx: Context, top_n: int = 10) -> Variants:
+    keys = _case_hashes(ctx)
+    _, rep_case, inverse, counts = np.unique(keys, axis=0, return_index=True,
+                                             return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    n_var = len(counts)
+    cycle = ctx.cases["cycle_days"].to_numpy()
+    med = grouped_stats(inverse, cycle, n_var)["median"]
+    won = np.bincount(inverse, weights=ctx.won, minlength=n_var)
+    lost = np.bincount(inverse, weights=ctx.lost, minlength=n_var)
+    names = ctx.activity_names
+    starts, lengths = ctx.first_rows[rep_case], ctx.case_lengths[rep_case]
+    # one tuple per variant (not per event): names of the representative case's events
+    sequences = [tuple(names[ctx.act[s:s + n]]) for s, n in zip(starts.tolist(),
+                                                                  lengths.tolist(), strict=True)]
+    labels = [" > ".join(seq) for seq in sequences]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(won + lost > 0, won / np.maximum(won + lost, 1), np.nan)
+    table = pd.DataFrame({
+        "activities": sequences, "label": labels, "length": lengths, "cases": counts,
+        "share": counts / ctx.n_cases, "median_cycle_days": med,
+        "won": won.astype(np.int64), "lost": lost.astype(np.int64), "win_rate": rate,
+        "_code": np.arange(n_var),
+    })
+    table = table.sort_values(["cases", "label"], ascending=[False, True], kind="stable")
+    rank = np.empty(n_var, dtype=np.int64)
+    rank[table["_code"].to_numpy()] = np.arange(1, n_var + 1)
+    table = table.drop(columns="_code").reset_index(drop=True)
+    table.insert(0, "variant", np.arange(1, n_var + 1))
+    table["cumulative_share"] = table["share"].cumsum()
+    tail = float(table["share"].iloc[top_n:].sum())
+    return Variants(table=table, top_n=top_n, tail_share=tail, case_variant=rank[inverse])
+
+
+def variant_win_rate(variants: Variants) -> float:
+    t = variants.table
+    return win_rate(t["won"], t["lost"])
