@@ -192,6 +192,19 @@ class PaymentTerms(_Strict):
         return value
 
 
+class ProcessPolicy(_Strict):
+    """How the process is meant to run, for the process insight (``l2c insight``)."""
+
+    milestones: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="funnel steps in order: label -> the activities that reach it; default: "
+        "lead, opportunity, qualified, quote, won, invoiced, paid, as the log has them")
+    discount_policy_pct: float | None = Field(
+        None, ge=0, description="quotes with a larger discount need an approval activity")
+    approval: list[str] = Field(
+        default_factory=list, description="activities that approve a discount above policy")
+
+
 class RowFilter(_Strict):
     """Keep only rows whose column holds one of the values; the rest are quarantined."""
 
@@ -238,6 +251,7 @@ class Mapping(_Strict):
         "carrying the row's other columns; instead of columns.activity and .timestamp")
     roles: Roles = Field(default_factory=Roles)
     payment_terms: PaymentTerms = Field(default_factory=PaymentTerms)
+    process: ProcessPolicy = Field(default_factory=ProcessPolicy)
 
     @field_validator("columns")
     @classmethod

@@ -131,8 +131,8 @@ def analyze(log: EventLog | Context, by: str | None = None, *,
             coverage_levels: tuple[float, ...] = (0.5, 0.8, 1.0), top_variants: int = 10,
             milestones: Milestones | None = None, happy_path: list[str] | None = None,
             strict_conformance: bool = False, rework_activities: list[str] | None = None,
-            discount_threshold: float | None = DEFAULT_THRESHOLD,
-            approval_activities: tuple[str, ...] | list[str] = DEFAULT_APPROVALS,
+            discount_threshold: float | None = None,
+            approval_activities: tuple[str, ...] | list[str] | None = None,
             as_of: pd.Timestamp | None = None) -> Insight:
     """The whole insight of a read log (``features.log.read_log``).
 
@@ -141,8 +141,18 @@ def analyze(log: EventLog | Context, by: str | None = None, *,
     ``discount_threshold`` / ``approval_activities``: the discount policy (quotes above
     the threshold need one of these activities); ``milestones`` / ``happy_path``
     override the funnel's steps and the conformance path; ``as_of``: when "now" is for
-    open cases (default: the log's last event).
+    open cases (default: the log's last event). Policy arguments left None come from
+    the mapping's ``process`` section, else the built-in defaults.
     """
+    policy = log.mapping.process if isinstance(log, EventLog) else None
+    if milestones is None and policy is not None and policy.milestones:
+        milestones = [(label, list(acts)) for label, acts in policy.milestones.items()]
+    if discount_threshold is None:
+        discount_threshold = (policy.discount_policy_pct if policy is not None
+                              and policy.discount_policy_pct is not None else DEFAULT_THRESHOLD)
+    if approval_activities is None:
+        approval_activities = (policy.approval if policy is not None and policy.approval
+                               else DEFAULT_APPROVALS)
     options = Options(tuple(coverage_levels), top_variants, milestones, happy_path,
                       strict_conformance, rework_activities, discount_threshold,
                       tuple(approval_activities))

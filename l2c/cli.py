@@ -330,8 +330,9 @@ def insight(
     by: Annotated[str | None, typer.Option(
         help="Repeat the analysis per segment: region, rep, lead_source, product, "
              "contract_type, month or another case attribute.")] = None,
-    discount_threshold: Annotated[float, typer.Option(
-        help="Discount policy: quotes above this percent need an approval.")] = 15.0,
+    discount_threshold: Annotated[float | None, typer.Option(
+        help="Discount policy: quotes above this percent need an approval (default: the "
+             "mapping's process.discount_policy_pct, else 15).")] = None,
     happy_path: Annotated[str | None, typer.Option(
         help="Expected order to check cases against, activities separated by commas "
              "(default: the mapping's expected_order).")] = None,

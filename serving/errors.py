@@ -45,3 +45,10 @@ class ModelMismatchError(ApiError):
     curable by resending: like a missing model, a 503 that says what to do."""
 
     status_code = 503
+
+
+class InsightRequestError(ApiError):
+    """The insight cannot be computed as asked (e.g. segmented by an attribute the log
+    does not have); the message names what to ask instead."""
+
+    status_code = 422

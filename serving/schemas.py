@@ -266,3 +266,31 @@ SECURED_ERRORS: dict[int | str, dict[str, Any]] = {
     422: _error("input that cannot be used: the message names the field, file or row"),
     503: _error("no model is served for a target the request needs"),
 }
+
+
+class InsightTable(BaseModel):
+    rows: int = Field(description="rows of the whole table (records may be cut)")
+    records: list[dict[str, Any]]
+
+
+class InsightSection(BaseModel):
+    available: bool
+    reason: str | None = Field(None, description="why the section is unavailable")
+    tables: dict[str, InsightTable]
+
+
+class InsightResponse(BaseModel):
+    """The process insight; each section's tables and their columns are documented in
+    the ``insight`` package (``insight.analyze.Insight``)."""
+
+    source: str
+    headlines: list[str]
+    notes: list[str]
+    by: str | None = None
+    sections: dict[str, InsightSection]
+    by_segment: dict[str, Any] | None = None
+
+
+class InsightSectionResponse(InsightSection):
+    source: str
+    section: str
