@@ -22,9 +22,10 @@ demo: $(STAMP)
 	$(BIN)/l2c promote --target outcome latest
 	$(BIN)/l2c promote --target remaining_time latest
 	$(BIN)/l2c promote --target payment_delay latest
+	$(BIN)/l2c insight $(DEMO_DIR)/l2c.csv --out $(DEMO_DIR)/insight.html
+	@echo "Process insight: open $(CURDIR)/$(DEMO_DIR)/insight.html in a browser"
 	@echo "Serve the champions: .venv/bin/l2c serve   (API docs at http://127.0.0.1:8000/docs)"
 	@echo "MLflow UI: .venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
-	$(BIN)/l2c insight $(DEMO_DIR)/l2c.csv --out $(DEMO_DIR)/insight.html
 
 test: $(STAMP)
 	$(BIN)/ruff check .
