@@ -55,3 +55,21 @@ def trained(small_log: Path, mlflow_home: Path):
     for name in outcome.versions:
         promote(name, outcome.run_id)
     return outcome
+
+
+#: fixtures that train models or start MLflow: a test that uses one is slow (``-m "not
+#: slow"`` leaves it out: ``make test-fast``)
+_SLOW_FIXTURES = {"trained", "mlflow_home", "store", "client", "api"}
+#: folders and files whose tests read the real public logs, fuzz the API, or drive a
+#: browser or a cluster
+_SLOW_PATHS = ("tests/benchmarks/", "tests/serving/test_fuzz.py",
+               "tests/insight/test_pm4py_oracle.py", "tests/scaleout/", "tests/pages/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the slow tests once, by what they use, instead of by hand in every file."""
+    for item in items:
+        path = item.path.as_posix()
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(
+                part in path for part in _SLOW_PATHS):
+            item.add_marker(pytest.mark.slow)

@@ -57,6 +57,7 @@ def _real(path: str) -> Path:
     return file
 
 
+@pytest.mark.slow  # reads a real public log
 def test_bpic2012_reads_through_its_mapping_within_30_seconds() -> None:
     path = _real("bpic2012/BPI_Challenge_2012.xes.gz")
     started = time.perf_counter()
@@ -69,6 +70,7 @@ def test_bpic2012_reads_through_its_mapping_within_30_seconds() -> None:
     assert seconds < 30, f"took {seconds:.1f} s"
 
 
+@pytest.mark.slow  # reads a real public log
 def test_helpdesk_reads_and_exact_duplicates_are_quarantined() -> None:
     log = read_log(_real("helpdesk/helpdesk.xes.gz"), MAPPINGS / "helpdesk.yaml")
     report = log.report
@@ -79,6 +81,7 @@ def test_helpdesk_reads_and_exact_duplicates_are_quarantined() -> None:
     assert log.events["seriousness"].notna().mean() > 0.9
 
 
+@pytest.mark.slow  # reads a real public log
 def test_traffic_fines_reads_day_resolution_csv() -> None:
     log = read_log(_real("traffic_fines/traffic_fines_full.csv.gz"),
                    MAPPINGS / "traffic_fines.yaml")
@@ -88,6 +91,7 @@ def test_traffic_fines_reads_day_resolution_csv() -> None:
     assert log.events["payment_terms_days"].eq(60).all()
 
 
+@pytest.mark.slow  # reads a real public log
 def test_the_feature_pipeline_runs_on_a_real_log_through_its_mapping() -> None:
     from features.pipeline import PrefixPipeline
 

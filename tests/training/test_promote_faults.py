@@ -147,6 +147,7 @@ mlflow.set_experiment("lead-to-cash")
 """
 
 
+@pytest.mark.slow  # starts three processes that each import MLflow
 def test_two_trainings_starting_on_a_new_store_both_open_it(tmp_path: Path) -> None:
     """Each process creates the SQLite store as `l2c train` does; all start at the same
     instant on a file that does not exist yet."""
