@@ -135,3 +135,20 @@ def test_simulate_writes_a_crm_table_with_its_mapping(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(out), "--mapping", str(mapping)])
     assert result.exit_code == 0, result.output
     assert "150 row(s), one per case" in " ".join(result.output.split())
+
+
+def test_train_takes_the_test_share_from_the_command_line(tmp_path: Path, monkeypatch) -> None:
+    import training.train
+
+    seen = {}
+
+    def record(log, mapping, target, config, progress=None):
+        seen["test_fraction"] = config.test_fraction
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(training.train, "train", record)
+    result = runner.invoke(app, ["train", str(tmp_path / "x.csv"), "--test-fraction", "0.3"])
+    assert seen == {"test_fraction": 0.3} and result.exit_code == 2
+    assert "stop here" in result.output
+    outside = runner.invoke(app, ["train", str(tmp_path / "x.csv"), "--test-fraction", "0.9"])
+    assert outside.exit_code == 2 and "Error" in outside.output  # typer: outside 0.05-0.5
