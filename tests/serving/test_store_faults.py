@@ -3,6 +3,7 @@ is corrupt serves the newest earlier version that works, or names what it cannot
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,19 @@ from tests.serving.test_api import case_request, open_test_case
 
 NAME = "l2c-outcome"
 
+
+
+def outcome_fails_to_load(served: dict[str, ServedModel],
+                          version: int) -> Callable[[str], ServedModel]:
+    """A loader whose outcome champion (``version``) cannot be loaded; the other targets
+    load as ``served``."""
+    def loader(target: str) -> ServedModel:
+        if target == "outcome":
+            raise ChampionLoadError(
+                f"champion l2c-outcome version {version} cannot be loaded", version)
+        return served[target]
+
+    return loader
 
 def test_restart_with_a_corrupt_champion_serves_the_last_working_version(
         trained, store: ModelStore, tmp_path: Path) -> None:
@@ -67,11 +81,7 @@ def test_no_working_version_leaves_the_target_missing_with_the_reason(store) -> 
     """Nothing to fall back on: the store is not ready and says which target and why;
     a request that needs the target gets ModelsNotLoadedError (503), never a null."""
     served = store.snapshot.models
-
-    def loader(target: str) -> ServedModel:
-        if target == "outcome":
-            raise ChampionLoadError("champion l2c-outcome version 7 cannot be loaded", 7)
-        return served[target]
+    loader = outcome_fails_to_load(served, 7)
 
     def fallback(target: str, failed: int) -> ServedModel:
         raise ModelUnusableError(f"no earlier version of {target} before {failed} loads")
@@ -97,11 +107,7 @@ def test_no_working_version_leaves_the_target_missing_with_the_reason(store) -> 
 
 def test_a_failed_hot_reload_keeps_the_model_it_served(store) -> None:
     served = store.snapshot.models
-
-    def loader(target: str) -> ServedModel:
-        if target == "outcome":
-            raise ChampionLoadError("champion l2c-outcome version 9 cannot be loaded", 9)
-        return served[target]
+    loader = outcome_fails_to_load(served, 9)
 
     def no_fallback_expected(target: str, failed: int) -> ServedModel:
         raise AssertionError("a worker that serves a model keeps it; no fallback needed")
@@ -151,11 +157,7 @@ def test_an_unreadable_registry_fails_every_load_but_keeps_serving(store, monkey
 
 def test_a_missing_target_makes_the_api_answer_503_with_the_reason(trained, store) -> None:
     served = store.snapshot.models
-
-    def loader(target: str) -> ServedModel:
-        if target == "outcome":
-            raise ChampionLoadError("champion l2c-outcome version 7 cannot be loaded", 7)
-        return served[target]
+    loader = outcome_fails_to_load(served, 7)
 
     def fallback(target: str, failed: int) -> ServedModel:
         raise ModelUnusableError("no earlier version of l2c-outcome can stand in")
