@@ -105,6 +105,16 @@ def layout(activities: pd.DataFrame, edges: pd.DataFrame) -> dict[str, tuple[flo
     return pos
 
 
+#: room left of the leftmost arc for its label ("1,234 · 12.3 days", anchored at its end)
+LABEL_ROOM = 120.0
+
+
+def _bend(source: tuple[float, float], target: tuple[float, float]) -> float:
+    """How far left a backward arc between two nodes reaches: further for longer ones."""
+    (x1, y1), (x2, y2) = source, target
+    return min(x1, x2) - NODE_W / 2 - 30 - 0.15 * abs(y1 - y2)
+
+
 def process_map_svg(activities: pd.DataFrame, edges: pd.DataFrame, starts: pd.DataFrame,
                     ends: pd.DataFrame, label_share: float = 0.0) -> str:
     """The directly-follows graph: node = activity (events), edge = cases and median time.
@@ -114,6 +124,13 @@ def process_map_svg(activities: pd.DataFrame, edges: pd.DataFrame, starts: pd.Da
     if activities.empty:
         return ""
     pos = layout(activities, edges)
+    # a backward arc bends out to the left and its label ends left of the bend: shift
+    # the drawing right so neither leaves the picture
+    leftmost = min((_bend(pos[s], pos[t]) for s, t in zip(edges["source"], edges["target"],
+                                                           strict=True)
+                    if s != t and pos[t][1] <= pos[s][1]), default=LABEL_ROOM)
+    shift = max(0.0, LABEL_ROOM - leftmost)
+    pos = {a: (x + shift, y) for a, (x, y) in pos.items()}
     width = max(x for x, _ in pos.values()) + NODE_W / 2 + 140
     height = max(y for _, y in pos.values()) + NODE_H / 2 + 60
     heaviest = max(int(edges["events"].max()) if len(edges) else 1, 1)
@@ -137,7 +154,7 @@ def process_map_svg(activities: pd.DataFrame, edges: pd.DataFrame, starts: pd.Da
                     f"{x2},{y2 - NODE_H / 2}")
             lx, ly = (x1 + x2) / 2 + 4, (y1 + y2) / 2
         else:  # backward or sideways: an arc out to the left
-            bend = min(x1, x2) - NODE_W / 2 - 30 - 0.15 * abs(y1 - y2)
+            bend = _bend((x1, y1), (x2, y2))
             path = (f"M{x1 - NODE_W / 2},{y1} C{bend},{y1} {bend},{y2} {x2 - NODE_W / 2},{y2}")
             lx, ly = bend - 4, (y1 + y2) / 2
         path = _FLOAT.sub(lambda m: f"{float(m.group()):.1f}", path)

@@ -106,3 +106,18 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
                                  str(tmp_path / "r.html")])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert not (tmp_path / "r.html").exists()
+
+
+
+def test_the_map_keeps_every_label_inside_the_picture() -> None:
+    """Backward arcs bend out to the left; their labels end left of the bend. On a log
+    with long loops back (the simulator's), no text may start left of the picture."""
+    from features.mapping import default_mapping
+    from features.simulate import simulate_log
+    from insight.svg import process_map_svg
+
+    log = canonicalize(simulate_log(n_cases=400, seed=3)[0], default_mapping())
+    section = analyze(log).process_map
+    svg = process_map_svg(section.activities, section.edges, section.starts, section.ends)
+    xs = [float(x) for x in re.findall(r'<text[^>]* x="(-?[\d.]+)"', svg)]
+    assert xs and min(xs) >= 0
