@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from features.crosscase import (
+    _DAY,
     _KINDS,
     _OFFSET,
     _SPAN,
     CaseFacts,
     CrossCaseEncoder,
     _AsOf,
-    _DAY,
     _facts,
     _ratio,
     case_facts,
