@@ -189,8 +189,22 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed of the models.")] = 0,
     test_fraction: Annotated[float, typer.Option(
         min=0.05, max=0.5, help="Share of the latest cases held out as the test set.")] = 0.2,
+    cluster: Annotated[str | None, typer.Option(
+        help="Run on Dask: local:N starts N local workers (see docs/scale.md). LOG may "
+        "then also be a directory of Parquet files.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Run on an existing Dask cluster, e.g. tcp://HOST:8786 (default: "
+        "$DASK_SCHEDULER_ADDRESS).")] = None,
+    partitions: Annotated[int | None, typer.Option(
+        min=1, help="Dask: partitions of cases (default: ~500k rows each).")] = None,
+    sample_cases: Annotated[int, typer.Option(
+        min=100, help="Dask: training cases of the driver's run that picks the number of "
+        "trees, the bases and the calibration.")] = 20_000,
 ) -> None:
-    """Train models for the targets, compare with baselines, log and register in MLflow."""
+    """Train models for the targets, compare with baselines, log and register in MLflow.
+
+    With --cluster or --scheduler (or DASK_SCHEDULER_ADDRESS) the same job runs on Dask.
+    """
     import logging
     import os
     import warnings
@@ -205,16 +219,28 @@ def train(
     warnings.filterwarnings("ignore", category=FutureWarning)
 
     from features.errors import EventLogError
+    from scaleout.cluster import ClusterSpec
     from training.config import TrainConfig
     from training.train import train as run_training
 
     config = TrainConfig(max_prefix_len=max_prefix_len, seed=seed, test_fraction=test_fraction)
+    spec = ClusterSpec.from_options(cluster, scheduler)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("starting", total=None)
         try:
-            outcome = run_training(log, mapping, target, config,
-                                   progress=lambda m: progress.update(task, description=escape(m)))
+            if spec is None:
+                outcome = run_training(
+                    log, mapping, target, config,
+                    progress=lambda m: progress.update(task, description=escape(m)))
+            else:
+                from scaleout.run import train_on_cluster
+
+                outcome = train_on_cluster(
+                    log, mapping, target, config, spec, partitions=partitions,
+                    sample_cases=sample_cases,
+                    progress=lambda m: progress.update(task, description=escape(m)),
+                    announce=lambda m: console.print(escape(m)))
         except (EventLogError, ValueError) as exc:
             progress.stop()
             fail("error", exc, 2)
