@@ -247,6 +247,52 @@ def train(
     _print_training(outcome)
 
 
+@app.command()
+@guarded
+def score(
+    log: Annotated[Path, typer.Argument(
+        help="Event log: a file, or with --cluster/--scheduler a directory of Parquet files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Scores to write: .parquet or .csv.")],
+    mapping: MappingOption = None,
+    target: Annotated[str, typer.Option(
+        help="all, outcome, remaining_time or payment_delay (their champions).")] = "all",
+    cluster: Annotated[str | None, typer.Option(help="Run on Dask: local:N workers.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Existing Dask scheduler, e.g. tcp://HOST:8786 (default: "
+        "$DASK_SCHEDULER_ADDRESS).")] = None,
+    partitions: Annotated[int | None, typer.Option(min=1, help="Dask: partitions of cases.")
+                          ] = None,
+) -> None:
+    """Score every open case of a log (its latest prefix) with the champion models."""
+    from models.targets import resolve_targets
+    from scaleout.cluster import ClusterSpec
+    from scaleout.run import score_log
+    from scaleout.score import champion_bundles
+
+    if out.suffix not in (".parquet", ".csv"):
+        fail("error", f"--out {out}: use a .parquet or .csv file name", 2)
+    spec = ClusterSpec.from_options(cluster, scheduler)
+    try:
+        targets = [t.name for t in resolve_targets(target)]
+    except ValueError as exc:
+        fail("error", exc, 2)
+    try:
+        bundles = champion_bundles(targets)
+    except Exception as exc:  # the registry has no champion for a target
+        fail("no model", f"{exc} (train and promote first: l2c train LOG; l2c promote)", 2)
+    with console.status("scoring open cases"):
+        scores, report = score_log(log, mapping, bundles, spec, partitions=partitions,
+                                   announce=lambda m: console.print(escape(m)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        scores.to_parquet(out, index=False)
+    else:
+        scores.to_csv(out, index=False)
+    console.print(f"scored {len(scores):,} open case(s) of {report.rows_kept:,} event(s) "
+                  f"({report.rows_quarantined:,} row(s) quarantined) into "
+                  f"[bold]{escape(str(out))}[/]")
+
+
 def _print_training(outcome) -> None:
     from training.tracking import run_metrics_table
 

@@ -134,3 +134,22 @@ def _tag_run(run_id: str, data: ScaledTrainingData, logged: TrainingData,
         client.set_tag(run_id, key, value)
     for key, value in data.timings.items():
         client.log_metric(run_id, f"scaleout.{key}", float(value))
+
+
+def score_log(log: str | Path, mapping: str | Path | Mapping | None, bundles: list[Any],
+              spec: ClusterSpec | None, *, partitions: int | None = None,
+              announce: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, Any]:
+    """Every open case of ``log`` scored by ``bundles``: on Dask when ``spec`` is given,
+    else in this process. Returns the scores and the log's validation report."""
+    from features.log import read_log
+    from scaleout.score import score_in_process, score_open_cases
+
+    if spec is None:
+        read = read_log(log, mapping)
+        return score_in_process(read.events, bundles), read.report
+    with dask_client(spec) as client:
+        link = dashboard_link(client)
+        if announce is not None:
+            announce("Dask cluster" + (f"; dashboard: {link}" if link else ""))
+        scaled = read_partitioned(log, client, mapping, partitions=partitions)
+        return score_open_cases(scaled, bundles), scaled.report
