@@ -5,7 +5,8 @@ For each size N (events), a simulated log is written as a directory of Parquet f
 (so the peak resident set sizes are that run's own):
 
 - ``dask``: a LocalCluster of ``--workers`` single-threaded worker processes reads the
-  directory, shuffles by case, validates, splits, fits the pipeline on the driver (on
+  directory, shuffles by case, validates (keeping each validated partition as a Parquet
+  file beside the log: ``read_partitioned(store=...)``), splits, fits the pipeline on the driver (on
   ``--fit-cases`` sampled training cases), joins the cross-case history and builds every
   prefix's features and labels per partition (counted, then dropped); peak RSS per
   worker (``ru_maxrss`` of each worker process) and of the driver;
@@ -79,7 +80,7 @@ def run_dask(folder: Path, workers: int, memory_limit: str, fit_cases: int) -> d
             Client(cluster) as client:
         client.run(lambda: None)  # workers up before the clock starts
         started = time.perf_counter()
-        log = read_partitioned(folder, client)
+        log = read_partitioned(folder, client, store=folder.with_name(folder.name + "-store"))
         read_s = time.perf_counter() - started
         data = build_scaled_training_data(log, TrainConfig(), fit_cases=fit_cases,
                                           keep_prefixes=False)

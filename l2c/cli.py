@@ -200,6 +200,9 @@ def train(
     sample_cases: Annotated[int, typer.Option(
         min=100, help="Dask: training cases of the driver's run that picks the number of "
         "trees, the bases and the calibration.")] = 20_000,
+    store: Annotated[Path | None, typer.Option(
+        help="Dask: keep the validated partitions as Parquet files in this folder (every "
+        "worker must reach it) instead of in worker memory.")] = None,
 ) -> None:
     """Train models for the targets, compare with baselines, log and register in MLflow.
 
@@ -238,7 +241,7 @@ def train(
 
                 outcome = train_on_cluster(
                     log, mapping, target, config, spec, partitions=partitions,
-                    sample_cases=sample_cases,
+                    sample_cases=sample_cases, store=store,
                     progress=lambda m: progress.update(task, description=escape(m)),
                     announce=lambda m: console.print(escape(m)))
         except (EventLogError, ValueError) as exc:

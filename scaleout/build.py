@@ -29,7 +29,7 @@ from features.mapping import Roles
 from features.pipeline import PrefixPipeline
 from features.prefixes import _sort_key
 from scaleout.history import join_facts, partition_facts
-from scaleout.input import PartitionedLog
+from scaleout.input import OnEvents, PartitionedLog
 from scaleout.prefixes import transform_partition, with_history
 from training.config import TrainConfig
 
@@ -177,8 +177,7 @@ def build_scaled_training_data(log: PartitionedLog, config: TrainConfig,
     timings: dict[str, float] = {}
     started = time.perf_counter()
     step("summarising cases per partition")
-    summaries = client.gather([client.submit(_case_summary, part, roles.measure_end_activities)
-                               for part in log.parts])
+    summaries = client.gather(log.map(_case_summary, roles.measure_end_activities))
     summary = pd.concat(summaries)
     horizon = evaluation_horizon(summary, config, bool(roles.measure_end_activities))
     split_time, role, too_recent = split_cases(summary, config.test_fraction, horizon,
@@ -195,8 +194,8 @@ def build_scaled_training_data(log: PartitionedLog, config: TrainConfig,
         chosen = set(rng.choice(np.asarray(train_cases, dtype=object), fit_cases,
                                 replace=False).tolist())
     role_f = client.scatter(role, broadcast=True)
-    cut = pd.concat(client.gather([client.submit(_training_cut, part, role_f, split_time, chosen)
-                                   for part in log.parts]), ignore_index=True)
+    cut = pd.concat(client.gather(log.map(_training_cut, role_f, split_time, chosen)),
+                    ignore_index=True)
     pipeline = PrefixPipeline(roles=roles, max_prefix_len=config.max_prefix_len,
                               thin_after=config.thin_after, thin_step=config.thin_step,
                               min_frequency=config.min_frequency).fit(cut)
@@ -206,8 +205,7 @@ def build_scaled_training_data(log: PartitionedLog, config: TrainConfig,
 
     step("joining the cross-case history of every partition")
     t0 = time.perf_counter()
-    facts: list[CaseFacts] = client.gather([client.submit(partition_facts, part, roles)
-                                            for part in log.parts])
+    facts: list[CaseFacts] = client.gather(log.map(partition_facts, roles))
     pipeline = with_history(pipeline, join_facts(facts))
     del facts
     timings["history_s"] = time.perf_counter() - t0
@@ -216,15 +214,14 @@ def build_scaled_training_data(log: PartitionedLog, config: TrainConfig,
     t0 = time.perf_counter()
     pipe_f = client.scatter(pipeline, broadcast=True)
     if keep_prefixes:
-        pairs = [client.submit(_prefix_parts, pipe_f, part, role_f, split_time,
-                               extraction_time) for part in log.parts]
+        pairs = log.map(_prefix_parts, pipe_f, role_f, split_time, extraction_time, at=1)
         train = [client.submit(_item, p, 0) for p in pairs]
         test = [client.submit(_item, p, 1) for p in pairs]
         timings["prefix_rows"] = float(sum(client.gather(client.map(len, train + test))))
         del pairs
     else:  # built, counted and dropped (the benchmark of the feature step)
-        counts = client.gather([client.submit(_prefix_rows, pipe_f, part, role_f, split_time,
-                                              extraction_time) for part in log.parts])
+        counts = client.gather(log.map(_prefix_rows, pipe_f, role_f, split_time,
+                                       extraction_time, at=1))
         timings["prefix_rows"] = float(sum(counts))
         train, test = [], []
     timings["features_s"] = time.perf_counter() - t0
@@ -248,7 +245,8 @@ def history_of(client: Any, parts: list[Any], pipeline: PrefixPipeline) -> Prefi
     """The fitted ``pipeline`` with the history of the cases in ``parts`` (futures of
     canonical event partitions), joined on the driver."""
     roles = pipeline.roles if pipeline.roles is not None else Roles()
-    facts = client.gather([client.submit(partition_facts, part, roles) for part in parts])
+    facts = client.gather([client.submit(OnEvents(partition_facts), part, roles)
+                           for part in parts])
     return with_history(pipeline, join_facts(facts))
 
 
@@ -258,4 +256,5 @@ def featurize(client: Any, parts: list[Any], pipeline: PrefixPipeline,
     prefix's end over the cases of every partition (the pipeline's fitted categories
     and vocabularies kept)."""
     with_parts = client.scatter(history_of(client, parts, pipeline), broadcast=True)
-    return [client.submit(transform_partition, with_parts, part, last_only) for part in parts]
+    return [client.submit(OnEvents(transform_partition, 1), with_parts, part, last_only)
+            for part in parts]

@@ -17,6 +17,7 @@ listed once each.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,32 @@ from features.mapping import Mapping, default_mapping, resolve_columns
 from features.schema import ROW_COLUMN
 
 _EXAMPLES_PER_REASON = 5
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    """A partition's canonical events kept in a Parquet file instead of worker memory
+    (``read_partitioned(store=...)``): a worker then holds one partition at a time."""
+
+    path: str
+    rows: int
+
+
+def load(part: pd.DataFrame | StoredPart) -> pd.DataFrame:
+    """A partition's events, read back if stored."""
+    return pd.read_parquet(part.path) if isinstance(part, StoredPart) else part
+
+
+class OnEvents:
+    """``fn`` with its ``at``-th argument (a partition) loaded first; picklable."""
+
+    def __init__(self, fn: Any, at: int = 0) -> None:
+        self.fn, self.at = fn, at
+
+    def __call__(self, *args: Any) -> Any:
+        args = list(args)
+        args[self.at] = load(args[self.at])
+        return self.fn(*args)
 #: rows per partition aimed at after the shuffle by case (a few hundred MB of events)
 ROWS_PER_PARTITION = 500_000
 
@@ -50,10 +77,17 @@ class PartitionedLog:
     sha256: str
     part_rows: list[int] = field(default_factory=list)
 
+    def map(self, fn: Any, *args: Any, at: int = 0) -> list[Any]:
+        """Futures of ``fn`` on every partition's events (the ``at``-th argument; the
+        others are ``args``, e.g. futures of scattered objects)."""
+        wrapped = OnEvents(fn, at)
+        return [self.client.submit(wrapped, *args[:at], part, *args[at:])
+                for part in self.parts]
+
     def events(self) -> pd.DataFrame:
         """Every partition's events in one frame, partition after partition: for small
         logs and tests (it brings the whole log to this process)."""
-        frames = [f for f in self.client.gather(self.parts) if len(f)]
+        frames = [f for f in map(load, self.client.gather(self.parts)) if len(f)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def quarantined_rows(self) -> pd.DataFrame:
@@ -117,25 +151,34 @@ def _numbered(frame: pd.DataFrame, first: int) -> pd.DataFrame:
     return out
 
 
-def _canonical_part(raw: pd.DataFrame, mapping: Mapping,
-                    source: str) -> tuple[pd.DataFrame, pd.DataFrame, ValidationReport]:
+def _canonical_part(raw: pd.DataFrame, mapping: Mapping, source: str, store: str | None
+                    ) -> tuple[pd.DataFrame | StoredPart, pd.DataFrame, ValidationReport]:
     """One partition of whole cases through the mapping, rows back in file order (an
-    exact duplicate keeps its first row, as for the whole file)."""
+    exact duplicate keeps its first row, as for the whole file); its events written to
+    ``store`` when given."""
     raw = raw.sort_values(ROW_COLUMN, kind="stable").reset_index(drop=True)
     for column in raw.columns:  # Dask's Arrow strings back to the text the reader gives
         if column != ROW_COLUMN and pd.api.types.is_string_dtype(raw[column].dtype):
             raw[column] = raw[column].astype(object)
     log = canonicalize(raw, mapping, source=source)
-    return log.events, log.quarantine, log.report
+    if store is None:
+        return log.events, log.quarantine, log.report
+    path = Path(store) / f"events-{uuid.uuid4().hex}.parquet"
+    log.events.to_parquet(path, index=False)
+    return StoredPart(str(path), len(log.events)), log.quarantine, log.report
 
 
 def read_partitioned(path: str | Path, client: Any, mapping: Mapping | str | Path | None = None,
                      *, partitions: int | None = None, blocksize: str | int = "64MB",
-                     refuse_errors: bool = True) -> PartitionedLog:
+                     refuse_errors: bool = True, store: str | Path | None = None
+                     ) -> PartitionedLog:
     """Read, number, shuffle by case and canonicalise a log on the cluster.
 
     ``partitions``: how many partitions of cases (default: about ``ROWS_PER_PARTITION``
-    rows each, at least one per worker thread).
+    rows each, at least one per worker thread). ``store``: a directory every worker can
+    read and write (local disk for a LocalCluster, a shared file system otherwise) to
+    keep the canonical partitions in, so that a worker's memory holds the partition it
+    works on, not all of its share of the log.
     """
     import dask
 
@@ -167,7 +210,10 @@ def read_partitioned(path: str | Path, client: Any, mapping: Mapping | str | Pat
         threads = sum(client.nthreads().values()) or 1
         partitions = max(threads, -(-rows_in // ROWS_PER_PARTITION))
     shuffled = frame.shuffle(on=case_column, npartitions=partitions)
-    pieces = [dask.delayed(_canonical_part, nout=3)(part, mapping, source)
+    if store is not None:
+        Path(store).mkdir(parents=True, exist_ok=True)
+    pieces = [dask.delayed(_canonical_part, nout=3)(part, mapping, source,
+                                                    None if store is None else str(store))
               for part in shuffled.to_delayed()]
     futures = client.compute([piece for piece in pieces])
     parts = [client.submit(_item, f, 0) for f in futures]

@@ -51,8 +51,7 @@ def logged_data(data: ScaledTrainingData, seed: int) -> TrainingData:
     if len(test_cases) > EVALUATION_CASES:
         test_cases = np.sort(rng.choice(test_cases, EVALUATION_CASES, replace=False))
     chosen = set(test_cases.tolist())
-    events = pd.concat(client.gather([client.submit(_events_of, p, chosen)
-                                      for p in data.log.parts]), ignore_index=True)
+    events = pd.concat(client.gather(data.log.map(_events_of, chosen)), ignore_index=True)
     events = events.sort_values(["case_id", "timestamp", "source_row"],
                                 kind="stable").reset_index(drop=True)
     pairs = client.gather([client.submit(_prefixes_of, p, chosen) for p in data.test])
@@ -71,7 +70,7 @@ def logged_data(data: ScaledTrainingData, seed: int) -> TrainingData:
 def train_on_cluster(log: str | Path, mapping: str | Path | Mapping | None, target: str,
                      config: TrainConfig, spec: ClusterSpec, *,
                      partitions: int | None = None, sample_cases: int = SAMPLE_CASES,
-                     fit_cases: int | None = None,
+                     fit_cases: int | None = None, store: str | Path | None = None,
                      progress: Callable[[str], None] | None = None,
                      announce: Callable[[str], None] | None = None) -> TrainingOutcome:
     """Like ``training.train.train``, on a Dask cluster; the MLflow run opens only after
@@ -89,7 +88,8 @@ def train_on_cluster(log: str | Path, mapping: str | Path | Mapping | None, targ
             announce(f"Dask cluster with {workers} worker(s)"
                      + (f"; dashboard: {link}" if link else ""))
         step("reading, shuffling by case and validating the log")
-        scaled_log = read_partitioned(log, client, mapping, partitions=partitions)
+        scaled_log = read_partitioned(log, client, mapping, partitions=partitions,
+                                      store=store)
         data = build_scaled_training_data(scaled_log, config, fit_cases=fit_cases,
                                           progress=step)
         if data.fingerprint["cases"] < 50:

@@ -70,14 +70,13 @@ def score_open_cases(log: PartitionedLog, bundles: list[TargetBundle]) -> pd.Dat
         raise ValueError("the bundles were trained through different mappings' roles; "
                          "score with models of one run (or of one mapping)")
     client = log.client
-    facts: list[CaseFacts] = client.gather([client.submit(partition_facts, p, roles)
-                                            for p in log.parts])
+    facts: list[CaseFacts] = client.gather(log.map(partition_facts, roles))
     history = join_facts(facts)
     pipelines, which = _distinct_pipelines(bundles)
     given = client.scatter([with_history(p, history) for p in pipelines], broadcast=True)
     bundles_f = client.scatter(which, broadcast=True)
-    parts = client.gather([client.submit(score_partition, p, given, bundles_f,
-                                         list(roles.end_activities)) for p in log.parts])
+    parts = client.gather(log.map(score_partition, given, bundles_f,
+                                  list(roles.end_activities)))
     scores = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
     order = np.argsort(scores["case_id"].to_numpy().astype(str), kind="stable")
     return scores.iloc[order].reset_index(drop=True)

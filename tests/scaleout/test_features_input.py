@@ -70,11 +70,14 @@ def _assert_same_bits(found: pd.DataFrame, expected: pd.DataFrame) -> None:
                                   expected[column].to_numpy().view("int64")), column
 
 
-@pytest.mark.parametrize("which", ["csv", "parquet"])
-def test_quarantine_books_equal_the_single_process_reader(client, dirty_log, which):
+@pytest.mark.parametrize("which", ["csv", "parquet", "parquet, partitions stored"])
+def test_quarantine_books_equal_the_single_process_reader(client, dirty_log, which, tmp_path):
     source = dirty_log if which == "csv" else dirty_log.parent / "parquet"
     single = read_log(dirty_log)
-    scaled = read_partitioned(source, client, partitions=3, blocksize=40_000)
+    store = tmp_path / "store" if "stored" in which else None
+    scaled = read_partitioned(source, client, partitions=3, blocksize=40_000, store=store)
+    if store is not None:
+        assert len(list(store.glob("*.parquet"))) == 3
     report = scaled.report
     assert report.rows_in == single.report.rows_in == len(single.events) + 4
     assert report.rows_kept + report.rows_quarantined == report.rows_in
@@ -99,12 +102,15 @@ def test_quarantine_books_equal_the_single_process_reader(client, dirty_log, whi
         events.dtypes, single.events.dtypes, strict=True))
 
 
-def test_training_features_are_bit_identical_cross_case_included(client, dirty_log):
+@pytest.mark.parametrize("stored", [False, True])
+def test_training_features_are_bit_identical_cross_case_included(client, dirty_log, stored,
+                                                                 tmp_path):
     config = TrainConfig()
     single = read_log(dirty_log)
     expected = build_training_data(single, config, evaluation_horizon(single, config), {})
-    scaled = build_scaled_training_data(read_partitioned(dirty_log, client, partitions=3),
-                                        config)
+    store = tmp_path if stored else None
+    scaled = build_scaled_training_data(read_partitioned(dirty_log, client, partitions=3,
+                                                         store=store), config)
     assert scaled.split_time == expected.split.split_time
     assert scaled.fit_cases == expected.split.train["case_id"].nunique()
     parts = client.gather(scaled.train)
