@@ -1,8 +1,9 @@
 """A log larger than one machine, read into partitions of whole cases, with its books.
 
 The input is a directory of Parquet files, one Parquet file, or one large CSV read in
-blocks; every row is numbered in file order first (the number the quarantine and the
-messages quote, as ``read_log`` numbers it). Rows are then shuffled by the file's case
+blocks (other formats are read and validated by the driver, then partitioned); every
+row is numbered in file order first (the number the quarantine and the messages
+quote, as ``read_log`` numbers it). Rows are then shuffled by the file's case
 column so that each partition holds whole cases, sorted back into file order, and
 ``features.log.canonicalize`` runs on each partition: the same mapping, the same
 checks. Exact duplicates and events after a case's end are judged within a case, so
@@ -27,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from features.errors import EventLogError, LogRefusedError
-from features.io import detect_format, read_raw
-from features.log import ValidationReport, canonicalize
+from features.io import detect_format
+from features.log import ValidationReport, canonicalize, read_log
 from features.mapping import Mapping, default_mapping, resolve_columns
 from features.schema import ROW_COLUMN
 
@@ -134,15 +135,14 @@ def _raw_frame(path: Path, mapping: Mapping, blocksize: str | int) -> Any:
         if path.is_dir() or detect_format(path.name) == "parquet":
             files = [str(p) for p in _files(path)]
             return dd.read_parquet(files)
-        if detect_format(path.name) == "csv" and not path.name.endswith(".gz"):
-            return dd.read_csv(str(path), blocksize=blocksize, sep=fmt.separator, dtype=object,
-                               keep_default_na=False, na_values=[""], encoding=fmt.encoding)
+        # a byte-order mark would stick to the first column's name (as read_log avoids)
+        encoding = ("utf-8-sig" if fmt.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+                    else fmt.encoding)
+        return dd.read_csv(str(path), blocksize=blocksize, sep=fmt.separator, dtype=object,
+                           keep_default_na=False, na_values=[""], encoding=encoding)
     except (OSError, ValueError) as exc:
         raise EventLogError(f"{path}: cannot be read in blocks ({type(exc).__name__}: "
                             f"{exc})") from exc
-    # XES, Excel, gzip: not splittable; read here and partitioned afterwards
-    raw = read_raw(path, fmt).drop(columns=ROW_COLUMN)
-    return dd.from_pandas(raw, npartitions=max(1, len(raw) // ROWS_PER_PARTITION))
 
 
 def _numbered(frame: pd.DataFrame, first: int) -> pd.DataFrame:
@@ -188,6 +188,18 @@ def read_partitioned(path: str | Path, client: Any, mapping: Mapping | str | Pat
         mapping = Mapping.load(mapping)
     path = Path(path)
     source = str(path)
+    if not path.is_dir() and (detect_format(path.name) not in ("csv", "parquet")
+                              or path.name.endswith(".gz")):
+        # XES, Excel, gzip: not splittable; read and validated here exactly as read_log
+        # does (the reader's own row numbers and unreadable rows kept), then partitioned
+        single = read_log(path, mapping, refuse_errors=False)
+        log = scatter_events(client, single.events, mapping,
+                             partitions or sum(client.nthreads().values()) or 1, source)
+        log.report, log.sha256 = single.report, content_sha256(path)
+        log.quarantine = [client.scatter(single.quarantine)]
+        if refuse_errors and single.report.errors:
+            raise LogRefusedError(log)
+        return log
     raw = _raw_frame(path, mapping, blocksize)
     available = [c for c in raw.columns if c != ROW_COLUMN]
     case_column = resolve_columns(
@@ -195,7 +207,13 @@ def read_partitioned(path: str | Path, client: Any, mapping: Mapping | str | Pat
             update={"columns": {k: v for k, v in mapping.columns.items()
                                 if k not in ("activity", "timestamp")}}),
         available, source)["case_id"]
-    lengths = raw.map_partitions(len).compute().tolist()
+    try:
+        lengths = raw.map_partitions(len).compute().tolist()
+    except (ValueError, OSError, UnicodeDecodeError) as exc:  # pandas' ParserError too
+        raise EventLogError(
+            f"{path}: cannot be read in blocks ({type(exc).__name__}: {exc}); a CSV with "
+            "malformed lines or line breaks inside quoted fields reads with `l2c validate` "
+            "in one process; convert it to Parquet for Dask") from exc
     rows_in = int(sum(lengths))
     if rows_in == 0:
         raise EventLogError(f"{path}: the file holds no events")

@@ -7,6 +7,7 @@ shuffle and serialisation of futures).
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,9 +71,13 @@ def _assert_same_bits(found: pd.DataFrame, expected: pd.DataFrame) -> None:
                                   expected[column].to_numpy().view("int64")), column
 
 
-@pytest.mark.parametrize("which", ["csv", "parquet", "parquet, partitions stored"])
+@pytest.mark.parametrize("which", ["csv", "parquet", "parquet, partitions stored",
+                                   "csv.gz (read by the driver)"])
 def test_quarantine_books_equal_the_single_process_reader(client, dirty_log, which, tmp_path):
     source = dirty_log if which == "csv" else dirty_log.parent / "parquet"
+    if which.startswith("csv.gz"):
+        source = tmp_path / "log.csv.gz"
+        source.write_bytes(gzip.compress(dirty_log.read_bytes()))
     single = read_log(dirty_log)
     store = tmp_path / "store" if "stored" in which else None
     scaled = read_partitioned(source, client, partitions=3, blocksize=40_000, store=store)
