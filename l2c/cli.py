@@ -189,8 +189,25 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed of the models.")] = 0,
     test_fraction: Annotated[float, typer.Option(
         min=0.05, max=0.5, help="Share of the latest cases held out as the test set.")] = 0.2,
+    cluster: Annotated[str | None, typer.Option(
+        help="Run on Dask: local:N starts N local workers (see docs/scale.md). LOG may "
+        "then also be a directory of Parquet files.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Run on an existing Dask cluster, e.g. tcp://HOST:8786 (default: "
+        "$DASK_SCHEDULER_ADDRESS).")] = None,
+    partitions: Annotated[int | None, typer.Option(
+        min=1, help="Dask: partitions of cases (default: ~500k rows each).")] = None,
+    sample_cases: Annotated[int, typer.Option(
+        min=100, help="Dask: training cases of the driver's run that picks the number of "
+        "trees, the bases and the calibration.")] = 20_000,
+    store: Annotated[Path | None, typer.Option(
+        help="Dask: keep the validated partitions as Parquet files in this folder (every "
+        "worker must reach it) instead of in worker memory.")] = None,
 ) -> None:
-    """Train models for the targets, compare with baselines, log and register in MLflow."""
+    """Train models for the targets, compare with baselines, log and register in MLflow.
+
+    With --cluster or --scheduler (or DASK_SCHEDULER_ADDRESS) the same job runs on Dask.
+    """
     import logging
     import os
     import warnings
@@ -205,20 +222,78 @@ def train(
     warnings.filterwarnings("ignore", category=FutureWarning)
 
     from features.errors import EventLogError
+    from scaleout.cluster import ClusterSpec
     from training.config import TrainConfig
     from training.train import train as run_training
 
     config = TrainConfig(max_prefix_len=max_prefix_len, seed=seed, test_fraction=test_fraction)
+    spec = ClusterSpec.from_options(cluster, scheduler)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("starting", total=None)
         try:
-            outcome = run_training(log, mapping, target, config,
-                                   progress=lambda m: progress.update(task, description=escape(m)))
+            if spec is None:
+                outcome = run_training(
+                    log, mapping, target, config,
+                    progress=lambda m: progress.update(task, description=escape(m)))
+            else:
+                from scaleout.run import train_on_cluster
+
+                outcome = train_on_cluster(
+                    log, mapping, target, config, spec, partitions=partitions,
+                    sample_cases=sample_cases, store=store,
+                    progress=lambda m: progress.update(task, description=escape(m)),
+                    announce=lambda m: console.print(escape(m)))
         except (EventLogError, ValueError) as exc:
             progress.stop()
             fail("error", exc, 2)
     _print_training(outcome)
+
+
+@app.command()
+@guarded
+def score(
+    log: Annotated[Path, typer.Argument(
+        help="Event log: a file, or with --cluster/--scheduler a directory of Parquet files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Scores to write: .parquet or .csv.")],
+    mapping: MappingOption = None,
+    target: Annotated[str, typer.Option(
+        help="all, outcome, remaining_time or payment_delay (their champions).")] = "all",
+    cluster: Annotated[str | None, typer.Option(help="Run on Dask: local:N workers.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Existing Dask scheduler, e.g. tcp://HOST:8786 (default: "
+        "$DASK_SCHEDULER_ADDRESS).")] = None,
+    partitions: Annotated[int | None, typer.Option(min=1, help="Dask: partitions of cases.")
+                          ] = None,
+) -> None:
+    """Score every open case of a log (its latest prefix) with the champion models."""
+    from models.targets import resolve_targets
+    from scaleout.cluster import ClusterSpec
+    from scaleout.run import score_log
+    from scaleout.score import champion_bundles
+
+    if out.suffix not in (".parquet", ".csv"):
+        fail("error", f"--out {out}: use a .parquet or .csv file name", 2)
+    spec = ClusterSpec.from_options(cluster, scheduler)
+    try:
+        targets = [t.name for t in resolve_targets(target)]
+    except ValueError as exc:
+        fail("error", exc, 2)
+    try:
+        bundles = champion_bundles(targets)
+    except Exception as exc:  # the registry has no champion for a target
+        fail("no model", f"{exc} (train and promote first: l2c train LOG; l2c promote)", 2)
+    with console.status("scoring open cases"):
+        scores, report = score_log(log, mapping, bundles, spec, partitions=partitions,
+                                   announce=lambda m: console.print(escape(m)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        scores.to_parquet(out, index=False)
+    else:
+        scores.to_csv(out, index=False)
+    console.print(f"scored {len(scores):,} open case(s) of {report.rows_kept:,} event(s) "
+                  f"({report.rows_quarantined:,} row(s) quarantined) into "
+                  f"[bold]{escape(str(out))}[/]")
 
 
 def _print_training(outcome) -> None:

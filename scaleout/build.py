@@ -1,0 +1,260 @@
+"""Training data at scale: split, fit the pipeline, featurise and label every partition.
+
+The same protocol as ``training.data.build_training_data``, with the whole log never
+in one process:
+
+1. each partition sends a summary per case (start, first end); the driver splits in
+   time from it (``temporal_split``'s rule) and chooses the evaluation horizon;
+2. the driver fits the ``PrefixPipeline`` (categories, vocabularies) on the training
+   cut, gathered from the partitions: the whole cut by default, which makes the
+   features equal to the single-process ones, or the cut of a seeded sample of
+   training cases (``fit_cases``) when the cut does not fit in the driver;
+3. each partition sends its cases' cross-case facts; the driver joins them into the
+   whole log's history and gives every partition the pipeline with it;
+4. each partition builds its prefixes' features and labels and keeps them, split into
+   training prefixes (with their fold block) and test prefixes, on its worker.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.crosscase import CaseFacts
+from features.mapping import Roles
+from features.pipeline import PrefixPipeline
+from features.prefixes import _sort_key
+from scaleout.history import join_facts, partition_facts
+from scaleout.input import OnEvents, PartitionedLog
+from scaleout.prefixes import transform_partition, with_history
+from training.config import TrainConfig
+
+#: role of a case in the split: training blocks 0..2, test, or neither (too recent)
+TEST, NEITHER = 100, -1
+
+
+@dataclass
+class PrefixPart:
+    """One partition's prefixes: keys and features, labels row by row, fold blocks."""
+
+    frame: pd.DataFrame
+    labels: pd.DataFrame
+    blocks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+@dataclass
+class ScaledTrainingData:
+    log: PartitionedLog
+    pipeline: PrefixPipeline  # fitted on the training cut; history: the whole log
+    split_time: pd.Timestamp
+    test_cases: list[str]
+    too_recent: tuple[str, ...]
+    train: list[Any]  # futures of PrefixPart
+    test: list[Any]
+    fingerprint: dict[str, Any]
+    extraction_time: pd.Timestamp
+    fit_cases: int  # training cases the pipeline was fitted on
+    features_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _case_summary(events: pd.DataFrame, measure_end: list[str]) -> pd.DataFrame:
+    """Per case: first event, first end event (NaT if none), event count."""
+    by_case = events.groupby("case_id", sort=False)["timestamp"]
+    summary = pd.DataFrame({"start": by_case.min(), "events": by_case.size()})
+    if measure_end:
+        ends = events[events["activity"].isin(measure_end)].groupby("case_id")["timestamp"].min()
+        summary["end"] = ends.reindex(summary.index)
+    else:
+        summary["end"] = pd.Series(pd.NaT, index=summary.index, dtype=events["timestamp"].dtype)
+    summary["last"] = by_case.max()
+    return summary
+
+
+def evaluation_horizon(summary: pd.DataFrame, config: TrainConfig,
+                       has_ends: bool) -> pd.Timedelta | None:
+    """``training.data.evaluation_horizon`` from the per-case summary."""
+    if config.horizon_days is not None:
+        return pd.Timedelta(days=config.horizon_days)
+    if not has_ends:
+        return None
+    start = summary["start"]
+    first_half = start < start.min() + (start.max() - start.min()) / 2
+    cycle = (summary["end"] - start)[first_half].dropna()
+    if len(cycle) < 20:
+        return None
+    return cycle.quantile(0.95)
+
+
+def split_cases(summary: pd.DataFrame, test_fraction: float, horizon: pd.Timedelta | None,
+                fold_fractions: tuple[float, ...]) -> tuple[pd.Timestamp, pd.Series, tuple]:
+    """``temporal_split`` and ``case_blocks`` from the summary: the split time, and per
+    case its role (block 0..2 of the training prefixes, TEST, or NEITHER)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    frame = summary["start"].rename("start").reset_index()
+    frame["key"] = _sort_key(frame["case_id"])
+    starts = frame.sort_values(["start", "key"], kind="stable").set_index("case_id")["start"]
+    too_recent: tuple[str, ...] = ()
+    if horizon is not None:
+        recent = starts > summary["last"].max() - horizon
+        too_recent = tuple(starts.index[recent])
+        starts = starts[~recent]
+    if len(starts) < 2:
+        raise ValueError("a temporal split needs at least two cases old enough to evaluate")
+    n_train = min(max(round(len(starts) * (1 - test_fraction)), 1), len(starts) - 1)
+    split_time = starts.iloc[n_train]
+    role = pd.Series(NEITHER, index=summary.index, dtype="int64")
+    role[starts.index[n_train:]] = TEST
+    # training prefixes are those ending before the split: cases that started before it,
+    # cut into blocks in start order (``case_blocks``)
+    in_frame = starts.iloc[:n_train]
+    in_frame = in_frame[in_frame < split_time]
+    edges = np.round(np.cumsum(fold_fractions) / np.sum(fold_fractions)
+                     * len(in_frame)).astype(int)
+    role[in_frame.index] = np.searchsorted(edges, np.arange(len(in_frame)), side="right")
+    return split_time, role, too_recent
+
+
+def _training_cut(events: pd.DataFrame, role: pd.Series, split_time: pd.Timestamp,
+                  chosen: set[str] | None) -> pd.DataFrame:
+    """The partition's events of training cases before the split (``split.train``):
+    cases of the training blocks (those that started before the split; one that
+    started at it has no event before it)."""
+    cases = events["case_id"]
+    mine = role.reindex(pd.Index(pd.unique(cases)))
+    train_cases = mine.index[(mine >= 0) & (mine != TEST)]
+    keep = cases.isin(train_cases) & (events["timestamp"] < split_time)
+    if chosen is not None:
+        keep &= cases.isin(chosen)
+    return events[keep.to_numpy()]
+
+
+def _prefix_parts(pipeline: PrefixPipeline, events: pd.DataFrame, role: pd.Series,
+                  split_time: pd.Timestamp, extraction_time: pd.Timestamp
+                  ) -> tuple[PrefixPart, PrefixPart]:
+    """Training and test prefixes of one partition, as ``build_training_data`` cuts them."""
+    frame = transform_partition(pipeline, events)
+    labels = pipeline.labels(events, extraction_time)
+    case_role = role.reindex(frame["case_id"].to_numpy()).to_numpy()
+    in_test = case_role == TEST
+    in_train = ~in_test & (frame["prefix_end"] < split_time).to_numpy()
+    blocks = case_role[in_train]
+    return (PrefixPart(frame[in_train].reset_index(drop=True),
+                       labels[in_train].reset_index(drop=True), blocks.astype("int64")),
+            PrefixPart(frame[in_test].reset_index(drop=True),
+                       labels[in_test].reset_index(drop=True), np.zeros(0, dtype="int64")))
+
+
+def _prefix_rows(pipeline: PrefixPipeline, events: pd.DataFrame, role: pd.Series,
+                 split_time: pd.Timestamp, extraction_time: pd.Timestamp) -> int:
+    train, test = _prefix_parts(pipeline, events, role, split_time, extraction_time)
+    return len(train) + len(test)
+
+
+def _item(values: tuple, i: int) -> Any:
+    return values[i]
+
+
+def build_scaled_training_data(log: PartitionedLog, config: TrainConfig,
+                               fit_cases: int | None = None, progress: Any = None,
+                               keep_prefixes: bool = True) -> ScaledTrainingData:
+    """Split, fit the pipeline on the driver, featurise and label on the workers.
+
+    ``keep_prefixes=False`` builds every partition's prefixes and labels and drops them
+    (``timings["prefix_rows"]`` counts them): what the scale benchmark measures.
+    """
+    client = log.client
+    step = progress or (lambda _m: None)
+    roles: Roles = log.mapping.roles
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    step("summarising cases per partition")
+    summaries = client.gather(log.map(_case_summary, roles.measure_end_activities))
+    summary = pd.concat(summaries)
+    horizon = evaluation_horizon(summary, config, bool(roles.measure_end_activities))
+    split_time, role, too_recent = split_cases(summary, config.test_fraction, horizon,
+                                               config.fold_fractions)
+    extraction_time = summary["last"].max()
+    timings["summary_s"] = time.perf_counter() - started
+
+    step("fitting the feature pipeline on the training cut")
+    t0 = time.perf_counter()
+    train_cases = role.index[(role >= 0) & (role != TEST)]
+    chosen = None
+    if fit_cases is not None and fit_cases < len(train_cases):
+        rng = np.random.default_rng(config.seed)
+        chosen = set(rng.choice(np.asarray(train_cases, dtype=object), fit_cases,
+                                replace=False).tolist())
+    role_f = client.scatter(role, broadcast=True)
+    cut = pd.concat(client.gather(log.map(_training_cut, role_f, split_time, chosen)),
+                    ignore_index=True)
+    pipeline = PrefixPipeline(roles=roles, max_prefix_len=config.max_prefix_len,
+                              thin_after=config.thin_after, thin_step=config.thin_step,
+                              min_frequency=config.min_frequency).fit(cut)
+    fitted_on = int(cut["case_id"].nunique())
+    del cut
+    timings["fit_s"] = time.perf_counter() - t0
+
+    step("joining the cross-case history of every partition")
+    t0 = time.perf_counter()
+    facts: list[CaseFacts] = client.gather(log.map(partition_facts, roles))
+    pipeline = with_history(pipeline, join_facts(facts))
+    del facts
+    timings["history_s"] = time.perf_counter() - t0
+
+    step("building prefix features and labels per partition")
+    t0 = time.perf_counter()
+    pipe_f = client.scatter(pipeline, broadcast=True)
+    if keep_prefixes:
+        pairs = log.map(_prefix_parts, pipe_f, role_f, split_time, extraction_time, at=1)
+        train = [client.submit(_item, p, 0) for p in pairs]
+        test = [client.submit(_item, p, 1) for p in pairs]
+        timings["prefix_rows"] = float(sum(client.gather(client.map(len, train + test))))
+        del pairs
+    else:  # built, counted and dropped (the benchmark of the feature step)
+        counts = client.gather(log.map(_prefix_rows, pipe_f, role_f, split_time,
+                                       extraction_time, at=1))
+        timings["prefix_rows"] = float(sum(counts))
+        train, test = [], []
+    timings["features_s"] = time.perf_counter() - t0
+    fingerprint = {
+        "path": log.source, "sha256": log.sha256, "cases": len(summary),
+        "events": int(summary["events"].sum()),
+        "rows_quarantined": log.report.rows_quarantined,
+        "first_event": summary["start"].min().isoformat(),
+        "last_event": extraction_time.isoformat(),
+        "partitions": len(log.parts),
+    }
+    return ScaledTrainingData(
+        log=log, pipeline=pipeline, split_time=split_time,
+        test_cases=sorted(role.index[role == TEST].tolist()), too_recent=too_recent,
+        train=train, test=test, fingerprint=fingerprint, extraction_time=extraction_time,
+        fit_cases=fitted_on, features_s=timings["fit_s"] + timings["history_s"]
+        + timings["features_s"], timings=timings)
+
+
+def history_of(client: Any, parts: list[Any], pipeline: PrefixPipeline) -> PrefixPipeline:
+    """The fitted ``pipeline`` with the history of the cases in ``parts`` (futures of
+    canonical event partitions), joined on the driver."""
+    roles = pipeline.roles if pipeline.roles is not None else Roles()
+    facts = client.gather([client.submit(OnEvents(partition_facts), part, roles)
+                           for part in parts])
+    return with_history(pipeline, join_facts(facts))
+
+
+def featurize(client: Any, parts: list[Any], pipeline: PrefixPipeline,
+              last_only: bool = False) -> list[Any]:
+    """Futures of each partition's prefix features, cross-case features as of each
+    prefix's end over the cases of every partition (the pipeline's fitted categories
+    and vocabularies kept)."""
+    with_parts = client.scatter(history_of(client, parts, pipeline), broadcast=True)
+    return [client.submit(OnEvents(transform_partition, 1), with_parts, part, last_only)
+            for part in parts]
