@@ -230,7 +230,8 @@ async def _deal_context(request: Request, case_id: str, change: data.WhatIf
     coalescer = request.app.state.coalescer
     prediction = await coalescer.predict(snapshot, body)
     context: dict[str, Any] = {"case_id": case_id, "p": prediction, "change": change,
-                               "alt": None}
+                               "alt": None, "attributes": {
+                                   k: v for k, v in body.attributes.items() if v is not None}}
     if change.changes():
         changed = data.what_if_request(body, change)
         context["alt"] = await coalescer.predict(snapshot, changed)
@@ -252,10 +253,8 @@ async def deal_page(request: Request, case_id: str, discount: str | None = None,
         return _problem(request, "deals", exc, status_code=404)
     except _SHOWN as exc:
         return _problem(request, "deals", exc)
-    attributes = {k: v for k, v in (await run_in_threadpool(
-        data.deal_request, snapshot, case_id)).attributes.items() if v is not None}
     return _page(request, "deal.html", active="deals", events=events.to_dict("records"),
-                 choices=choices, reliable=reliable, attributes=attributes, **context)
+                 choices=choices, reliable=reliable, **context)
 
 
 @pages.get("/deals/{case_id}/whatif", response_class=HTMLResponse)

@@ -167,6 +167,20 @@ def test_process_page_embeds_the_insight_and_segments(tab: Watched, live) -> Non
     tab.assert_clean()
 
 
+def test_process_of_an_uploaded_log(live, small_log) -> None:
+    login = httpx.post(f"{live.url}/login", data={"key": KEY}, follow_redirects=False)
+    cookie = {"Cookie": f"l2c_session={login.cookies['l2c_session']}"}
+    raw = pd.read_csv(small_log)
+    part = raw[raw["opportunity_id"].isin(raw["opportunity_id"].unique()[:300])]
+    answer = httpx.post(f"{live.url}/process", headers=cookie, timeout=120, data={"by": ""},
+                        files={"file": ("part.csv", part.to_csv(index=False), "text/csv")})
+    assert answer.status_code == 200, answer.text[:500]
+    assert "part.csv" in answer.text and "Process map" in answer.text
+    broken = httpx.post(f"{live.url}/process", headers=cookie, timeout=60, data={"by": ""},
+                        files={"file": ("bad.csv", "nothing,useful\n1,2\n", "text/csv")})
+    assert broken.status_code == 422 and "bad.csv" in broken.text
+
+
 def test_models_page_refuses_a_worse_model_with_the_reason(tab: Watched, live, small_log,
                                                            trained) -> None:
     from mlflow.tracking import MlflowClient
