@@ -50,7 +50,8 @@ def _target(client: Any, target: Any) -> dict[str, Any]:
         shown += [v for v in versions if int(v.version) == champion]
     listed = []
     for version in shown:
-        metrics = _run_metrics(client, version.run_id)
+        run = _run_facts(client, version.run_id)
+        metrics = run["metrics"]
         prefix = f"{target.name}."
         main = {k: metrics.get(prefix + k) for k in _METRICS[target.kind]
                 if prefix + k in metrics}
@@ -65,38 +66,37 @@ def _target(client: Any, target: Any) -> dict[str, Any]:
             "created": version.creation_timestamp, "metrics": main,
             "by_prefix": dict(sorted(by_prefix.items(),
                                      key=lambda kv: int(kv[0].split("-")[0].split("_")[0]))),
-            "trained_on": _trained_on(client, version.run_id),
-            "plots": _plots(client, version.run_id, target.name)})
+            "trained_on": run["trained_on"],
+            "plots": [n for n in run["plots"] if n.startswith(f"{target.name}_")]})
     return {"name": target.name, "registered_name": name, "main_metric": target.main_metric,
             "higher_is_better": target.higher_is_better, "champion": champion,
             "versions": listed, "description": target.description}
 
 
-def _run_metrics(client: Any, run_id: str) -> dict[str, float]:
+_RUNS: dict[str, dict[str, Any]] = {}
+
+
+def _run_facts(client: Any, run_id: str) -> dict[str, Any]:
+    """A run's metrics, training data and plot names, read once: a finished run's
+    records never change (a run still going is read again next time)."""
+    if run_id in _RUNS:
+        return _RUNS[run_id]
     try:
-        return dict(client.get_run(run_id).data.metrics)
-    except Exception:
-        return {}
-
-
-def _trained_on(client: Any, run_id: str) -> dict[str, str]:
-    try:
-        params = client.get_run(run_id).data.params
-        tags = client.get_run(run_id).data.tags
-    except Exception:
-        return {}
-    wanted = {k: v for k, v in {**params, **tags}.items()
-              if k.startswith("data.") and not k.startswith("data.path")}
-    return dict(sorted(wanted.items())[:8])
-
-
-def _plots(client: Any, run_id: str, target: str) -> list[str]:
-    try:
+        run = client.get_run(run_id)
         found = client.list_artifacts(run_id, "plots")
-    except Exception:
-        return []
-    names = [Path(f.path).name for f in found]
-    return sorted(n for n in names if n.startswith(f"{target}_") and n.endswith(".png"))
+    except Exception:  # deleted run, unreachable store: shown without its figures
+        return {"metrics": {}, "trained_on": {}, "plots": []}
+    data = run.data
+    wanted = {k: v[:12] if k == "data.sha256" else v
+              for k, v in {**data.params, **data.tags}.items()
+              if k.startswith("data.") and not k.startswith("data.path")}
+    facts = {"metrics": dict(data.metrics), "trained_on": dict(sorted(wanted.items())[:8]),
+             "plots": sorted(Path(f.path).name for f in found if f.path.endswith(".png"))}
+    if run.info.status == "FINISHED":
+        if len(_RUNS) > 256:
+            _RUNS.clear()
+        _RUNS[run_id] = facts
+    return facts
 
 
 def plot_bytes(run_id: str, name: str) -> bytes | None:

@@ -132,7 +132,11 @@ async def pipeline_page(request: Request, currency: str | None = None,
                                         group_by)
     except _SHOWN as exc:
         return _problem(request, "pipeline", exc)
-    chart = await run_in_threadpool(_forecast_chart, shown["forecast"], shown["currency"])
+    result = shown["forecast"]
+    key = ("chart", data.served_key(_snapshot(request)), shown["currency"], group_by,
+           result["as_of"], result["simulations"], len(result["months"]))
+    chart = await run_in_threadpool(data.kept, key, functools.partial(
+        _forecast_chart, result, shown["currency"]))
     return _page(request, "pipeline.html", active="pipeline", group_by=group_by,
                  groups=data.GROUPS, chart=chart, **shown)
 
@@ -161,7 +165,7 @@ async def pipeline_csv(request: Request, currency: str | None = None,
 
 
 def _forecast_chart(result: dict[str, Any], currency: str | None) -> str:
-    """Bookings and cash-in per month, expected with the P10–P90 band (plotly, its JS
+    """Bookings and cash-in per month, expected with the P10–P90 band (plotly; its JS is
     served by this app)."""
     import plotly.graph_objects as go
 
@@ -174,7 +178,7 @@ def _forecast_chart(result: dict[str, Any], currency: str | None) -> str:
         low = [m[kind]["p10"] for m in result["months"]]
         high = [m[kind]["p90"] for m in result["months"]]
         fig.add_trace(go.Scatter(x=months + months[::-1], y=high + low[::-1], fill="toself",
-                                 fillcolor=f"rgba({colour},0.15)", line={"width": 0},
+                                 mode="lines", fillcolor=f"rgba({colour},0.15)", line={"width": 0},
                                  hoverinfo="skip", name=f"{label} P10–P90"))
         fig.add_trace(go.Scatter(x=months, y=[m[kind]["expected"] for m in result["months"]],
                                  mode="lines+markers", line={"color": f"rgb({colour})"},
@@ -183,9 +187,9 @@ def _forecast_chart(result: dict[str, Any], currency: str | None) -> str:
     fig.update_layout(height=360, margin={"l": 60, "r": 20, "t": 20, "b": 40},
                       yaxis_title=currency or "amount", legend={"orientation": "h"},
                       template="plotly_white")
-    return fig.to_html(include_plotlyjs=False, full_html=False,
-                       config={"displaylogo": False, "responsive": True},
-                       div_id="forecast-chart")
+    # the figure as JSON, drawn by cockpit.js once the deferred plotly.js is parsed: the
+    # page's text paints first; "</" is escaped so the JSON cannot end its script element
+    return fig.to_json().replace("</", "<\\/")
 
 
 # ------------------------------------------------------------------ deals

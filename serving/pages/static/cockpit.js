@@ -60,6 +60,13 @@
     whatif.addEventListener("change", score);
   }
 
+  var figure = document.getElementById("forecast-figure");
+  if (figure && window.Plotly) {
+    var spec = JSON.parse(figure.textContent);
+    window.Plotly.newPlot("forecast-chart", spec.data, spec.layout,
+                          {displaylogo: false, responsive: true});
+  }
+
   var report = document.getElementById("report");
   var reportLoading = document.getElementById("report-loading");
   if (report && reportLoading) {
