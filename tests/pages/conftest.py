@@ -76,8 +76,10 @@ def live(page_store: ModelStore) -> Iterator[LiveServer]:
     stop_server(served)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Per module, not per session: while playwright's sync API is open, its event loop
+    is the main thread's running loop, and a later test's ``asyncio.run`` would fail."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as driver:
