@@ -224,7 +224,10 @@ def what_if_choices(snapshot: Snapshot) -> dict[str, list[str]]:
         events = log.events
         terms = (sorted(events["payment_terms"].dropna().astype(str).unique().tolist())
                  if "payment_terms" in events.columns else [])
-        steps = events["activity"].astype(str).value_counts().index.tolist()
+        roles = log.mapping.roles
+        ending = {*roles.won, *roles.lost, *roles.payment}  # the outcome is not a step
+        steps = [a for a in events["activity"].astype(str).value_counts().index.tolist()
+                 if a not in ending]
         return {"payment_terms": terms, "next_steps": steps}
 
     return kept(("choices", snapshot.get("outcome").run_id), compute)

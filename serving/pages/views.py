@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -49,6 +59,8 @@ async def _settings(request: Request) -> Settings:
 async def require_page_access(request: Request) -> None:
     """Pages need the session cookie in production; in development they are open."""
     settings: Settings = request.app.state.settings
+    if request.method == "POST" and not auth.same_origin(request):
+        raise HTTPException(403, detail="a form of another site cannot act on this one")
     if auth.is_open(settings) or auth.has_session(request, settings):
         return
     wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -70,6 +70,11 @@ def test_development_mode_says_the_pages_are_open(page_store) -> None:
         answer = httpx.get(f"{served.url}/models", follow_redirects=False, timeout=60)
         assert answer.status_code == 200
         assert "Development mode: these pages are open" in answer.text
+        # open, but not to another site's forms
+        forged = httpx.post(f"{served.url}/models/promote", timeout=60,
+                            data={"target": "outcome", "version": "1"},
+                            headers={"Origin": "http://evil.example"})
+        assert forged.status_code == 403
     finally:
         stop_server(served)
 
@@ -125,6 +130,8 @@ def test_deal_list_and_deal_page_agree_with_the_predict_api(tab: Watched, live,
     assert "not a promise" in page.inner_text(".caveat")
     assert page.locator("#timeline tbody tr").count() == len(body["events"])
     assert "AUC" in page.inner_text("#reliability")
+    steps = page.locator("#whatif select[name=step] option").all_inner_texts()
+    assert "Quote Issued" in steps and "Opportunity Won" not in steps
     tab.assert_clean()
 
 
@@ -223,6 +230,30 @@ def test_pages_without_models_say_what_to_do() -> None:
             answer = client.get(path)
             assert answer.status_code == 503, path
             assert "What to do" in answer.text and "l2c train" in answer.text
+
+
+def test_an_empty_registry_says_what_to_do(tmp_path, monkeypatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from models.registry import configure_mlflow
+    from serving.app import create_app
+    from serving.store import ModelStore
+
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", empty)  # MLflow keeps the last one set here
+    settings = page_settings(environment="development", api_key="dev-key")
+    try:
+        with TestClient(create_app(settings, ModelStore())) as client:
+            answer = client.get("/models")
+            assert answer.status_code == 200
+            assert "holds no model yet" in answer.text and "l2c train" in answer.text
+            refused = client.post("/models/promote", data={"target": "outcome",
+                                                           "version": "1"})
+            assert refused.status_code == 200 and "Promotion refused" in refused.text
+    finally:
+        monkeypatch.undo()
+        configure_mlflow()  # back to the session's store for the tests after this one
 
 
 def test_numbers_for_people() -> None:
