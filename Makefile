@@ -26,10 +26,19 @@ demo: $(STAMP)
 	@echo "Process insight: open $(CURDIR)/$(DEMO_DIR)/insight.html in a browser"
 	@echo "Serve the champions: .venv/bin/l2c serve   (API docs at http://127.0.0.1:8000/docs)"
 	@echo "MLflow UI: .venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
+	@echo "The cockpit (pipeline, deals, process, models), once l2c serve runs: http://127.0.0.1:8000/"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# the cockpit's browser tests drive the distribution's Chromium (never `playwright install`)
+.PHONY: browser
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+		else echo "the cockpit's browser tests need /usr/bin/chromium: sudo apt-get install chromium"; fi; \
+	fi
 
 # the quick loop while developing (< 1 min): no training, MLflow, real logs, fuzzing
 test-fast: $(STAMP)

@@ -30,6 +30,7 @@ from models.targets import TARGETS
 from serving.coalesce import PredictionCoalescer
 from serving.deps import api_key_header, key_is_valid, require_api_key
 from serving.errors import ApiError
+from serving.pages.views import mount_pages
 from serving.routes import forecast, insight, models, predict
 from serving.schemas import SECURED_ERRORS, BatchRequest, ReadyResponse, validation_detail
 from serving.service import predict_together
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.include_router(forecast.router, dependencies=secured, responses=SECURED_ERRORS)
     app.include_router(models.router, dependencies=secured, responses=SECURED_ERRORS)
     app.include_router(insight.router, dependencies=secured, responses=SECURED_ERRORS)
+    mount_pages(app)  # the cockpit at /: its own login (a session cookie), not the header
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

@@ -1,0 +1,209 @@
+"""Promotion: the champion alias moves only to a model that is at least as good.
+
+The gate lives here, under ``models/``, so that both ``l2c promote`` (through
+``training.promote``, which re-exports it) and the cockpit's models page (serving may
+use models/, never training/) apply the very same rule.
+
+Both the candidate and the current champion are scored on the candidate's own test
+cases (the newer data), each through its own bundled feature pipeline, on the
+prefixes both can score. A worse candidate is refused unless forced.
+
+Before any of that, the candidate must be promotable (its training run finished) and
+must load and pass the same smoke test serving applies (``models.registry.load_version``):
+``--force`` overrides a worse score, never a model that cannot serve.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from models.bundle import TargetBundle
+from models.metrics import classification_metrics, regression_metrics
+from models.registry import (
+    CHAMPION,
+    ModelUnusableError,
+    configure_mlflow,
+    current_champion,
+    load_version,
+    tag_promoted,
+    unpromotable_reason,
+    versions_newest_first,
+)
+from models.targets import TARGETS, Target
+
+
+class PromotionError(Exception):
+    """The candidate cannot be promoted; the message says why."""
+
+
+class PromotionRefused(PromotionError):
+    """The candidate is worse than the champion on the candidate's test data."""
+
+
+class NotPromotable(PromotionError):
+    """The version's training run did not finish (interrupted, failed or deleted)."""
+
+
+class CandidateUnusable(PromotionError):
+    """The candidate cannot be loaded, or loads but cannot predict or explain."""
+
+
+class ComparisonFailed(PromotionError):
+    """The candidate could not be compared with the champion (unless forced)."""
+
+
+@dataclass
+class PromotionResult:
+    target: str
+    version: int
+    previous: int | None
+    candidate_score: float | None
+    champion_score: float | None
+    metric: str
+    forced: bool
+
+
+def resolve_version(client: MlflowClient, target: Target, run_or_version: str) -> int:
+    """A version number as given, 'latest' (the newest promotable version), or the
+    version registered from a run id. A version whose run did not finish is refused."""
+    name = target.registered_name
+    if run_or_version == "latest":
+        found = versions_newest_first(client, name)
+        if not found:
+            raise PromotionError(f"{name} has no version yet: train first")
+        skipped = []
+        for version in found:
+            why = unpromotable_reason(client, version)
+            if why is None:
+                return int(version.version)
+            skipped.append(why)
+        raise NotPromotable(f"{name} has no promotable version: " + "; ".join(skipped[:5]))
+    if run_or_version.isdigit():
+        try:
+            version = client.get_model_version(name, run_or_version)
+        except MlflowException as exc:
+            raise PromotionError(f"{name} has no version {run_or_version}") from exc
+    else:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", run_or_version):  # it goes into a filter
+            raise PromotionError(
+                f"{run_or_version!r} is not a version number, 'latest' or a run id")
+        found = client.search_model_versions(
+            f"name = '{name}' and run_id = '{run_or_version}'")
+        if not found:
+            raise PromotionError(
+                f"run {run_or_version!r} registered no {target.name} model "
+                f"({name}); pass a run id from `l2c runs` or a version number")
+        version = max(found, key=lambda v: int(v.version))
+    why = unpromotable_reason(client, version)
+    if why is not None:
+        raise NotPromotable(f"{why}; it cannot be promoted: train again")
+    return int(version.version)
+
+
+def _evaluation_set(client: MlflowClient, run_id: str) -> tuple[pd.DataFrame, list[str]]:
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation"))
+    events = pd.read_parquet(local / "events.parquet")
+    split = json.loads((local / "split.json").read_text())
+    return events, split["test_cases"]
+
+
+def score_on(bundle: TargetBundle, events: pd.DataFrame, test_cases: list[str]) -> pd.DataFrame:
+    """Predictions and labels of one bundle on the test cases' prefixes."""
+    frame = bundle.pipeline.transform(events)
+    labels = bundle.pipeline.labels(events)
+    keep = frame["case_id"].isin(test_cases).to_numpy() & bundle.target.rows(labels)
+    predictions = bundle.predict_features(frame[keep])
+    column = "p_win" if bundle.target.kind == "classification" else "prediction_days"
+    return pd.DataFrame({"case_id": predictions["case_id"],
+                         "prefix_len": predictions["prefix_len"],
+                         "y": labels.loc[keep, bundle.target.label].to_numpy(),
+                         "score": predictions[column].to_numpy()})
+
+
+def main_metric(target: Target, scored: pd.DataFrame) -> float:
+    y, s = scored["y"].to_numpy(dtype=float), scored["score"].to_numpy(dtype=float)
+    if target.kind == "classification":
+        return classification_metrics(y, s)[target.main_metric]
+    return regression_metrics(y, s)[target.main_metric]
+
+
+def promote(target_name: str, run_or_version: str | int, force: bool = False) -> PromotionResult:
+    if target_name not in TARGETS:
+        raise PromotionError(f"unknown target {target_name!r}; one of {list(TARGETS)}")
+    target = TARGETS[target_name]
+    name = target.registered_name
+    configure_mlflow()
+    client = MlflowClient()
+    version = resolve_version(client, target, str(run_or_version))
+    try:
+        candidate_bundle = load_version(name, version)
+    except ModelUnusableError as exc:
+        raise CandidateUnusable(f"{exc}; the champion alias was not moved") from exc
+    previous = current_champion(client, name)
+    candidate_score = champion_score = None
+    if previous is not None and previous != version:
+        try:
+            candidate_score, champion_score, compared = _compare(
+                client, target, version, previous, candidate_bundle)
+        except ComparisonFailed:
+            if not force:
+                raise
+        else:
+            worse = (candidate_score < champion_score if target.higher_is_better
+                     else candidate_score > champion_score)
+            if worse and not force:
+                raise PromotionRefused(
+                    f"{name} version {version} is worse than champion version {previous} on "
+                    f"version {version}'s test data: {target.main_metric} "
+                    f"{candidate_score:.4f} vs {champion_score:.4f} ({compared} prefixes); "
+                    "use --force to promote anyway")
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    tag_promoted(client, name, version)
+    return PromotionResult(target=target_name, version=version, previous=previous,
+                           candidate_score=candidate_score, champion_score=champion_score,
+                           metric=target.main_metric, forced=force)
+
+
+def _compare(client: MlflowClient, target: Target, version: int, previous: int,
+             candidate: TargetBundle) -> tuple[float, float, int]:
+    """Candidate and champion scores on the candidate's test prefixes both can score."""
+    name = target.registered_name
+    run_id = client.get_model_version(name, str(version)).run_id
+    try:
+        events, test_cases = _evaluation_set(client, run_id)
+    except Exception as exc:  # missing or damaged artifacts of the candidate's run
+        raise ComparisonFailed(
+            f"the test data of {name} version {version} (run {run_id}) cannot be read "
+            f"({type(exc).__name__}: {exc}); use --force to promote without comparing"
+        ) from exc
+    try:
+        champion = load_version(name, previous)
+    except ModelUnusableError as exc:
+        raise ComparisonFailed(
+            f"the current champion cannot be compared with: {exc}; use --force to replace it "
+            f"with version {version}") from exc
+    try:
+        scored = score_on(candidate, events, test_cases)
+        both = scored.merge(score_on(champion, events, test_cases),
+                            on=["case_id", "prefix_len"], suffixes=("", "_champ"))
+    except Exception as exc:  # e.g. a champion built for another mapping or feature set
+        raise ComparisonFailed(
+            f"{name} version {version} and champion version {previous} cannot both score "
+            f"version {version}'s test data ({type(exc).__name__}: {exc}); use --force to "
+            "promote without comparing") from exc
+    if len(both) < 20:
+        raise ComparisonFailed(
+            f"{name} version {version} and champion version {previous} share "
+            f"{len(both)} test prefixes (fewer than 20); use --force to promote anyway")
+    candidate_score = main_metric(target, both[["y", "score"]])
+    champion_score = main_metric(target, both[["y", "score_champ"]].rename(
+        columns={"score_champ": "score"}))
+    return candidate_score, champion_score, len(both)
