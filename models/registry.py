@@ -39,12 +39,25 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+#: the registry URI this process derived from the tracking URI: MLflow writes it to
+#: MLFLOW_REGISTRY_URI, where it must not pass for the user's choice when the tracking
+#: URI changes later (it would keep a second store's models in the first's registry)
+_DERIVED_REGISTRY: list[str | None] = [None]
+
+
 def configure_mlflow() -> str:
-    """Point MLflow at the configured store (creating it safely); returns the URI."""
+    """Point MLflow at the configured store (creating it safely); returns the URI.
+
+    The registry is the tracking store unless the user names another in
+    MLFLOW_REGISTRY_URI.
+    """
     import mlflow
 
     uri = tracking_uri()
-    registry = os.environ.get("MLFLOW_REGISTRY_URI") or uri
+    given = os.environ.get("MLFLOW_REGISTRY_URI")
+    chosen = bool(given) and given != _DERIVED_REGISTRY[0]
+    registry = given if chosen else uri
+    _DERIVED_REGISTRY[0] = None if chosen else registry
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(registry)
     for store_uri in dict.fromkeys((uri, registry)):
