@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class TrainConfig(BaseModel):
@@ -29,9 +30,32 @@ class TrainConfig(BaseModel):
     seed: int = 0
     lgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM overrides")
     shap_sample: int = 1000
+    select_kind: bool = Field(
+        True, description="ship the best of LightGBM, the logistic base and the baselines on "
+        "the latest training block (models.selection); False: always LightGBM")
+    process: str | None = Field(
+        None, description="the process the models are named after (l2c-<process>-outcome); "
+        "default: the mapping's name (the simulator's keeps l2c-outcome)")
+    learning_curve: bool = Field(
+        True, description="log the test metric when training on 10, 25, 50 and 100% of "
+        "the training cases")
     experiment: str = "lead-to-cash"
 
     def flat_params(self) -> dict[str, Any]:
         params = self.model_dump(exclude={"lgbm"})
         params.update({f"lgbm.{k}": v for k, v in self.lgbm.items()})
         return params
+
+
+class PromotionSettings(BaseSettings):
+    """Bounds promotion holds a candidate to, besides beating the champion (environment
+    variables ``L2C_PROMOTE_MAX_ECE`` and so on; ``l2c promote --force`` overrides)."""
+
+    model_config = SettingsConfigDict(env_prefix="L2C_PROMOTE_", extra="ignore")
+
+    max_ece: float = Field(0.05, ge=0, le=1, description="largest expected calibration "
+                           "error of a win model on its test data")
+    auc_tolerance: float = Field(0.005, ge=0, le=1, description="how far a win model's test "
+                                 "AUC may fall below its stage-rate baseline's")
+    mae_tolerance: float = Field(0.01, ge=0, le=1, description="how far (relative) a "
+                                 "regression's test MAE may rise above its baseline's")
