@@ -116,6 +116,9 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
             y=y_test, prediction=point, lower=lower, upper=upper)
         oracle = _payment_oracle(data, test_frame, y_test, metrics, target)
 
+    curve = (learning_curve(target, config, (X_fit, y_fit), (X_valid, y_valid), (X_cal, y_cal),
+                            X_test, y_test, metrics[target.main_metric], data)
+             if config.learning_curve else [])
     choice = getattr(model, "choice_", None)
     kind = getattr(model, "kind_", "lightgbm")
     reason = choice.reason if choice is not None else "LightGBM (no comparison asked for)"
@@ -136,7 +139,50 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
                         buckets=buckets, oracle=oracle, test=test, kind=kind,
                         kind_reason=reason,
                         selection=choice.scores if choice is not None else {},
-                        stability=stability, low_data=low_data)
+                        stability=stability, low_data=low_data, learning_curve=curve)
+
+
+#: shares of the training cases the learning curve trains on (1.0 is the model itself)
+CURVE_SHARES = (0.1, 0.25, 0.5)
+
+
+def learning_curve(target: Target, config: TrainConfig, *folds_and_test: Any) -> list[dict]:
+    """The test metric of the LightGBM model trained on 10, 25 and 50% of the training
+    cases (drawn at random within each block, so early stopping and calibration still see
+    later cases), and of the shipped model on all of them: a curve still rising at 100%
+    says more data would help; a flat one, that the log holds what it holds."""
+    (fit, valid, cal, X_test, y_test, full_metric, data) = folds_and_test
+    rows = target.rows(data.train_labels)
+    cases = data.train_frame.loc[rows, "case_id"].to_numpy()
+    unique = pd.unique(cases)
+    order = pd.Series(np.random.default_rng(config.seed).permutation(len(unique)), index=unique)
+    rank = order.reindex(cases).to_numpy() / max(len(unique), 1)
+    block_of = data.blocks[rows]
+    ranks = [rank[block_of == b] for b in range(3)]
+    points = []
+    for share in CURVE_SHARES:
+        picked = [(X[r < share], y[r < share]) for (X, y), r in zip((fit, valid, cal), ranks,
+                                                                      strict=True)]
+        if min(len(y) for _, y in picked) < 20 or (
+                target.kind == "classification" and len(set(picked[0][1])) < 2):
+            continue
+        if target.kind == "classification":
+            args = [a for X, y in picked for a in (X, y.astype(int))]
+            model = WinProbabilityModel(config.lgbm, config.calibration, config.seed,
+                                        base=config.win_base, select=False).fit(*args)
+            value = classification_metrics(y_test, model.predict_proba(X_test))[
+                target.main_metric]
+        else:
+            base, params = regression_base(target)
+            args = [a for X, y in picked for a in (X, y)]
+            model = IntervalRegressor({**params, **config.lgbm}, config.interval_alpha,
+                                      config.seed, base=base).fit(*args)
+            value = regression_metrics(y_test, model.predict(X_test))[target.main_metric]
+        points.append({"percent": share * 100, "cases": int(pd.unique(cases[rank < share]
+                                                                    ).size),
+                       "metric": float(value)})
+    points.append({"percent": 100.0, "cases": len(unique), "metric": float(full_metric)})
+    return points
 
 
 def regression_baseline(target: Target) -> PaymentDelayBaseline | Any:

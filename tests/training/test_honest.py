@@ -153,3 +153,23 @@ def test_target_all_fails_only_when_no_target_can_be_trained(tmp_path: Path) -> 
     data = prepare_training_data(path, mapping, TrainConfig(), resolve_targets("all"),
                                  skip_untrainable=True)
     assert "payment_delay" in data.skipped and "outcome" not in data.skipped
+
+
+def test_runs_log_the_learning_curve_and_score_stability(trained) -> None:
+    client = MlflowClient()
+    run = client.get_run(trained.run_id)
+    for result in trained.results:
+        curve = result.learning_curve
+        assert [p["percent"] for p in curve][-1] == 100.0 and len(curve) >= 2
+        assert [p["cases"] for p in curve] == sorted(p["cases"] for p in curve)
+        name = result.target.name
+        assert f"plots/{name}_learning_curve.png" in {
+            a.path for a in client.list_artifacts(trained.run_id, "plots")}
+        history = client.get_metric_history(trained.run_id,
+                                            f"{name}.learning_curve.{result.target.main_metric}")
+        assert sorted(m.step for m in history) == [int(p["percent"]) for p in curve]
+        assert run.data.tags[f"{name}.kind"] == result.kind
+    outcome = next(r for r in trained.results if r.target.name == "outcome")
+    assert 0 <= outcome.stability["median_jump"] <= outcome.stability["p90_jump"] <= 1
+    assert run.data.metrics["outcome.stability.p90_jump"] == pytest.approx(
+        outcome.stability["p90_jump"])
