@@ -97,6 +97,9 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
         test = test_frame[["case_id", "prefix_len", "prefix_end"]].assign(y=y_test, p_win=p)
         stability = score_stability(test)
         oracle = _outcome_oracle(data, test_frame, y_test, metrics)
+        p_oracle = oracle.pop("_p", None)
+        if p_oracle is not None:  # per prefix, for figures by prefix length (benchmarks)
+            test["p_oracle"] = p_oracle
     else:
         # payment delay boosts from the account's past delay, which trees only approximate
         # by many small steps (remaining time has no such dominant feature)
@@ -239,8 +242,9 @@ def _outcome_oracle(data: TrainingData, frame: pd.DataFrame, y: np.ndarray,
     if truth.isna().all(axis=None):
         return {}
     p = truth.to_numpy()[np.arange(len(frame)), truth.columns.get_indexer(column)]
-    oracle = classification_metrics(y, p.astype(float))
+    oracle: dict[str, Any] = classification_metrics(y, p.astype(float))
     oracle["auc_ratio"] = metrics["auc"] / oracle["auc"]
+    oracle["_p"] = p.astype(float)  # taken out by fit_target
     return oracle
 
 
