@@ -169,6 +169,12 @@ def test_runs_log_the_learning_curve_and_score_stability(trained) -> None:
                                             f"{name}.learning_curve.{result.target.main_metric}")
         assert sorted(m.step for m in history) == [int(p["percent"]) for p in curve]
         assert run.data.tags[f"{name}.kind"] == result.kind
+    from training.runs import compare_runs
+
+    table = compare_runs(max_runs=20)  # `l2c runs` shows what each run shipped
+    column = table[trained.run_id[:12]]
+    for result in trained.results:
+        assert column[f"{result.target.name}.kind"] == result.kind
     outcome = next(r for r in trained.results if r.target.name == "outcome")
     assert 0 <= outcome.stability["median_jump"] <= outcome.stability["p90_jump"] <= 1
     assert run.data.metrics["outcome.stability.p90_jump"] == pytest.approx(
