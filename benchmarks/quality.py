@@ -7,8 +7,12 @@ run is written. Every figure is measured on the temporal test set.
 
     .venv/bin/python benchmarks/quality.py                 # 20k cases, seed 7
     .venv/bin/python benchmarks/quality.py --cases 5000 --seed 3 --json
+    .venv/bin/python benchmarks/quality.py --sizes 5000,20000,100000 --seeds 1,2,3 --json
 
-With ``--json`` the last line of stdout is one JSON object with the headline figures.
+With ``--json`` the last line of stdout is one JSON object with the headline figures;
+with ``--sizes`` it also holds ``by_size.<N>``: per size, the worst seed's AUC ratio to
+the oracle (overall and on prefixes of length 1-2), ECE, the regressions' MAE ratio to
+their baseline and 10-90% coverage, and the kinds of model shipped.
 Targets: win/loss AUC at least 0.95 x the oracle's, ECE at most 0.03, AUC and log loss
 better than both baselines (stage win rate, logistic regression); both regressions'
 MAE below their baseline's; 10-90% intervals covering 75-85% of test prefixes.
@@ -30,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from features.io import sidecar_path, write_frame  # noqa: E402
 from features.simulate import simulate_log  # noqa: E402
@@ -59,7 +64,7 @@ def simulate_to(folder: Path, cases: int, seed: int) -> Path:
 
 def run(cases: int, seed: int) -> tuple[dict[str, TargetResult], dict[str, float]]:
     timings: dict[str, float] = {}
-    config = TrainConfig()
+    config = TrainConfig(learning_curve=False)  # the sweep measures the shipped models
     with tempfile.TemporaryDirectory(prefix="l2c-quality-") as tmp:
         started = time.perf_counter()
         path = simulate_to(Path(tmp), cases, seed)
@@ -129,7 +134,7 @@ def print_report(results: dict[str, TargetResult], timings: dict[str, float],
     for column in ("model", "AUC", "log loss", "Brier", "ECE"):
         table.add_column(column, justify="left" if column == "model" else "right")
     out = results["outcome"]
-    rows = [("LightGBM (boosted from logreg)", out.metrics), *out.baselines.items()]
+    rows = [(f"shipped: {out.kind}", out.metrics), *out.baselines.items()]
     if out.oracle:
         rows.append(("oracle (simulator truth)", out.oracle))
     for name, m in rows:
@@ -160,21 +165,100 @@ def print_report(results: dict[str, TargetResult], timings: dict[str, float],
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
 
 
+def sweep_figures(results: dict[str, TargetResult]) -> dict[str, dict[str, float]]:
+    """One seed's figures of the size sweep: AUC ratio to the oracle overall and on
+    prefixes of length 1-2, ECE, the kind shipped; MAE ratio and coverage per regression."""
+    out = results["outcome"]
+    test = out.test
+    early = test["prefix_len"].to_numpy() <= 2
+    ratio_k12 = float("nan")
+    if "p_oracle" in test and early.sum() >= 20 and test.loc[early, "y"].nunique() == 2:
+        ours = roc_auc_score(test.loc[early, "y"], test.loc[early, "p_win"])
+        oracle = roc_auc_score(test.loc[early, "y"], test.loc[early, "p_oracle"])
+        ratio_k12 = float(ours / oracle)
+    figures: dict[str, dict[str, Any]] = {"outcome": {
+        "auc_ratio_to_oracle": out.metrics["auc"] / out.oracle.get("auc", float("nan")),
+        "auc_ratio_to_oracle_k1_2": ratio_k12, "ece": out.metrics["ece"],
+        "kind": out.kind}}
+    for name in ("remaining_time", "payment_delay"):
+        res = results[name]
+        figures[name] = {
+            "mae_ratio_to_baseline": res.metrics["mae_days"]
+            / res.baselines["historical"]["mae_days"],
+            "coverage_80": res.metrics["coverage_80"], "kind": res.kind}
+    return {t: {k: v if isinstance(v, str) else round(float(v), 4) for k, v in f.items()}
+            for t, f in figures.items()}
+
+
+def worst_of(seeds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per figure, the worst seed's value (lowest ratio, highest ECE, farthest coverage)."""
+    out: dict[str, dict[str, Any]] = {}
+    for target in seeds[0]:
+        out[target] = {}
+        for key in seeds[0][target]:
+            values = [s[target][key] for s in seeds]
+            if key == "kind":
+                out[target][key] = sorted(set(values))
+            elif key in ("ece", "mae_ratio_to_baseline"):
+                out[target][key] = max(values)
+            elif key == "coverage_80":
+                out[target][key] = max(values, key=lambda v: abs(v - 0.8))
+            else:
+                out[target][key] = min(values)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=DEFAULT_CASES, help="cases to simulate")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="simulation seed")
+    parser.add_argument("--sizes", type=str, default="",
+                        help="also sweep these log sizes, e.g. 5000,20000,100000")
+    parser.add_argument("--seeds", type=str, default="1,2,3",
+                        help="simulation seeds of the sweep (worst seed reported per size)")
+    parser.add_argument("--no-default", action="store_true",
+                        help="with --sizes: skip the default-size run")
     parser.add_argument("--json", action="store_true",
                         help="print the headline figures as one JSON object on the last line")
     args = parser.parse_args(argv)
     if args.cases < 1:
         parser.error("--cases must be at least 1")
-    err.print(f"simulating {args.cases:,} cases (seed {args.seed}) and fitting three targets")
-    results, timings = run(args.cases, args.seed)
-    print_report(results, timings, Console(stderr=args.json, width=110))
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    figures: dict[str, Any] = {}
+    if not (sizes and args.no_default):
+        err.print(f"simulating {args.cases:,} cases (seed {args.seed}) and fitting three "
+                  "targets")
+        results, timings = run(args.cases, args.seed)
+        print_report(results, timings, Console(stderr=args.json, width=110))
+        figures = summary(results)
+        figures["outcome"]["kind"] = results["outcome"].kind  # type: ignore[assignment]
+    by_size: dict[str, Any] = {}
+    for size in sizes:
+        per_seed = []
+        for seed in seeds:
+            err.print(f"sweep: {size:,} cases, seed {seed}")
+            results, _ = run(size, seed)
+            per_seed.append(sweep_figures(results))
+            err.print(f"  {per_seed[-1]}")
+        by_size[str(size)] = worst_of(per_seed) | {"seeds": seeds}
+        _print_sweep(size, by_size[str(size)], Console(stderr=args.json, width=110))
+    if by_size:
+        figures["by_size"] = by_size
     if args.json:
-        print(json.dumps(summary(results)))
+        print(json.dumps(figures))
     return 0
+
+
+def _print_sweep(size: int, worst: dict[str, Any], console: Console) -> None:
+    o = worst["outcome"]
+    console.print(
+        f"[bold]{size:,} cases[/] (worst of seeds {worst['seeds']}): AUC/oracle "
+        f"{o['auc_ratio_to_oracle']:.3f}, at prefix lengths 1-2 "
+        f"{o['auc_ratio_to_oracle_k1_2']:.3f}, ECE {o['ece']:.4f}, shipped {o['kind']}; "
+        + "; ".join(f"{n}: MAE/baseline {worst[n]['mae_ratio_to_baseline']:.3f}, "
+                    f"coverage {worst[n]['coverage_80']:.3f}, shipped {worst[n]['kind']}"
+                    for n in ("remaining_time", "payment_delay")))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -308,19 +309,42 @@ class TimeEncoder(PrefixEncoder):
     """
 
     def __init__(self, invoice_activities: Sequence[str] = (),
-                 fiscal_year_start_month: int = 1) -> None:
+                 fiscal_year_start_month: int = 1, min_calendar_cycles: float = 4.0) -> None:
         self.invoice_activities = invoice_activities
         self.fiscal_year_start_month = fiscal_year_start_month
+        #: a calendar feature is kept only when the training events span this many cycles
+        self.min_calendar_cycles = min_calendar_cycles
 
+    #: calendar features and the length of their cycle in days
+    CALENDAR_CYCLES: ClassVar[dict[str, float]] = {
+        "hour": 1.0, "weekday": 7.0, "day_in_quarter": 365.25 / 4,
+        "days_to_quarter_end": 365.25 / 4}
     def fit(self, prepared: pd.DataFrame, y: object = None) -> TimeEncoder:
+        """Keep a calendar feature only when the training span covers its cycle several
+        times (``min_calendar_cycles``). On a shorter log it does not describe a recurring
+        position (quarter end) but stands in for the date: on a five-month log the
+        position in the quarter and the days to its end single out the day, so a model
+        learns the dates of the training cases' outcomes, and answers for later dates
+        from whatever the training block's end looked like."""
+        sec = EventRows(prepared).sec if len(prepared) else np.zeros(0)
+        span_days = float(sec.max() - sec.min()) / 86400.0 if len(sec) else 0.0
+        self.span_days_ = span_days
+        self.dropped_calendar_ = [name for name, cycle in self.CALENDAR_CYCLES.items()
+                                  if span_days < self.min_calendar_cycles * cycle]
         self.feature_names_out_ = [
-            "elapsed_days", "gap_days", "max_gap_days", "mean_gap_days", "days_in_stage",
-            "hour", "weekday", "day_in_quarter", "days_to_quarter_end",
-            "days_since_invoice", "days_past_due",
-        ]
+            name for name in ("elapsed_days", "gap_days", "max_gap_days", "mean_gap_days",
+                              "days_in_stage", "hour", "weekday", "day_in_quarter",
+                              "days_to_quarter_end", "days_since_invoice", "days_past_due")
+            if name not in self.dropped_calendar_]
         return self
 
     def encode(self, rows: EventRows) -> Encoded:
+        encoded = self._encode_all(rows)
+        if len(encoded) == len(self.feature_names_out_):
+            return encoded
+        return {name: encoded[name] for name in self.feature_names_out_}
+
+    def _encode_all(self, rows: EventRows) -> Encoded:
         cases, sec = rows.cases, rows.sec
         first = sec[cases.start]
         elapsed = (sec - first) / 86400.0
@@ -345,7 +369,8 @@ class TimeEncoder(PrefixEncoder):
 
     def feature_groups(self) -> dict[str, tuple[str, str]]:
         quarter = ("quarter_position", "position in the fiscal quarter (days in, days left)")
-        return {"day_in_quarter": quarter, "days_to_quarter_end": quarter}
+        return {name: quarter for name in ("day_in_quarter", "days_to_quarter_end")
+                if name in self.feature_names_out_}
 
     @staticmethod
     def _days_in_stage(rows: EventRows) -> np.ndarray:

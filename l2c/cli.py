@@ -203,6 +203,9 @@ def train(
     store: Annotated[Path | None, typer.Option(
         help="Dask: keep the validated partitions as Parquet files in this folder (every "
         "worker must reach it) instead of in worker memory.")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Process the models are named after (l2c-NAME-outcome); default: the "
+        "mapping's name (the simulator's keeps l2c-outcome).")] = None,
 ) -> None:
     """Train models for the targets, compare with baselines, log and register in MLflow.
 
@@ -226,7 +229,8 @@ def train(
     from training.config import TrainConfig
     from training.train import train as run_training
 
-    config = TrainConfig(max_prefix_len=max_prefix_len, seed=seed, test_fraction=test_fraction)
+    config = TrainConfig(max_prefix_len=max_prefix_len, seed=seed, test_fraction=test_fraction,
+                         process=name)
     spec = ClusterSpec.from_options(cluster, scheduler)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
@@ -313,9 +317,18 @@ def _print_training(outcome) -> None:
     for leak in outcome.data.leaks:
         console.print(f"[yellow]possible leak:[/] {escape(leak.evidence)}; if it is known only "
                       f"at the end, add it to roles.label_only in the mapping")
+    for result in outcome.results:
+        console.print(f"{result.target.name}: shipped [bold]{escape(result.kind)}[/]: "
+                      f"{escape(result.kind_reason)}")
+        if result.low_data:
+            console.print(f"[yellow]{escape(result.low_data)}[/]")
+    for target_name, why in outcome.skipped.items():
+        console.print(f"[yellow]skipped {escape(target_name)}:[/] {escape(why)}")
     console.print(f"MLflow run [bold]{outcome.run_id}[/] in {escape(outcome.tracking_uri)}")
-    for name, version in outcome.versions.items():
-        console.print(f"  registered {escape(name)}: version {version}")
+    for result in outcome.results:
+        registered = result.bundle.info.get("registered_name", result.target.registered_name)
+        console.print(f"  registered {escape(result.target.name)} as {escape(registered)}: "
+                      f"version {outcome.versions[result.target.name]}")
     console.print("Open the UI: [bold].venv/bin/mlflow ui --backend-store-uri "
                   f"{escape(outcome.tracking_uri)}[/]")
 
@@ -354,14 +367,20 @@ def promote(
     run_or_version: Annotated[str, typer.Argument(
         help="Run id, model version number, or 'latest'.")],
     target: Annotated[str, typer.Option(help="outcome, remaining_time or payment_delay.")],
-    force: Annotated[bool, typer.Option(help="Promote even if worse than the champion.")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Promote even if worse than the champion or its baseline, or miscalibrated."
+    )] = False,
+    name: Annotated[str | None, typer.Option(
+        help="Process the models are named after (as given to `l2c train --name`, or the "
+        "mapping's name); default: the run's, else the simulator's names.")] = None,
 ) -> None:
-    """Make a model the champion, unless it is worse than the current one."""
+    """Make a model the champion, unless it is worse than the current one or than its own
+    baseline, or its calibration error is above the bound (L2C_PROMOTE_MAX_ECE)."""
     from training.promote import PromotionError
     from training.promote import promote as run_promotion
 
     try:
-        result = run_promotion(target, run_or_version, force=force)
+        result = run_promotion(target, run_or_version, force=force, process=name)
     except PromotionError as exc:
         fail("refused", exc, 1)
     line = f"{target}: version {result.version} is now the champion"
@@ -369,6 +388,8 @@ def promote(
         line += (f" (was version {result.previous}; {result.metric} "
                  f"{result.candidate_score:.4f} vs {result.champion_score:.4f})")
     console.print(line)
+    for warning in result.warnings:
+        console.print(f"[yellow]{escape(warning)}[/]")
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """Baselines: what users have today, on the same split, so a model's gain is honest.
 
-- win/loss: the historical win rate of the prefix's current stage (what CRM stage
-  probabilities give) and a logistic regression on the same features;
+- win/loss: the base rate, the historical win rate of the prefix's current stage (what
+  CRM stage probabilities give) and a logistic regression on the same features;
 - remaining time: the median remaining time by last activity;
 - payment delay: the account's mean past delay, else the mean for the payment terms.
 """
@@ -33,7 +33,11 @@ def _keys(X: pd.DataFrame, column: str | None) -> pd.Series:
 
 
 class GroupStatBaseline:
-    """A statistic of the target per group of one column, the overall one for new groups."""
+    """A statistic of the target per group of one column, the overall one for new groups.
+
+    It reads the feature frame or its float matrix (``models.matrix``): a baseline may be
+    the model that is shipped (``models.selection``), and the API scores from the matrix.
+    """
 
     def __init__(self, preferred: tuple[str, ...], stat: str = "mean") -> None:
         self.preferred = preferred
@@ -43,12 +47,79 @@ class GroupStatBaseline:
         self.column_ = _group_column(X, self.preferred)
         target = pd.Series(np.asarray(y, dtype=float), index=X.index)
         self.table_ = target.groupby(_keys(X, self.column_)).agg(self.stat)
-        self.overall_ = float(target.agg(self.stat))
+        self.overall_ = float(target.agg(self.stat)) if len(target) else 0.0
+        self.position_ = None if self.column_ is None else list(X.columns).index(self.column_)
+        self.code_table_: np.ndarray | None = None
+        if self.column_ is not None and isinstance(X[self.column_].dtype, pd.CategoricalDtype):
+            levels = [*X[self.column_].cat.categories, "(missing)"]
+            self.code_table_ = np.array([float(self.table_.get(c, self.overall_))
+                                         for c in levels])
         return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        values = _keys(X, self.column_).map(self.table_)
-        return values.fillna(self.overall_).to_numpy(dtype=float)
+    def predict(self, X: Matrix) -> np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            values = _keys(X, self.column_).map(self.table_)
+            return values.fillna(self.overall_).to_numpy(dtype=float)
+        M = np.asarray(X, dtype="float64")
+        if self.position_ is None:
+            return np.full(len(M), self.overall_)
+        column = M[:, self.position_]
+        if self.code_table_ is not None:  # category codes, NaN for missing
+            missing = len(self.code_table_) - 1
+            codes = np.where(np.isnan(column), missing, column).astype(np.int64)
+            return self.code_table_[np.clip(codes, 0, missing)]
+        values = pd.Series(column).map(lambda v: self.table_.get(v, self.overall_))
+        return values.to_numpy(dtype=float)
+
+
+class RateBaseline:
+    """A win rate as a win model: per group of one column (the stage rate) or overall
+    (``preferred=()``: the base rate).
+
+    It has the logistic base's interface (``decision_function``, ``terms``,
+    ``intercept_``) so a :class:`~models.estimators.WinProbabilityModel` can ship it as
+    its whole model: the log-odds are the overall rate's plus one term, the group's
+    difference from it, owned by the group's column.
+    """
+
+    def __init__(self, preferred: tuple[str, ...] = ("stage", "last_activity"),
+                 prior: float = 20.0) -> None:
+        self.preferred = preferred
+        self.prior = prior  # pseudo-cases pulling a small group's rate to the overall one
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> RateBaseline:
+        y = np.asarray(y, dtype=float)
+        rate = float(np.clip(y.mean() if len(y) else 0.5, 1e-4, 1 - 1e-4))
+        self.intercept_ = float(np.log(rate / (1 - rate)))
+        self.n_features_ = X.shape[1]
+        column = _group_column(X, self.preferred)
+        self.position_ = None if column is None else list(X.columns).index(column)
+        if column is not None:
+            keys = _keys(X, column)
+            sums = pd.Series(y, index=X.index).groupby(keys).agg(["sum", "count"])
+            smoothed = (sums["sum"] + self.prior * rate) / (sums["count"] + self.prior)
+            self.groups_ = GroupStatBaseline((column,), "mean")
+            self.groups_.fit(X, y)
+            self.groups_.table_ = smoothed
+            self.groups_.overall_ = rate
+            if self.groups_.code_table_ is not None:
+                levels = [*X[column].cat.categories, "(missing)"]
+                self.groups_.code_table_ = np.array([float(smoothed.get(c, rate))
+                                                     for c in levels])
+        return self
+
+    def terms(self, X: Matrix) -> np.ndarray:
+        out = np.zeros((len(X), self.n_features_))
+        if self.position_ is not None:
+            p = np.clip(self.groups_.predict(X), 1e-4, 1 - 1e-4)
+            out[:, self.position_] = np.log(p / (1 - p)) - self.intercept_
+        return out
+
+    def decision_function(self, X: Matrix) -> np.ndarray:
+        return self.intercept_ + self.terms(X).sum(axis=1)
+
+    def predict_proba(self, X: Matrix) -> np.ndarray:
+        return expit(self.decision_function(X))
 
 
 def stage_win_rate() -> GroupStatBaseline:

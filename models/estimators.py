@@ -34,8 +34,9 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
-from models.baselines import LogisticBaseline
+from models.baselines import LogisticBaseline, RateBaseline
 from models.matrix import Matrix, as_matrix
+from models.selection import Choice, choose
 
 #: Prefixes of one case share its label, so the effective sample is cases, not rows:
 #: large leaves and smoothed categories keep trees from memorising a few long cases.
@@ -185,12 +186,14 @@ class WinProbabilityModel(_Boosted):
     """
 
     def __init__(self, params: dict[str, Any] | None = None, calibration: str = "isotonic",
-                 seed: int = 0, base: str | None = "logistic", refit: bool = True) -> None:
+                 seed: int = 0, base: str | None = "logistic", refit: bool = True,
+                 select: bool = True) -> None:
         self.params = {**DEFAULT_PARAMS, **CLASSIFIER_PARAMS, **(params or {})}
         self.calibration = calibration
         self.seed = seed
         self.base = base
         self.refit = refit
+        self.select = select
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray,
             X_cal: pd.DataFrame, y_cal: np.ndarray) -> WinProbabilityModel:
@@ -206,8 +209,15 @@ class WinProbabilityModel(_Boosted):
                                 X, y, X_valid, y_valid, *init)
         self.n_trees_ = int(self.model_.best_iteration_ or self.params["n_estimators"])
         self.shift_ = 0.0
+        self.kind_ = "lightgbm"
+        margin_cal = self.raw_margin(X_cal)
         self.calibrator_, self.calibration_used_ = self._fit_calibrator(
-            self.raw_margin(X_cal), y_cal, shift=not self.refit)
+            margin_cal, y_cal, shift=not self.refit)
+        if self.select:
+            self.choice_ = self._choose(X, y, X_valid, y_valid, X_cal, y_cal, margin_cal)
+            if self.choice_.kind != "lightgbm":
+                self._ship_simpler(self.choice_.kind, X, y, X_valid, y_valid, X_cal, y_cal)
+                return self
         if self.refit:
             X_all = pd.concat([X, X_valid, X_cal])
             y_all = np.concatenate([y, y_valid, y_cal])
@@ -217,6 +227,76 @@ class WinProbabilityModel(_Boosted):
             self.model_ = lgb.LGBMClassifier(**params, random_state=self.seed)
             self.model_.fit(X_all, y_all, **extra)
         return self
+
+    def _choose(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame,
+                y_valid: np.ndarray, X_cal: pd.DataFrame, y_cal: np.ndarray,
+                margin_cal: np.ndarray) -> Choice:
+        """LightGBM against the logistic regression, the stage's win rate and the base
+        rate, on the cal block (``models.selection``). The simpler candidates are fitted
+        on the fit and valid blocks; each probability model's calibration is applied
+        cross-fitted (fitted on one half of the block, scored on the other), so no
+        candidate is judged on rows it was calibrated on."""
+        X_seen = pd.concat([X, X_valid])
+        y_seen = np.concatenate([y, y_valid])
+        logistic = LogisticBaseline(seed=self.seed).fit(X_seen, y_seen)
+        candidates = {
+            "lightgbm": self._crossfit(margin_cal + self.shift_, y_cal,
+                                       self.calibration_used_ != "none"),
+            "logistic": _sigmoid(logistic.decision_function(X_cal)),
+            "stage_rate": RateBaseline().fit(X_seen, y_seen).predict_proba(X_cal),
+            "base_rate": RateBaseline(preferred=()).fit(X_seen, y_seen).predict_proba(X_cal),
+        }
+        return choose(y_cal, candidates, classification=True)
+
+    def _crossfit(self, margin: np.ndarray, y: np.ndarray, calibrate: bool) -> np.ndarray:
+        """Probabilities of ``margin``; when the model keeps a calibrator, calibrated on
+        the other half of the block (so no row is scored by a calibrator fitted on it)."""
+        raw = _sigmoid(margin)
+        half = len(y) // 2
+        if not calibrate or min(half, len(y) - half) < 50:
+            return raw
+        out = raw.copy()
+        for fit_on, apply_to in ((slice(None, half), slice(half, None)),
+                                 (slice(half, None), slice(None, half))):
+            if len(set(y[fit_on])) == 2:  # Platt scaling: isotonic on half a block puts
+                # 0s and 1s at its ends, and one such row decides a log loss comparison
+                out[apply_to] = _apply(_calibrator("sigmoid", raw[fit_on], y[fit_on]),
+                                       raw[apply_to])
+        return out
+
+    def _ship_simpler(self, kind: str, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame,
+                      y_valid: np.ndarray, X_cal: pd.DataFrame, y_cal: np.ndarray) -> None:
+        """Make the chosen simpler candidate the whole model, fitted on every block.
+
+        The trees stay fitted (``booster`` still answers for the feature ranges) but add
+        nothing: ``raw_margin`` is the base's and ``tree_contributions`` are zeros. A
+        logistic regression keeps a calibrator only where it helped on the cal block; a
+        rate is calibrated by construction."""
+        X_all = pd.concat([X, X_valid, X_cal])
+        y_all = np.concatenate([y, y_valid, y_cal])
+        self.kind_ = kind
+        self.shift_ = 0.0
+        self.calibrator_, self.calibration_used_ = None, "none"
+        if kind == "logistic":
+            seen = LogisticBaseline(seed=self.seed).fit(pd.concat([X, X_valid]),
+                                                         np.concatenate([y, y_valid]))
+            self.calibrator_, self.calibration_used_ = self._fit_calibrator(
+                seen.decision_function(X_cal), y_cal, shift=False)
+            self.base_ = LogisticBaseline(seed=self.seed).fit(X_all, y_all)
+        else:
+            self.base_ = RateBaseline(preferred=() if kind == "base_rate" else
+                                      ("stage", "last_activity")).fit(X_all, y_all)
+        self.base_term_means_ = self.base_.terms(X_all).mean(axis=0)
+
+    @property
+    def uses_trees(self) -> bool:
+        """False when a simpler model was shipped (``kind_``): the trees add nothing."""
+        return getattr(self, "kind_", "lightgbm") == "lightgbm"
+
+    def tree_contributions(self, X: Matrix) -> np.ndarray:
+        if not self.uses_trees:
+            return np.zeros((len(X), X.shape[1] + 1))
+        return super().tree_contributions(X)
 
     def _fit_base(self, X: pd.DataFrame, y: np.ndarray) -> None:
         self.base_ = LogisticBaseline(seed=self.seed).fit(X, y) if self.base else None
@@ -267,6 +347,8 @@ class WinProbabilityModel(_Boosted):
     def raw_margin(self, X: Matrix) -> np.ndarray:
         """Uncalibrated log-odds: the base's plus the trees' correction."""
         M = self.matrix(X)
+        if not self.uses_trees:
+            return self.base_margin(M)
         return self.base_margin(M) + _predict(self.booster, M, raw_score=True)
 
     def raw_proba(self, X: Matrix) -> np.ndarray:
@@ -302,11 +384,15 @@ class IntervalRegressor(_Boosted):
     """
 
     def __init__(self, params: dict[str, Any] | None = None, alpha: float = 0.2,
-                 seed: int = 0, base: Baseline | None = None) -> None:
+                 seed: int = 0, base: Baseline | None = None,
+                 fallbacks: dict[str, Baseline] | None = None) -> None:
         self.params = {**DEFAULT_PARAMS, **REGRESSION_PARAMS, **(params or {})}
         self.alpha = alpha
         self.seed = seed
         self.base = base
+        #: unfitted baselines (kind -> baseline) LightGBM must beat on the cal block to be
+        #: shipped (``models.selection``); the best of them is shipped otherwise
+        self.fallbacks = fallbacks or {}
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray,
             X_cal: pd.DataFrame, y_cal: np.ndarray) -> IntervalRegressor:
@@ -328,7 +414,39 @@ class IntervalRegressor(_Boosted):
         n = len(scores)
         level = min(1.0, np.ceil((n + 1) * (1 - self.alpha)) / n) if n else 1.0
         self.correction_ = float(np.quantile(scores, level)) if n else 0.0
+        self.kind_ = "lightgbm"
+        if self.fallbacks:
+            X_seen, y_seen = pd.concat([X, X_valid]), np.concatenate([y, y_valid])
+            seen = {k: copy.deepcopy(b).fit(X_seen, y_seen) for k, b in self.fallbacks.items()}
+            candidates = {"lightgbm": self.predict(X_cal),
+                          **{k: b.predict(X_cal) for k, b in seen.items()}}
+            self.choice_ = choose(y_cal, candidates, classification=False)
+            if self.choice_.kind != "lightgbm":
+                self._ship_baseline(self.choice_.kind, seen[self.choice_.kind], X_cal, y_cal,
+                                    pd.concat([X_seen, X_cal]), np.concatenate([y_seen, y_cal]))
         return self
+
+    def _ship_baseline(self, kind: str, seen: Baseline, X_cal: pd.DataFrame, y_cal: np.ndarray,
+                       X_all: pd.DataFrame, y_all: np.ndarray) -> None:
+        """Make a baseline the whole model: refitted on every block, with a 10-90% interval
+        of the residual quantiles it left on the cal block (split conformal: it was fitted
+        on the earlier blocks only). The trees stay fitted but add nothing."""
+        residuals = y_cal - seen.predict(X_cal)
+        half = self.alpha / 2
+        self.offsets_ = (float(np.quantile(residuals, half)), float(np.quantile(residuals,
+                                                                              1 - half)))
+        self.kind_ = kind
+        self.base_ = copy.deepcopy(self.fallbacks[kind]).fit(X_all, y_all)
+
+    @property
+    def uses_trees(self) -> bool:
+        """False when a baseline was shipped (``kind_``): the trees add nothing."""
+        return getattr(self, "kind_", "lightgbm") == "lightgbm"
+
+    def tree_contributions(self, X: Matrix) -> np.ndarray:
+        if not self.uses_trees:
+            return np.zeros((len(X), X.shape[1] + 1))
+        return super().tree_contributions(X)
 
     def base_prediction(self, X: Matrix) -> np.ndarray:
         """The baseline's prediction the trees start from; zeros without a base."""
@@ -337,6 +455,8 @@ class IntervalRegressor(_Boosted):
         return np.asarray(self.base_.predict(X), dtype=float)
 
     def predict(self, X: Matrix) -> np.ndarray:
+        if not self.uses_trees:
+            return self.base_prediction(X)
         return self.base_prediction(X) + _predict(self.booster, self.matrix(X))
 
     def predict_interval(self, X: Matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -345,6 +465,9 @@ class IntervalRegressor(_Boosted):
         The frame becomes a matrix once for the three boosters (see models.matrix).
         """
         M, base = self.matrix(X), self.base_prediction(X)
+        if not self.uses_trees:
+            low, high = self.offsets_
+            return base, base + min(low, 0.0), base + max(high, 0.0)
         point = base + _predict(self.booster, M)
         lo, hi = self._quantiles(M, base)
         lo, hi = lo - self.correction_, hi + self.correction_

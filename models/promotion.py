@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.bundle import TargetBundle
 from models.metrics import classification_metrics, regression_metrics
@@ -38,6 +40,20 @@ from models.registry import (
     versions_newest_first,
 )
 from models.targets import TARGETS, Target
+
+
+class PromotionSettings(BaseSettings):
+    """Bounds promotion holds a candidate to, besides beating the champion (environment
+    variables ``L2C_PROMOTE_MAX_ECE`` and so on; ``l2c promote --force`` overrides)."""
+
+    model_config = SettingsConfigDict(env_prefix="L2C_PROMOTE_", extra="ignore")
+
+    max_ece: float = Field(0.05, ge=0, le=1, description="largest expected calibration "
+                           "error of a win model on its test data")
+    auc_tolerance: float = Field(0.005, ge=0, le=1, description="how far a win model's test "
+                                 "AUC may fall below its stage-rate baseline's")
+    mae_tolerance: float = Field(0.01, ge=0, le=1, description="how far (relative) a "
+                                 "regression's test MAE may rise above its baseline's")
 
 
 class PromotionError(Exception):
@@ -60,6 +76,11 @@ class ComparisonFailed(PromotionError):
     """The candidate could not be compared with the champion (unless forced)."""
 
 
+class DishonestModel(PromotionRefused):
+    """The candidate is worse than its own baseline on its test data, or its probabilities
+    are off by more than the settings allow (unless forced)."""
+
+
 @dataclass
 class PromotionResult:
     target: str
@@ -69,12 +90,66 @@ class PromotionResult:
     champion_score: float | None
     metric: str
     forced: bool
+    #: what the user should know though promotion went ahead (low data, a forced gate)
+    warnings: list[str] = field(default_factory=list)
+    registered_name: str = ""
 
 
-def resolve_version(client: MlflowClient, target: Target, run_or_version: str) -> int:
+def honesty_problems(bundle: TargetBundle, settings: PromotionSettings | None = None
+                     ) -> list[str]:
+    """Why the model is not an honest improvement on the simple answer, from its own test
+    figures (``bundle.info``: the shipped model's metrics and its baselines' on the same
+    test prefixes); empty when it is, or when the bundle predates these figures."""
+    settings = settings or PromotionSettings()
+    info = getattr(bundle, "info", {})
+    metrics, baselines = info.get("metrics", {}), info.get("test_baselines", {})
+    problems = []
+    if bundle.target.kind == "classification":
+        stage = baselines.get("stage_rate", {}).get("auc")
+        auc = metrics.get("auc")
+        if stage is not None and auc is not None and auc < stage - settings.auc_tolerance:
+            problems.append(f"test AUC {auc:.4f} is below its stage-rate baseline's "
+                            f"{stage:.4f} (tolerance {settings.auc_tolerance})")
+        prior = baselines.get("base_rate", {}).get("log_loss")
+        loss = metrics.get("log_loss")
+        if prior is not None and loss is not None and loss > prior:
+            problems.append(f"test log loss {loss:.4f} is worse than always predicting the "
+                            f"base rate ({prior:.4f})")
+        ece = metrics.get("ece")
+        if ece is not None and ece > settings.max_ece:
+            problems.append(f"test calibration error (ECE) {ece:.4f} is above the bound "
+                            f"{settings.max_ece} (L2C_PROMOTE_MAX_ECE)")
+    else:
+        base = baselines.get("historical", {}).get("mae_days")
+        mae = metrics.get("mae_days")
+        if base is not None and mae is not None and mae > base * (1 + settings.mae_tolerance):
+            problems.append(f"test MAE {mae:.2f} days is worse than its baseline's "
+                            f"{base:.2f} days (tolerance {settings.mae_tolerance:.0%})")
+    return problems
+
+
+def model_name_for(client: MlflowClient, target: Target, run_or_version: str,
+                   process: str | None) -> str:
+    """The registered name: the given process's, else the named run's process (tag
+    ``l2c.process``), else the default process's (``models.targets``)."""
+    if process is not None:
+        return target.model_name(process)
+    if (not run_or_version.isdigit() and run_or_version != "latest"
+            and re.fullmatch(r"[A-Za-z0-9_-]+", run_or_version)):
+        try:
+            tagged = client.get_run(run_or_version).data.tags.get("l2c.process")
+        except MlflowException:
+            tagged = None
+        return target.model_name(tagged)
+    return target.registered_name
+
+
+def resolve_version(client: MlflowClient, target: Target, run_or_version: str,
+                    name: str | None = None) -> int:
     """A version number as given, 'latest' (the newest promotable version), or the
-    version registered from a run id. A version whose run did not finish is refused."""
-    name = target.registered_name
+    version registered from a run id. A version whose run did not finish is refused.
+    ``name``: the registered model (default: the target's default-process name)."""
+    name = name or target.registered_name
     if run_or_version == "latest":
         found = versions_newest_first(client, name)
         if not found:
@@ -135,18 +210,29 @@ def main_metric(target: Target, scored: pd.DataFrame) -> float:
     return regression_metrics(y, s)[target.main_metric]
 
 
-def promote(target_name: str, run_or_version: str | int, force: bool = False) -> PromotionResult:
+def promote(target_name: str, run_or_version: str | int, force: bool = False,
+            process: str | None = None,
+            settings: PromotionSettings | None = None) -> PromotionResult:
     if target_name not in TARGETS:
         raise PromotionError(f"unknown target {target_name!r}; one of {list(TARGETS)}")
     target = TARGETS[target_name]
-    name = target.registered_name
     configure_mlflow()
     client = MlflowClient()
-    version = resolve_version(client, target, str(run_or_version))
+    name = model_name_for(client, target, str(run_or_version), process)
+    version = resolve_version(client, target, str(run_or_version), name)
     try:
         candidate_bundle = load_version(name, version)
     except ModelUnusableError as exc:
         raise CandidateUnusable(f"{exc}; the champion alias was not moved") from exc
+    warnings = []
+    problems = honesty_problems(candidate_bundle, settings)
+    if problems and not force:
+        raise DishonestModel(f"{name} version {version}: {'; '.join(problems)}; use --force "
+                             "to promote anyway")
+    warnings += [f"promoted though {p}" for p in problems]
+    low_data = candidate_bundle.info.get("low_data")
+    if low_data:
+        warnings.append(str(low_data))
     previous = current_champion(client, name)
     candidate_score = champion_score = None
     if previous is not None and previous != version:
@@ -169,13 +255,14 @@ def promote(target_name: str, run_or_version: str | int, force: bool = False) ->
     tag_promoted(client, name, version)
     return PromotionResult(target=target_name, version=version, previous=previous,
                            candidate_score=candidate_score, champion_score=champion_score,
-                           metric=target.main_metric, forced=force)
+                           metric=target.main_metric, forced=force, warnings=warnings,
+                           registered_name=name)
 
 
 def _compare(client: MlflowClient, target: Target, version: int, previous: int,
              candidate: TargetBundle) -> tuple[float, float, int]:
     """Candidate and champion scores on the candidate's test prefixes both can score."""
-    name = target.registered_name
+    name = candidate.info.get("registered_name", target.registered_name)
     run_id = client.get_model_version(name, str(version)).run_id
     try:
         events, test_cases = _evaluation_set(client, run_id)

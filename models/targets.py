@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+#: process names that keep the original model names: the simulator's log in either of its
+#: formats, and a mapping that names no process
+DEFAULT_PROCESSES = frozenset({"", "simulator", "crm-table", "unnamed"})
+
+
+def process_slug(process: str | None) -> str | None:
+    """A process name as it goes into a model name (None: the default process).
+
+    Lower case, runs of anything but letters, digits and '-' as one '-'."""
+    if process is None:
+        return None
+    slug = re.sub(r"[^a-z0-9-]+", "-", process.strip().lower()).strip("-")
+    return None if slug in DEFAULT_PROCESSES else slug
 
 
 @dataclass(frozen=True)
@@ -20,6 +35,19 @@ class Target:
     main_metric: str
     higher_is_better: bool
     description: str
+
+    def model_name(self, process: str | None = None) -> str:
+        """The registered model name of this target for one process.
+
+        Two processes (two mappings, two companies' logs) trained into one MLflow store
+        must not overwrite each other's versions and champions, so the name carries the
+        process: ``l2c-<process>-outcome``. The default process keeps the original names
+        (``l2c-outcome``): see :data:`DEFAULT_PROCESSES`.
+        """
+        slug = process_slug(process)
+        if slug is None:
+            return self.registered_name
+        return self.registered_name.replace("l2c-", f"l2c-{slug}-", 1)
 
     def rows(self, labels: pd.DataFrame) -> np.ndarray:
         """Prefixes with a known label: usable, labelled and not censored.

@@ -213,6 +213,15 @@ class ModelInfo(BaseModel):
     trained_on: dict[str, Any]
     split_time: str | None = None
     test_metrics: dict[str, float]
+    kind: str = Field("lightgbm", description="what was shipped: lightgbm, logistic, or a "
+                      "baseline (stage_rate, base_rate, median_by_last_activity, "
+                      "account_terms_mean) when no learnt model beat it")
+    kind_label: str | None = Field(None, description="the kind in words")
+    is_baseline: bool = Field(False, description="the simple answer, not a learnt model")
+    kind_reason: str | None = Field(None, description="why this kind was shipped: each "
+                                    "candidate's figures on the latest training block")
+    low_data: str | None = Field(None, description="set when trained below the minimum "
+                                 "labelled cases: the counts and the minimum")
 
 
 class ModelsResponse(BaseModel):

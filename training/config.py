@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.promotion import PromotionSettings  # noqa: F401  (its home is models/)
+
 
 class TrainConfig(BaseModel):
     """Everything that decides a training run; logged to MLflow as parameters."""
@@ -29,6 +31,15 @@ class TrainConfig(BaseModel):
     seed: int = 0
     lgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM overrides")
     shap_sample: int = 1000
+    select_kind: bool = Field(
+        True, description="ship the best of LightGBM, the logistic base and the baselines on "
+        "the latest training block (models.selection); False: always LightGBM")
+    process: str | None = Field(
+        None, description="the process the models are named after (l2c-<process>-outcome); "
+        "default: the mapping's name (the simulator's keeps l2c-outcome)")
+    learning_curve: bool = Field(
+        True, description="log the test metric when training on 10, 25, 50 and 100% of "
+        "the training cases")
     experiment: str = "lead-to-cash"
 
     def flat_params(self) -> dict[str, Any]:

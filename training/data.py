@@ -45,6 +45,10 @@ class TrainingData:
     features_s: float = 0.0  # pipeline fit + transform of the whole log
     #: columns that look known only at the end (features.leakage), with the evidence
     leaks: list[LeakFinding] = field(default_factory=list)
+    #: targets that cannot be trained on this log -> why (``--target all`` skips them)
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: targets trained below their minimum labelled cases (``MIN_CASES``) -> the message
+    low_data: dict[str, str] = field(default_factory=dict)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -78,8 +82,13 @@ def load_truth(path: str | Path) -> pd.DataFrame | None:
 
 
 def prepare_training_data(path: str | Path, mapping: Mapping | str | Path | None,
-                          config: TrainConfig, targets: list[Target]) -> TrainingData:
-    """Read, split in time, fit the feature pipeline on training events, build matrices."""
+                          config: TrainConfig, targets: list[Target],
+                          skip_untrainable: bool = False) -> TrainingData:
+    """Read, split in time, fit the feature pipeline on training events, build matrices.
+
+    A target the log cannot train raises ``NotTrainableError``; with
+    ``skip_untrainable`` (``--target all``) it is listed in ``skipped`` with the reason
+    instead, and only a log that can train none of ``targets`` raises."""
     log = read_log(path, mapping)
     if log.events["case_id"].nunique() < 50:
         raise NotTrainableError(
@@ -89,7 +98,15 @@ def prepare_training_data(path: str | Path, mapping: Mapping | str | Path | None
     data = build_training_data(log, config, evaluation_horizon(log, config),
                                fingerprint(path, log), load_truth(path))
     for target in targets:
-        _check_enough_labels(data, target, path)
+        problem = untrainable_reason(data, target, path)
+        if problem is not None:
+            data.skipped[target.name] = problem
+            continue
+        thin = low_data_message(data, target)
+        if thin is not None:
+            data.low_data[target.name] = thin
+    if data.skipped and (not skip_untrainable or len(data.skipped) == len(targets)):
+        raise NotTrainableError(" | ".join(data.skipped.values()))
     data.leaks = find_leaky_columns(log.events, log.mapping.roles)
     return data
 
@@ -149,6 +166,53 @@ def evaluation_horizon(log: EventLog, config: TrainConfig) -> pd.Timedelta | Non
     if len(cycle) < 20:
         return None
     return cycle.quantile(0.95)
+
+
+#: Labelled training cases below which a target's model is flagged "low data": per class
+#: for the win model (CRM vendors ask for 200 won and 200 lost (Salesforce), 40 and 40
+#: (Dynamics 365), 50 won and 150 lost (Gong); the strictest is used), completed cases for
+#: the regressions. Below them the model is still trained and shipped, flagged in the run,
+#: the registry, ``l2c train``'s output and the API, since a few hundred cases are often
+#: all a small sales team has; promotion shows the flag too.
+MIN_CASES: dict[str, dict[str, int]] = {
+    "outcome": {"won": 200, "lost": 200},
+    "remaining_time": {"completed": 200},
+    "payment_delay": {"paid": 200},
+}
+
+
+def labelled_case_counts(data: TrainingData, target: Target) -> dict[str, int]:
+    """Labelled training cases per class (win/loss) or in all (regressions)."""
+    rows = target.rows(data.train_labels)
+    cases = data.train_frame.loc[rows, "case_id"]
+    if target.kind == "classification":
+        won = data.train_labels.loc[rows, target.label].to_numpy(dtype=float) == 1
+        return {"won": int(cases[won].nunique()), "lost": int(cases[~won].nunique())}
+    key = next(iter(MIN_CASES[target.name]))
+    return {key: int(cases.nunique())}
+
+
+def low_data_message(data: TrainingData, target: Target) -> str | None:
+    """The "low data" message with the counts, or None when there are enough cases."""
+    counts = labelled_case_counts(data, target)
+    wanted = MIN_CASES[target.name]
+    short = {k: (counts[k], n) for k, n in wanted.items() if counts[k] < n}
+    if not short:
+        return None
+    have = ", ".join(f"{counts[k]} {k}" for k in wanted)
+    need = ", ".join(f"{n} {k}" for k, n in wanted.items())
+    return (f"low data: {target.name} was trained on {have} labelled training case(s); "
+            f"at least {need} are needed for a model to be trusted. Treat its figures "
+            "as rough and retrain when more history is available")
+
+
+def untrainable_reason(data: TrainingData, target: Target, path: str | Path) -> str | None:
+    """Why this log cannot train ``target`` at all, or None."""
+    try:
+        _check_enough_labels(data, target, path)
+    except NotTrainableError as exc:
+        return str(exc)
+    return None
 
 
 def _check_enough_labels(data: TrainingData, target: Target, path: str | Path) -> None:

@@ -5,16 +5,21 @@ names."""
 from models.promotion import (
     CandidateUnusable,
     ComparisonFailed,
+    DishonestModel,
     NotPromotable,
     PromotionError,
     PromotionRefused,
     PromotionResult,
+    PromotionSettings,
+    honesty_problems,
     main_metric,
+    model_name_for,
     promote,
     resolve_version,
     score_on,
 )
 
-__all__ = ["CandidateUnusable", "ComparisonFailed", "NotPromotable", "PromotionError",
-           "PromotionRefused", "PromotionResult", "main_metric", "promote", "resolve_version",
+__all__ = ["CandidateUnusable", "ComparisonFailed", "DishonestModel", "NotPromotable",
+           "PromotionError", "PromotionRefused", "PromotionResult", "PromotionSettings",
+           "honesty_problems", "main_metric", "model_name_for", "promote", "resolve_version",
            "score_on"]

@@ -8,7 +8,8 @@ import pandas as pd
 from models.registry import configure_mlflow
 from models.targets import TARGETS
 
-SHOWN_PARAMS = ("data.path", "data.cases", "data.events", "data.sha256", "data.last_event",
+SHOWN_PARAMS = ("process", "data.path", "data.cases", "data.events", "data.sha256",
+                "data.last_event",
                 "split.time", "max_prefix_len", "calibration", "seed")
 
 
@@ -28,6 +29,12 @@ def compare_runs(experiment: str = "lead-to-cash", max_runs: int = 10) -> pd.Dat
             values = values.str[:12]
         rows[param] = list(values)
     for target in TARGETS.values():
+        for tag in ("kind", "low_data"):  # what was shipped (models.selection), thin data
+            column = f"tags.{target.name}.{tag}"
+            if column in runs:
+                rows[f"{target.name}.{tag}"] = [
+                    None if not isinstance(v, str) else v if len(v) < 40 else "yes"
+                    for v in runs[column]]
         for metric in _metrics_of(target.name, runs):
             rows[metric] = list(runs[f"metrics.{metric}"].round(4))
     table = pd.DataFrame(rows, index=runs["run_id"]).T

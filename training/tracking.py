@@ -146,12 +146,42 @@ def _log_everything(data: TrainingData, results: list[TargetResult], config: Tra
                      "readable": data.pipeline.readable_names()}, "features/schema.json")
     _log_evaluation_set(data)
     mlflow.log_metric("features.seconds", data.features_s)  # pipeline fit + whole-log transform
+    mlflow.set_tags({"l2c.process": config.process or data.log.mapping.name,
+                     **{f"skipped.{name}": why[:4000] for name, why in data.skipped.items()}})
     model_uris = {}
     for result in results:
         mlflow.log_metrics(result.flat_metrics())
+        mlflow.set_tags(_kind_tags(result, prefix=f"{result.target.name}."))
+        if result.learning_curve:
+            _log_learning_curve(result)
         _log_plots(result, data)
         model_uris[result.target.name] = _log_model(result, data)
     return model_uris
+
+
+def _kind_tags(result: TargetResult, prefix: str = "") -> dict[str, str]:
+    """What was shipped and why, and the low-data flag (MLflow tags hold 8000 chars)."""
+    return {f"{prefix}kind": result.kind, f"{prefix}kind_reason": result.kind_reason[:7000],
+            f"{prefix}low_data": result.low_data or "no"}
+
+
+def _log_learning_curve(result: TargetResult) -> None:
+    """The learning curve as a table (JSON) and a plot, and its points as metrics."""
+    name = result.target.name
+    curve = result.learning_curve
+    mlflow.log_dict({"target": name, "metric": result.target.main_metric, "points": curve},
+                    f"learning_curve/{name}.json")
+    for point in curve:
+        mlflow.log_metric(f"{name}.learning_curve.{result.target.main_metric}",
+                          point["metric"], step=int(point["percent"]))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([p["cases"] for p in curve], [p["metric"] for p in curve], marker="o")
+    ax.set_xlabel("training cases")
+    ax.set_ylabel(f"test {result.target.main_metric}")
+    ax.set_title(f"{name}: learning curve")
+    fig.tight_layout()
+    mlflow.log_figure(fig, f"plots/{name}_learning_curve.png")
+    plt.close(fig)
 
 
 def _log_evaluation_set(data: TrainingData) -> None:
@@ -222,13 +252,15 @@ def _register(result: TargetResult, model_uri: str, data: TrainingData,
               registered: list[tuple[str, str]]) -> int:
     """Register a logged model and tag the version; ``registered`` learns of it at once,
     so an interruption between here and the end of the run can delete it."""
-    name = result.target.registered_name
+    name = result.bundle.info.get("registered_name", result.target.registered_name)
     version = mlflow.register_model(model_uri, name).version
     registered.append((name, str(version)))
     client = MlflowClient()
     for key, value in result.metrics.items():
         if np.isfinite(value):
             client.set_model_version_tag(name, str(version), f"metric.{key}", f"{value:.6g}")
+    for key, value in _kind_tags(result).items():
+        client.set_model_version_tag(name, str(version), key, value)
     client.set_model_version_tag(name, str(version), "data.sha256", data.fingerprint["sha256"])
     return int(version)
 
@@ -242,6 +274,7 @@ def run_metrics_table(results: list[TargetResult]) -> list[dict[str, Any]]:
         for metric in metric_names:
             rows.append({
                 "target": result.target.name, "metric": metric,
+                "shipped": result.kind,
                 "model": result.metrics.get(metric),
                 **{f"baseline {k}": v.get(metric) for k, v in result.baselines.items()},
                 "oracle": result.oracle.get(metric),

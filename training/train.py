@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.mapping import Mapping
@@ -24,6 +24,9 @@ class TrainingOutcome:
     results: list[TargetResult]
     data: TrainingData
     tracking_uri: str
+    #: targets the log could not train (``--target all``) -> why
+    skipped: dict[str, str] = field(default_factory=dict)
+    process: str | None = None
 
 
 def train(log: str | Path, mapping: str | Path | Mapping | None = None, target: str = "all",
@@ -37,9 +40,15 @@ def train(log: str | Path, mapping: str | Path | Mapping | None = None, target: 
     step = progress or (lambda _message: None)
     targets = resolve_targets(target)
     step("reading and validating the log")
-    data = prepare_training_data(log, mapping, config, targets)
+    data = prepare_training_data(log, mapping, config, targets,
+                                 skip_untrainable=target == "all")
+    if config.process is None:  # models are named after the process (models.targets)
+        config = config.model_copy(update={"process": data.log.mapping.name})
     results = []
     for t in targets:
+        if t.name in data.skipped:
+            step(f"skipping {t.name}: {data.skipped[t.name]}")
+            continue
         step(f"training {t.name}")
         results.append(fit_target(data, t, config))
     step("logging to MLflow")
@@ -47,4 +56,5 @@ def train(log: str | Path, mapping: str | Path | Mapping | None = None, target: 
     mapping_file = mapping if isinstance(mapping, str | Path) else None
     run_id, versions = log_training_run(data, results, config, mapping_file)
     return TrainingOutcome(run_id=run_id, versions=versions, results=results, data=data,
-                           tracking_uri=uri)
+                           tracking_uri=uri, skipped=dict(data.skipped),
+                           process=config.process)

@@ -22,7 +22,12 @@ async def list_models(snapshot: SnapshotDep, store: StoreDep) -> dict[str, Any]:
     for target, served in snapshot.models.items():
         info = served.bundle.info
         models.append({
-            "target": target, "registered_name": served.bundle.target.registered_name,
+            "target": target,
+            "registered_name": info.get("registered_name",
+                                        served.bundle.target.registered_name),
+            "kind": info.get("kind", "lightgbm"), "kind_label": info.get("kind_label"),
+            "is_baseline": bool(info.get("kind_is_baseline", False)),
+            "kind_reason": info.get("kind_reason"), "low_data": info.get("low_data"),
             "version": served.version, "run_id": served.run_id,
             "trained_on": _without_folders(info.get("trained_on", {})),
             "split_time": info.get("split_time"),

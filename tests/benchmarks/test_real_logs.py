@@ -65,7 +65,8 @@ def test_strict_temporal_protocol(helpdesk_slice: object) -> None:
 
 
 def test_remaining_time_figures_are_real(helpdesk_slice: object) -> None:
-    result = real_logs.run_target(helpdesk_slice, TARGETS["remaining_time"], TrainConfig(), None)
+    result = real_logs.run_target(helpdesk_slice, TARGETS["remaining_time"],
+                                  TrainConfig(learning_curve=False), None)
     assert result["metric"] == "mae_days"
     assert 0 < result["ours"] < 100 and math.isfinite(result["ours"])
     assert 0 < result["baselines"]["historical"] < 100
@@ -73,6 +74,10 @@ def test_remaining_time_figures_are_real(helpdesk_slice: object) -> None:
     lengths = [int(k) for k in result["ours_per_length"]]
     assert lengths and max(lengths) <= helpdesk_slice.max_prefix_len
     assert all(math.isfinite(v) for v in result["ours_per_length"].values())
+    # the kind shipped, chosen on the latest training block, is never worse than a baseline
+    assert result["shipped_kind"] in result["latest_block"]
+    assert set(result["latest_block"]) == {"lightgbm", "median_by_last_activity"}
+    assert result["shipped_worse_than_a_baseline_on_latest_block"] is False
 
 
 def test_peer_on_the_same_rows(helpdesk_slice: object) -> None:

@@ -177,8 +177,25 @@ TIMES = make_log([
 
 def time_features(fiscal_year_start_month: int) -> pd.DataFrame:
     encoder = TimeEncoder(invoice_activities=ROLES.invoice,
-                          fiscal_year_start_month=fiscal_year_start_month)
+                          fiscal_year_start_month=fiscal_year_start_month,
+                          min_calendar_cycles=0)  # a few days' log: keep every feature
     return fit_transform(encoder, TIMES)
+
+
+def test_calendar_features_need_a_span_of_several_cycles() -> None:
+    """On a short log the position in the quarter stands in for the date: dropped."""
+    short = make_log([("A", "Lead Captured", "2024-01-01T00:00Z"),
+                      ("B", "Lead Captured", "2024-03-01T00:00Z")], "")
+    encoder = TimeEncoder().fit(prepare_events(short))
+    assert {"day_in_quarter", "days_to_quarter_end"} <= set(encoder.dropped_calendar_)
+    assert "weekday" in encoder.feature_names_out_ and "hour" in encoder.feature_names_out_
+    out = fit_transform(TimeEncoder(), short)
+    assert "day_in_quarter" not in out and list(out.columns) == encoder.feature_names_out_
+    assert encoder.feature_groups() == {}
+    long = make_log([("A", "Lead Captured", "2022-01-01T00:00Z"),
+                     ("B", "Lead Captured", "2023-03-01T00:00Z")], "")
+    kept = TimeEncoder().fit(prepare_events(long))
+    assert kept.dropped_calendar_ == [] and "days_to_quarter_end" in kept.feature_names_out_
 
 
 def test_time_elapsed_gaps_and_stalls() -> None:

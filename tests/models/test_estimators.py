@@ -35,8 +35,10 @@ def test_calibration_lowers_the_calibration_error() -> None:
     (X, y), (Xv, yv), (Xc, yc), (Xt, yt) = folds()
     # weighting positives 4x makes the raw probabilities too high: calibration must fix it
     skewed = {"scale_pos_weight": 4.0, "n_estimators": 300}
-    raw = WinProbabilityModel(skewed, calibration="none", base=None).fit(X, y, Xv, yv, Xc, yc)
-    calibrated = WinProbabilityModel(skewed, calibration="isotonic", base=None).fit(
+    raw = WinProbabilityModel(skewed, calibration="none", base=None, select=False).fit(
+        X, y, Xv, yv, Xc, yc)
+    calibrated = WinProbabilityModel(skewed, calibration="isotonic", base=None,
+                                         select=False).fit(
         X, y, Xv, yv, Xc, yc)
     ece_raw = expected_calibration_error(yt, raw.predict_proba(Xt))
     ece_cal = expected_calibration_error(yt, calibrated.predict_proba(Xt))
@@ -47,7 +49,7 @@ def test_calibration_lowers_the_calibration_error() -> None:
 
 def test_win_model_explanations_add_up_with_the_logistic_base() -> None:
     (X, y), (Xv, yv), (Xc, yc), (Xt, _) = folds(10)
-    model = WinProbabilityModel({"n_estimators": 200}).fit(X, y, Xv, yv, Xc, yc)
+    model = WinProbabilityModel({"n_estimators": 200}, select=False).fit(X, y, Xv, yv, Xc, yc)
     bundle = TargetBundle.__new__(TargetBundle)
     bundle.model = model
     values = bundle.contributions(Xt)
@@ -62,7 +64,7 @@ def test_treeshap_reads_its_own_copy_of_the_trees_safely_beside_predictions() ->
     copy it reads must give LightGBM's own values bit for bit, stay out of the pickle,
     and leave both results unchanged when the two run at once."""
     (X, y), (Xv, yv), (Xc, yc), (Xt, _) = folds(20)
-    model = WinProbabilityModel({"n_estimators": 200}).fit(X, y, Xv, yv, Xc, yc)
+    model = WinProbabilityModel({"n_estimators": 200}, select=False).fit(X, y, Xv, yv, Xc, yc)
     M = model.matrix(Xt)
     copy_ = treeshap_booster(model.booster)
     assert copy_ is not model.booster and treeshap_booster(model.booster) is copy_
@@ -145,7 +147,8 @@ def test_logistic_tables_equal_scikit_learn_with_missing_rare_and_unused_levels(
 
 def test_matrix_predictions_equal_lightgbm_on_the_frame() -> None:
     (X, y), (Xv, yv), (Xc, yc), (Xt, _) = folds(5)
-    model = WinProbabilityModel({"n_estimators": 100}, base=None).fit(X, y, Xv, yv, Xc, yc)
+    model = WinProbabilityModel({"n_estimators": 100}, base=None, select=False).fit(
+        X, y, Xv, yv, Xc, yc)
     Xt = Xt.assign(c=Xt["c"].cat.set_categories(["z", "y", "x"]))  # other order: realigned
     Xt.loc[Xt.index[:20], "c"] = None
     np.testing.assert_array_equal(model.booster.predict(model.matrix(Xt), raw_score=True),

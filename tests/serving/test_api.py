@@ -305,6 +305,11 @@ def test_models_list_and_failed_reload_keeps_serving(client, store) -> None:
                                                        "payment_delay"}
     assert all("auc" in m["test_metrics"] or "mae_days" in m["test_metrics"]
                for m in listed["models"])
+    for m in listed["models"]:  # what was shipped and why (models.selection)
+        assert m["kind"] in {"lightgbm", "logistic", "stage_rate", "base_rate",
+                             "median_by_last_activity", "account_terms_mean"}
+        assert m["kind_reason"] and m["is_baseline"] == (m["kind"] not in ("lightgbm",
+                                                                           "logistic"))
 
     def flaky(target: str) -> ServedModel:
         if target == "outcome":
