@@ -493,6 +493,10 @@ def explain_rows(bundle: TargetBundle, features: EncodedPrefixes, top_k: int,
     texts: dict[tuple[int, Any], str] = {}
     worded = units.worded(up_words, down_words)
     space = _SPACE[target]
+    info = getattr(bundle, "info", {})
+    if info.get("kind_is_baseline"):  # an honest answer says it is the simple one
+        space += (f"; the model shipped is the {info.get('kind_label', info.get('kind'))}, a "
+                  f"baseline: no learnt model beat it ({info.get('kind_reason', '')})")
     explanations = []
     for i, (row_top, row_picked, base, other, total) in enumerate(zip(
             top.tolist(), picked.tolist(), values[:, -1].tolist(), rest.tolist(),
