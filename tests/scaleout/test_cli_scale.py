@@ -39,7 +39,7 @@ def test_train_on_a_local_cluster_then_score_open_cases(tmp_path: Path, mlflow_h
                                  "outcome", "--partitions", "2"])
     assert result.exit_code == 0, result.output
     assert "Dask cluster with 2 worker(s); dashboard: http://" in result.output
-    assert "registered outcome: version" in result.output
+    assert "registered outcome as l2c-outcome: version" in " ".join(result.output.split())
     result = runner.invoke(app, ["promote", "--target", "outcome", "latest", "--force"])
     assert result.exit_code == 0, result.output
     out = tmp_path / "scores.parquet"

@@ -32,7 +32,8 @@ COVERAGE_TOLERANCE = 0.10
 
 SPEC = ClusterSpec(workers=2, processes=False)
 #: fewer trees at most (both runs): the file stays well under a minute
-CONFIG = TrainConfig(lgbm={"n_estimators": 250})
+# LightGBM on both paths (the Dask path ships LightGBM; the single one would choose)
+CONFIG = TrainConfig(lgbm={"n_estimators": 250}, select_kind=False, learning_curve=False)
 
 
 @pytest.fixture(scope="module")
