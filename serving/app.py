@@ -120,7 +120,7 @@ async def _watch_champions(store: ModelStore, every_seconds: float) -> None:
 
 def create_app(settings: Settings | None = None, store: ModelStore | None = None) -> FastAPI:
     settings = settings or Settings()
-    store = store or ModelStore()
+    store = store or ModelStore.for_process(settings.process)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

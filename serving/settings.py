@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     #: serve /docs, /redoc and /openapi.json (they need no key: the spec lists every route
     #: and field); unset: on in development, off in production
     expose_docs: bool | None = None
+    #: whose models to serve when one registry holds several processes' (``l2c train
+    #: --name`` or the mapping's name); unset: the default names (l2c-outcome ...)
+    process: str | None = None
 
     @property
     def docs_open(self) -> bool:

@@ -10,6 +10,7 @@ the snapshot names it with the reason, so the API can answer 503 instead of a nu
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 from collections.abc import Callable
@@ -100,14 +101,15 @@ class Snapshot:
         return self.models[target]
 
 
-def load_champion(target: str) -> ServedModel:
-    """Load one target's champion from the registry and smoke-test it.
+def load_champion(target: str, process: str | None = None) -> ServedModel:
+    """Load one target's champion from the registry and smoke-test it (``process``: whose
+    models, as ``l2c train --name`` named them; None: the default names).
 
     The version is read once and loaded by number, not through the alias, so a
     promotion in between cannot serve one version under another's number."""
     from mlflow.tracking import MlflowClient
 
-    name = TARGETS[target].registered_name
+    name = TARGETS[target].model_name(process)
     version = MlflowClient().get_model_version_by_alias(name, CHAMPION)
     try:
         bundle = load_version(name, version.version)
@@ -117,7 +119,7 @@ def load_champion(target: str) -> ServedModel:
                        bundle=bundle)
 
 
-def load_fallback(target: str, failed: int) -> ServedModel:
+def load_fallback(target: str, failed: int, process: str | None = None) -> ServedModel:
     """A version before ``failed`` that may stand in for it: its run finished, and it
     loads and passes the smoke test. Former champions come first, the most recently
     promoted first, then versions never promoted, newest first. ``ModelUnusableError``
@@ -126,7 +128,7 @@ def load_fallback(target: str, failed: int) -> ServedModel:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    name = TARGETS[target].registered_name
+    name = TARGETS[target].model_name(process)
     earlier = [v for v in versions_newest_first(client, name) if int(v.version) < failed]
     # the most recently promoted first (a champion that was rolled back to counts as
     # recent), then versions never promoted, newest first (the sort is stable)
@@ -153,17 +155,25 @@ def load_fallback(target: str, failed: int) -> ServedModel:
         + ("; ".join(reasons) if reasons else "there is none"))
 
 
-def champion_versions() -> dict[str, int]:
+def champion_versions(process: str | None = None) -> dict[str, int]:
     """Each target's champion version in the registry now (targets without one left out)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    versions = {target: current_champion(client, spec.registered_name)
+    versions = {target: current_champion(client, spec.model_name(process))
                 for target, spec in TARGETS.items()}
     return {target: v for target, v in versions.items() if v is not None}
 
 
 class ModelStore:
+    @classmethod
+    def for_process(cls, process: str | None) -> ModelStore:
+        """A store of the champions of one process (``L2C_PROCESS``; None: the default
+        names), so one registry can hold several processes' models."""
+        return cls(loader=functools.partial(load_champion, process=process),
+                   versions=functools.partial(champion_versions, process=process),
+                   fallback=functools.partial(load_fallback, process=process))
+
     def __init__(self, loader: Callable[[str], ServedModel] = load_champion,
                  versions: Callable[[], dict[str, int]] = champion_versions,
                  fallback: Callable[[str, int], ServedModel] | None = load_fallback) -> None:

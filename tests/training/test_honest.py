@@ -143,6 +143,15 @@ def test_two_processes_keep_their_own_models_and_all_trains_what_it_can(
         assert version.run_id == outcome.run_id
         assert version.tags["kind"] == outcome.results[0].kind
     assert TARGETS["outcome"].model_name("simulator") == "l2c-outcome"  # today's names
+    # a server of one process (L2C_PROCESS) serves that process's champion
+    from serving.store import ModelStore
+
+    for outcome, process in ((north, "North Sales"), (south, "south")):
+        store = ModelStore.for_process(process)
+        report = store.reload()
+        assert report["outcome"]["loaded"], report
+        assert store.snapshot.models["outcome"].run_id == outcome.run_id
+        assert store.reload_if_promoted() is None  # it watches that process's champion
 
 
 def test_target_all_fails_only_when_no_target_can_be_trained(tmp_path: Path) -> None:
