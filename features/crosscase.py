@@ -13,6 +13,7 @@ case scored by the API still sees its rep's and account's history.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -304,6 +305,28 @@ class _AsOfQuery:
         return result if whole is False else np.where(whole[:, None], given, result)
 
 
+def column_features(out: Encoded, column: str, at: Callable[..., np.ndarray], roles: Roles,
+                    t: np.ndarray, recent: int, own: Callable[[], np.ndarray]) -> None:
+    """The features of one key column (rep, region, account) from its as-of sums:
+    ``at(kind)`` at each prefix's time, ``at(kind, times)`` at other times; ``own``:
+    how often the prefix's own case is counted among the account's cases. One rule for
+    the encoder and for a history looked up elsewhere (the Dask path)."""
+    if column in ("rep", "region") and roles.end_activities:
+        out[f"{column}_open_cases"] = (at("opened") - at("closed"))[:, 0]
+    if column == "rep":
+        out["rep_started_recent"] = (at("opened") - at("opened", t - recent))[:, 0]
+        decided = at("decided")
+        out["rep_decided_cases"] = decided[:, 0]
+        out["rep_win_rate"] = _ratio(decided)
+        out["rep_mean_cycle_days"] = _ratio(at("done"))
+    if column == "account":
+        out["account_prior_cases"] = at("opened")[:, 0] - own()
+        out["account_won_cases"] = at("decided")[:, 1]
+        paid = at("paid")
+        out["account_paid_cases"] = paid[:, 0]
+        out["account_mean_payment_delay_days"] = _ratio(paid)
+
+
 class CrossCaseEncoder(PrefixEncoder):
     """Workload, track record and payment habits of the rep, region and account.
 
@@ -387,21 +410,8 @@ class CrossCaseEncoder(PrefixEncoder):
                 removed={} if replaced is None else _facts(replaced, column, removed),
                 whole_history_given=whole,
                 q=q, q_given=q_given, now=t)
-            if column in ("rep", "region") and roles.end_activities:
-                out[f"{column}_open_cases"] = (at("opened") - at("closed"))[:, 0]
-            if column == "rep":
-                out["rep_started_recent"] = (at("opened") - at("opened", t - recent))[:, 0]
-                decided = at("decided")
-                out["rep_decided_cases"] = decided[:, 0]
-                out["rep_win_rate"] = _ratio(decided)
-                out["rep_mean_cycle_days"] = _ratio(at("done"))
-            if column == "account":
-                own = self._self_counted(rows, current, query_values, t)
-                out["account_prior_cases"] = at("opened")[:, 0] - own
-                out["account_won_cases"] = at("decided")[:, 1]
-                paid = at("paid")
-                out["account_paid_cases"] = paid[:, 0]
-                out["account_mean_payment_delay_days"] = _ratio(paid)
+            column_features(out, column, at, roles, t, recent,
+                            lambda v=query_values: self._self_counted(rows, current, v, t))
         return {name: out[name] for name in self.feature_names_out_}
 
     @staticmethod

@@ -32,6 +32,36 @@ def case_starts_sorted(events: pd.DataFrame) -> pd.Series:
     return frame.set_index("case_id")["start"]
 
 
+@dataclass(frozen=True)
+class SplitPoint:
+    """Where the cases divide: training cases (in start order), test cases, the split
+    time (the first test case's start) and the cases too recent for either."""
+
+    train_cases: pd.Index
+    test_cases: pd.Index
+    split_time: pd.Timestamp
+    too_recent: tuple[str, ...]
+
+
+def split_point(starts: pd.Series, last_time: pd.Timestamp, test_fraction: float,
+                horizon: pd.Timedelta | None) -> SplitPoint:
+    """The split of cases by their start (``starts``: case -> start, in start order with
+    ties broken as ``case_starts_sorted`` does); one rule for a log in memory and for a
+    log summarised partition by partition (the Dask path)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    too_recent: tuple[str, ...] = ()
+    if horizon is not None:
+        recent = starts > last_time - horizon
+        too_recent = tuple(starts.index[recent])
+        starts = starts[~recent]
+    if len(starts) < 2:
+        raise ValueError("a temporal split needs at least two cases old enough to evaluate")
+    n_train = min(max(round(len(starts) * (1 - test_fraction)), 1), len(starts) - 1)
+    return SplitPoint(train_cases=starts.index[:n_train], test_cases=starts.index[n_train:],
+                      split_time=starts.iloc[n_train], too_recent=too_recent)
+
+
 def temporal_split(events: pd.DataFrame, test_fraction: float = 0.2,
                    horizon: pd.Timedelta | None = None) -> TemporalSplit:
     """First cases by start train, last ``test_fraction`` test; training cut at the split.
@@ -41,21 +71,11 @@ def temporal_split(events: pd.DataFrame, test_fraction: float = 0.2,
     (quick losses, fast payers). They are left out of train and test and listed in
     ``too_recent``. Typically a high quantile of the cycle time.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-    starts = case_starts_sorted(events)
-    too_recent: tuple[str, ...] = ()
-    if horizon is not None:
-        recent = starts > events["timestamp"].max() - horizon
-        too_recent = tuple(starts.index[recent])
-        starts = starts[~recent]
-    if len(starts) < 2:
-        raise ValueError("a temporal split needs at least two cases old enough to evaluate")
-    n_train = min(max(round(len(starts) * (1 - test_fraction)), 1), len(starts) - 1)
-    split_time = starts.iloc[n_train]
-    test_cases = starts.index[n_train:]
-    in_test = events["case_id"].isin(test_cases)
-    in_train = events["case_id"].isin(starts.index[:n_train])
+    point = split_point(case_starts_sorted(events), events["timestamp"].max(), test_fraction,
+                        horizon)
+    split_time, too_recent = point.split_time, point.too_recent
+    in_test = events["case_id"].isin(point.test_cases)
+    in_train = events["case_id"].isin(point.train_cases)
     train = events[in_train & (events["timestamp"] < split_time)]
     return TemporalSplit(train=train.copy(), test=events[in_test].copy(),
                          split_time=split_time, too_recent=too_recent)

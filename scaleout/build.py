@@ -28,6 +28,7 @@ from features.crosscase import CaseFacts
 from features.mapping import Roles
 from features.pipeline import PrefixPipeline
 from features.prefixes import _sort_key
+from features.split import split_point
 from scaleout.history import join_facts, partition_facts
 from scaleout.input import OnEvents, PartitionedLog
 from scaleout.prefixes import transform_partition, with_history
@@ -97,25 +98,16 @@ def split_cases(summary: pd.DataFrame, test_fraction: float, horizon: pd.Timedel
                 fold_fractions: tuple[float, ...]) -> tuple[pd.Timestamp, pd.Series, tuple]:
     """``temporal_split`` and ``case_blocks`` from the summary: the split time, and per
     case its role (block 0..2 of the training prefixes, TEST, or NEITHER)."""
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
     frame = summary["start"].rename("start").reset_index()
     frame["key"] = _sort_key(frame["case_id"])
     starts = frame.sort_values(["start", "key"], kind="stable").set_index("case_id")["start"]
-    too_recent: tuple[str, ...] = ()
-    if horizon is not None:
-        recent = starts > summary["last"].max() - horizon
-        too_recent = tuple(starts.index[recent])
-        starts = starts[~recent]
-    if len(starts) < 2:
-        raise ValueError("a temporal split needs at least two cases old enough to evaluate")
-    n_train = min(max(round(len(starts) * (1 - test_fraction)), 1), len(starts) - 1)
-    split_time = starts.iloc[n_train]
+    point = split_point(starts, summary["last"].max(), test_fraction, horizon)
+    split_time, too_recent = point.split_time, point.too_recent
     role = pd.Series(NEITHER, index=summary.index, dtype="int64")
-    role[starts.index[n_train:]] = TEST
+    role[point.test_cases] = TEST
     # training prefixes are those ending before the split: cases that started before it,
     # cut into blocks in start order (``case_blocks``)
-    in_frame = starts.iloc[:n_train]
+    in_frame = starts[point.train_cases]
     in_frame = in_frame[in_frame < split_time]
     edges = np.round(np.cumsum(fold_fractions) / np.sum(fold_fractions)
                      * len(in_frame)).astype(int)

@@ -34,8 +34,8 @@ from features.crosscase import (
     CrossCaseEncoder,
     _AsOf,
     _facts,
-    _ratio,
     case_facts,
+    column_features,
 )
 from features.encoders import Encoded
 from features.mapping import Roles
@@ -121,19 +121,7 @@ def encode_from_history(encoder: CrossCaseEncoder, rows: EventRows) -> Encoded:
                 cache[kind] = index[kind].at(q, t)
             return cache[kind]
 
-        if column in ("rep", "region") and roles.end_activities:
-            out[f"{column}_open_cases"] = (at("opened") - at("closed"))[:, 0]
-        if column == "rep":
-            out["rep_started_recent"] = (at("opened") - at("opened", t - recent))[:, 0]
-            decided = at("decided")
-            out["rep_decided_cases"] = decided[:, 0]
-            out["rep_win_rate"] = _ratio(decided)
-            out["rep_mean_cycle_days"] = _ratio(at("done"))
-        if column == "account":
-            own = CrossCaseEncoder._self_counted(rows, current, query_values, t)
-            out["account_prior_cases"] = at("opened")[:, 0] - own
-            out["account_won_cases"] = at("decided")[:, 1]
-            paid = at("paid")
-            out["account_paid_cases"] = paid[:, 0]
-            out["account_mean_payment_delay_days"] = _ratio(paid)
+        column_features(out, column, at, roles, t, recent,
+                        lambda q_values=query_values: CrossCaseEncoder._self_counted(
+                            rows, current, q_values, t))
     return {name: out[name] for name in encoder.feature_names_out_}
