@@ -141,11 +141,20 @@ class _Boosted:
         """``X`` as the float matrix every part of this model reads."""
         return as_matrix(X, self.booster.pandas_categorical)
 
+    @property
+    def uses_trees(self) -> bool:
+        """False when a simpler model was shipped (``kind_``, models.selection): the
+        trees then add nothing, and explanations give them no share."""
+        return getattr(self, "kind_", "lightgbm") == "lightgbm"
+
     def tree_contributions(self, X: Matrix) -> np.ndarray:
-        """TreeSHAP of the trees (LightGBM's ``pred_contrib``), expected value last.
+        """TreeSHAP of the trees (LightGBM's ``pred_contrib``), expected value last;
+        zeros when the trees are not used.
 
         It reads a copy of the trees of its own (:func:`treeshap_booster`), so it may run
         in another thread than the predictions of the same rows."""
+        if not self.uses_trees:
+            return np.zeros((len(X), X.shape[1] + 1))
         return _predict(treeshap_booster(self.booster), self.matrix(X), pred_contrib=True)
 
 
@@ -288,16 +297,6 @@ class WinProbabilityModel(_Boosted):
                                       ("stage", "last_activity")).fit(X_all, y_all)
         self.base_term_means_ = self.base_.terms(X_all).mean(axis=0)
 
-    @property
-    def uses_trees(self) -> bool:
-        """False when a simpler model was shipped (``kind_``): the trees add nothing."""
-        return getattr(self, "kind_", "lightgbm") == "lightgbm"
-
-    def tree_contributions(self, X: Matrix) -> np.ndarray:
-        if not self.uses_trees:
-            return np.zeros((len(X), X.shape[1] + 1))
-        return super().tree_contributions(X)
-
     def _fit_base(self, X: pd.DataFrame, y: np.ndarray) -> None:
         self.base_ = LogisticBaseline(seed=self.seed).fit(X, y) if self.base else None
         if self.base_ is not None:
@@ -437,16 +436,6 @@ class IntervalRegressor(_Boosted):
                                                                               1 - half)))
         self.kind_ = kind
         self.base_ = copy.deepcopy(self.fallbacks[kind]).fit(X_all, y_all)
-
-    @property
-    def uses_trees(self) -> bool:
-        """False when a baseline was shipped (``kind_``): the trees add nothing."""
-        return getattr(self, "kind_", "lightgbm") == "lightgbm"
-
-    def tree_contributions(self, X: Matrix) -> np.ndarray:
-        if not self.uses_trees:
-            return np.zeros((len(X), X.shape[1] + 1))
-        return super().tree_contributions(X)
 
     def base_prediction(self, X: Matrix) -> np.ndarray:
         """The baseline's prediction the trees start from; zeros without a base."""
