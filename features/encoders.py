@@ -449,6 +449,23 @@ class ConformanceEncoder(PrefixEncoder):
             out["max_stage_index"] = reached
         return out
 
+    def readable_names(self) -> dict[str, str]:
+        """Positions said with the ends of their scale, so "2" means something to a rep."""
+        names = {}
+        if self.expected_order:
+            path = list(self.expected_order)
+            names.update({
+                "n_out_of_order": "steps taken out of the expected order so far",
+                "path_progress": f"furthest step of the expected path reached (0 = "
+                                 f"'{path[0]}', {len(path) - 1} = '{path[-1]}')"})
+        if self.stage_order:
+            stages = list(self.stage_order)
+            scale = f"(0 = {stages[0]}, {len(stages) - 1} = {stages[-1]})"
+            names.update({"n_stage_regressions": "times the stage moved back so far",
+                          "stage_index": f"current sales stage {scale}",
+                          "max_stage_index": f"furthest sales stage reached {scale}"})
+        return {n: names.get(n, n.replace("_", " ")) for n in self.feature_names_out_}
+
 
 def _positions_of(values: np.ndarray, order: Sequence[str]) -> np.ndarray:
     """Each value's place in ``order`` as a float; NaN where it is not listed."""

@@ -505,3 +505,16 @@ def test_a_missing_activity_is_its_own_step_not_another_case_s() -> None:
     ], "")
     whole = fit_transform(ActivityCountEncoder(), log)
     assert whole["n_repeated_events"].tolist() == [0, 0, 0, 0]
+
+
+def test_conformance_positions_are_worded_with_the_ends_of_their_scale() -> None:
+    from features.encoders import ConformanceEncoder
+
+    encoder = ConformanceEncoder(expected_order=["Lead", "Quote", "Paid"],
+                                 stage_order=["Prospecting", "Proposal", "Closing"])
+    names = encoder.fit(pd.DataFrame()).readable_names()
+    assert names["max_stage_index"] == "furthest sales stage reached (0 = Prospecting, " \
+                                       "2 = Closing)"
+    assert names["path_progress"] == "furthest step of the expected path reached " \
+                                     "(0 = 'Lead', 2 = 'Paid')"
+    assert list(names) == encoder.feature_names_out_
