@@ -120,8 +120,7 @@ def _read_source(source: Path | IO[bytes], name: str, fmt: FileFormat) -> pd.Dat
         raise EventLogError(f"{name}: is named as gzip-compressed but is not a valid gzip "
                             f"file ({exc}); rename it or compress it again") from exc
     except EOFError as exc:
-        raise EventLogError(f"{name}: ends too early: the compressed file is truncated "
-                            "(an interrupted download or copy?)") from exc
+        raise _truncated(name) from exc
     except zipfile.BadZipFile as exc:
         raise EventLogError(f"{name}: is not a readable Excel workbook: an .xlsx file is a "
                             f"zip archive and this one is damaged or truncated ({exc})") from exc
@@ -138,6 +137,12 @@ def _read_source(source: Path | IO[bytes], name: str, fmt: FileFormat) -> pd.Dat
         frame.attrs.update(attrs)
     frame.attrs.pop(_NUMBERED, None)
     return frame
+
+
+def _truncated(name: str) -> EventLogError:
+    """A compressed file cut short (gzip's EOFError), for every reader alike."""
+    return EventLogError(f"{name}: ends too early: the compressed file is truncated "
+                         "(an interrupted download or copy?)")
 
 
 _KIND_NAMES = {"csv": "CSV", "parquet": "Parquet", "xlsx": "an Excel workbook (.xlsx)",
@@ -269,8 +274,8 @@ def read_xlsx(source: Path | IO[bytes], name: str, sheet: str | int) -> pd.DataF
     cells = np.empty((len(body), width), dtype=object)
     cells[:] = body if body else np.empty((0, width), dtype=object)
     rows = np.arange(1, len(body) + 1, dtype="int64")
-    blank = pd.isna(cells).all(axis=1) if len(body) else np.zeros(0, dtype=bool)
     missing = pd.isna(cells)
+    blank = missing.all(axis=1)
     formulas: dict[str, tuple[np.ndarray, list[str]]] = {}
     if missing.any():
         if hasattr(source, "seek"):
@@ -409,8 +414,7 @@ def read_xes(source: str | Path | IO[bytes], name: str | None = None) -> pd.Data
         try:
             rows = list(_iter_xes_events(handle, mistyped))
         except EOFError as exc:
-            raise EventLogError(f"{name}: ends too early: the compressed file is truncated "
-                                "(an interrupted download or copy?)") from exc
+            raise _truncated(name) from exc
         except Exception as exc:  # ElementTree raises ParseError (with line and column)
             raise EventLogError(f"{name}: not a readable XES file: {exc}") from exc
     frame = pd.DataFrame.from_records(rows)

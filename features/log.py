@@ -211,9 +211,13 @@ def _localize(naive: pd.Series, fmt: FileFormat, case_ids: np.ndarray) -> _Times
     """
     zone = fmt.timezone
     n = len(naive)
+    given = naive.notna().to_numpy()
+    plain = naive.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    if not (given & plain.isna().to_numpy()).any():  # no time in a clock change's hour
+        none = np.zeros(n, dtype=bool)
+        return _Times(plain.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE).array, none, none)
     early = naive.dt.tz_localize(zone, ambiguous=np.ones(n, dtype=bool), nonexistent="NaT")
     late = naive.dt.tz_localize(zone, ambiguous=np.zeros(n, dtype=bool), nonexistent="NaT")
-    given = naive.notna().to_numpy()
     skipped = given & early.isna().to_numpy()
     repeated = given & ~skipped & (early != late).to_numpy()
     chosen = early
@@ -412,8 +416,8 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     flag(~plausible, "implausible_timestamp", ts_col, None,
          f"outside the years {first}-{last} (a placeholder date?)")
     if fmt.earliest_plausible is not None or fmt.latest_plausible is not None:
-        low = _day_micros(fmt.earliest_plausible, 0) or np.iinfo(np.int64).min
-        high = _day_micros(fmt.latest_plausible, 1) or np.iinfo(np.int64).max
+        low = _day_micros(fmt.earliest_plausible, 0, np.iinfo(np.int64).min)
+        high = _day_micros(fmt.latest_plausible, 1, np.iinfo(np.int64).max)
         flag((micros < low) | (micros >= high), "implausible_timestamp", ts_col, None,
              f"outside {fmt.earliest_plausible or '...'} to {fmt.latest_plausible or '...'} "
              "(format.earliest_plausible / latest_plausible in the mapping)")
@@ -546,7 +550,7 @@ def _deal_rows_to_events(raw: pd.DataFrame, mapping: Mapping, source: str) -> pd
     if clash:
         raise MappingError(f"{source}: the file has column(s) {sorted(clash)}, the names "
                            "events_from_columns gives the events it makes; rename them")
-    n, k = len(raw), len(found)
+    k = len(found)
     given = np.column_stack([~_as_text(raw[c]).isna() for c in found.values()])
     none = ~given.any(axis=1)
     take = given | (none[:, None] & (np.arange(k) == 0))  # row-major: deal, then activity
@@ -557,8 +561,6 @@ def _deal_rows_to_events(raw: pd.DataFrame, mapping: Mapping, source: str) -> pd
     dates = np.column_stack([raw[c].to_numpy(dtype=object) for c in found.values()])
     events[_EVENT_ACTIVITY] = pd.array(activities, dtype="str")
     events[_EVENT_TIME] = pd.Series(dates[rows, which], dtype=object)
-    if n and not len(events):  # pragma: no cover - every row yields at least one
-        raise AssertionError("a deal row was lost")
     return events
 
 
@@ -617,9 +619,10 @@ def _number_column(raw: pd.DataFrame, column: str, mapping: Mapping, flag: Any) 
     return numbers
 
 
-def _day_micros(day: Any, days_after: int) -> int | None:
+def _day_micros(day: Any, days_after: int, unbounded: int) -> int:
+    """Microseconds at the start of ``day`` + ``days_after`` (UTC); ``unbounded`` for none."""
     if day is None:
-        return None
+        return unbounded
     return int(pd.Timestamp(day).tz_localize("UTC").value // 1000) + days_after * 86_400_000_000
 
 

@@ -362,3 +362,11 @@ def test_unknown_activities_whose_names_meet_get_features_of_their_own(tmp_path:
     pipeline = PrefixPipeline().fit(read_log(csv_file(tmp_path, lines)).events)
     assert {"n_quote_issued", "n_quote_issued_2", "n_events", "n_events_2"} <= set(
         pipeline.feature_names_out_)
+
+
+def test_a_plausible_range_starting_at_the_epoch_still_bounds(tmp_path: Path) -> None:
+    """A bound of exactly 1970-01-01 is zero microseconds, and still a bound."""
+    lines = [*GOOD, "O5,Lead Captured,1969-12-31T23:00:00Z,1"]
+    bounded = mapping_with(earliest_plausible="1970-01-01", max_unusable_timestamps=1)
+    log = read_log(csv_file(tmp_path, lines), bounded)
+    assert log.report.quarantined == {"implausible_timestamp": 1}
