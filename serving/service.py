@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from models.targets import TARGETS
 from serving.errors import ModelMismatchError
 from serving.schemas import CaseIn, PredictRequest
 from serving.scoring import beside_scoring
-from serving.store import Snapshot
+from serving.store import ServedModel, Snapshot
 
 _DIRECTION_WORDS = {
     "outcome": ("raises the win chance", "lowers the win chance"),
@@ -94,6 +95,18 @@ def derived_once(kind: str, source: Any, build: Callable[[Any], Any]) -> Any:
         _DERIVED.clear()
     _DERIVED[(kind, id(source))] = (source, derived)
     return derived
+
+
+def training_log_of(served: ServedModel, source: str | None = None) -> EventLog:
+    """The log a served model was trained on (logged with its run), read through the
+    model's mapping as the API reads events (its roles and process policy included)."""
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(
+        run_id=served.run_id, artifact_path="evaluation/events.parquet"))
+    events = pd.read_parquet(local).drop(columns=["source_row"], errors="ignore")
+    return canonicalize(events, api_mapping(served.bundle.mapping),
+                        source=source or f"run {served.run_id}")
 
 
 def api_mapping(mapping: Mapping) -> Mapping:

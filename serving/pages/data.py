@@ -9,9 +9,6 @@ opened far more often than a model is promoted.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,6 +18,7 @@ import pandas as pd
 
 from features.log import EventLog
 from models.metrics import prefix_bucket
+from serving.cache import kept
 from serving.forecast import forecast
 from serving.routes.forecast import training_log
 from serving.schemas import PredictRequest
@@ -36,26 +34,6 @@ _CORE = ("case_id", "activity", "timestamp", "resource", "source_row")
 
 class NoDealError(LookupError):
     """The case is not in the served log (404 on its page)."""
-
-
-_KEPT: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_LOCK = threading.Lock()
-_KEEP = 32
-
-
-def kept(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-    """``compute()``, once per key among the last few asked for (a key names the served
-    models it depends on, so a promotion is seen at once)."""
-    with _LOCK:
-        if key in _KEPT:
-            _KEPT.move_to_end(key)
-            return _KEPT[key]
-    value = compute()
-    with _LOCK:
-        _KEPT[key] = value
-        while len(_KEPT) > _KEEP:
-            _KEPT.popitem(last=False)
-    return value
 
 
 def served_key(snapshot: Snapshot) -> tuple[tuple[str, int, str], ...]:

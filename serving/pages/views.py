@@ -37,7 +37,7 @@ from serving.deps import key_is_valid
 from serving.errors import ApiError, InsightRequestError
 from serving.pages import auth, data, models_page
 from serving.pages.fmt import FILTERS
-from serving.routes.insight import _served_run
+from serving.routes.insight import served_for_insight
 from serving.routes.predict import read_uploaded_log
 from serving.schemas import PredictRequest
 from serving.scoring import in_scoring_thread
@@ -307,7 +307,7 @@ async def process_report(request: Request, by: By = None) -> HTMLResponse:
     """The served training log's insight report (embedded by the process page)."""
     snapshot = _snapshot(request)
     try:
-        run_id, _, _ = _served_run(snapshot)
+        run_id = served_for_insight(snapshot).run_id
         html = await run_in_threadpool(data.kept, ("process", run_id, by or None),
                                        functools.partial(_report_of_served, snapshot, by))
     except _SHOWN as exc:

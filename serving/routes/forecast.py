@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import pandas as pd
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from features.log import EventLog, canonicalize
+from features.log import EventLog
 from serving.deps import SettingsDep, SnapshotDep
 from serving.forecast import forecast, require_forecast_models
 from serving.routes.predict import read_uploaded_log
 from serving.schemas import ForecastResponse
 from serving.scoring import in_scoring_thread
-from serving.service import api_mapping
+from serving.service import training_log_of
 from serving.store import Snapshot
 
 router = APIRouter(prefix="/v1", tags=["forecast"])
@@ -28,16 +26,9 @@ Simulations = Annotated[int | None, Query(ge=100, le=20000)]
 
 def training_log(snapshot: Snapshot) -> tuple[EventLog, str]:
     """The log the served outcome model was trained on (logged with its run)."""
-    import mlflow
-
     require_forecast_models(snapshot)
     served = snapshot.get("outcome")
-    local = Path(mlflow.artifacts.download_artifacts(
-        run_id=served.run_id, artifact_path="evaluation/events.parquet"))
-    events = pd.read_parquet(local)
-    log = canonicalize(events.drop(columns=["source_row"], errors="ignore"),
-                       api_mapping(served.bundle.mapping), source=f"run {served.run_id}")
-    return log, f"training log of outcome model version {served.version}"
+    return training_log_of(served), f"training log of outcome model version {served.version}"
 
 
 @router.get("/forecast", response_model=ForecastResponse)
