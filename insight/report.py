@@ -8,6 +8,7 @@ number). Formatting only: every figure comes from ``analyze``'s typed sections.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
 
@@ -99,9 +100,11 @@ def table_html(frame: pd.DataFrame, columns: list[str] | None = None, max_rows: 
             + "".join(rows) + f"</tbody></table></div>{more}")
 
 
-def _section(anchor: str, title: str, sec: Section, body: str, lead: str = "") -> str:
-    if not sec.available:
-        body = f"<p class='unavailable'>Not available for this log: {escape(sec.reason or '')}</p>"
+def _section(anchor: str, title: str, sec: Section, draw: Callable[[], str],
+             lead: str = "") -> str:
+    """A section of the report; ``draw`` runs only when the section is available."""
+    body = draw() if sec.available else (
+        f"<p class='unavailable'>Not available for this log: {escape(sec.reason or '')}</p>")
     lead_html = f"<p class='sub'>{escape(lead)}</p>" if lead and sec.available else ""
     return f"<section id='{anchor}'><h2>{escape(title)}</h2>{lead_html}{body}</section>"
 
@@ -340,30 +343,21 @@ def render_html(ins: Insight, title: str = "Lead-to-Cash process insight") -> st
              "<section id='headlines'><h2>Headlines</h2><ul class='headlines'>"
              + "".join(f"<li>{escape(h)}</li>" for h in ins.headlines) + "</ul>"
              + "".join(f"<p class='note'>{escape(n)}</p>" for n in ins.notes) + "</section>",
-             _section("map", "Process map", ins.process_map, _process_map(ins)
-                      if ins.process_map.available else "",
+             _section("map", "Process map", ins.process_map, lambda: _process_map(ins),
                       "What actually happens: every activity and every direct hand-over."),
-             _section("variants", "Variants", ins.variants, _variants(ins)
-                      if ins.variants.available else ""),
-             _section("funnel", "Funnel", ins.funnel, _funnel(ins)
-                      if ins.funnel.available else "",
+             _section("variants", "Variants", ins.variants, lambda: _variants(ins)),
+             _section("funnel", "Funnel", ins.funnel, lambda: _funnel(ins),
                       "Cases reaching each milestone and the time between milestones."),
-             _section("bottlenecks", "Bottlenecks", ins.bottlenecks, _bottlenecks(ins)
-                      if ins.bottlenecks.available else "",
+             _section("bottlenecks", "Bottlenecks", ins.bottlenecks, lambda: _bottlenecks(ins),
                       "Ranked by the waiting time they add over all cases (volume × time)."),
-             _section("rework", "Rework", ins.rework, _rework(ins)
-                      if ins.rework.available else "",
+             _section("rework", "Rework", ins.rework, lambda: _rework(ins),
                       "Steps done again and stages that move back; extra days compare "
                       "median cycle times of completed cases with and without."),
-             _section("conformance", "Conformance", ins.conformance, _conformance(ins)
-                      if ins.conformance.available else ""),
-             _section("discounts", "Discounts", ins.discounts, _discounts(ins)
-                      if ins.discounts.available else ""),
-             _section("payments", "Payments", ins.payments, _payments(ins)
-                      if ins.payments.available else "",
+             _section("conformance", "Conformance", ins.conformance, lambda: _conformance(ins)),
+             _section("discounts", "Discounts", ins.discounts, lambda: _discounts(ins)),
+             _section("payments", "Payments", ins.payments, lambda: _payments(ins),
                       "DSO: mean days from invoice to payment; delay: days past the due date."),
-             _section("segments", "Segments and time", ins.segments, _segments(ins)
-                      if ins.segments.available else "")]
+             _section("segments", "Segments and time", ins.segments, lambda: _segments(ins))]
     if ins.by_segment:
         parts.append(f"<section id='by'><h2>By {escape(str(ins.by))}</h2>{_by(ins)}</section>")
     parts.append(f"<p class='note'>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
