@@ -107,10 +107,16 @@ def prepare(workdir: Path) -> None:
     if not (workdir / "big.csv").exists():
         run_l2c(workdir, "simulate", "--cases", str(BIG_CASES), "--seed", str(BIG_SEED),
                 "--out", "big.csv")
+    train_and_promote(workdir, "log.csv")
+
+
+def train_and_promote(workdir: Path, log: str) -> None:
+    """Train on ``log`` in ``workdir`` and make the run's models the champions; skipped
+    when the folder's mlflow.db exists (a folder prepared before)."""
     if (workdir / "mlflow.db").exists():
         err.print(f"  {workdir / 'mlflow.db'} exists: models taken as prepared")
         return
-    output = run_l2c(workdir, "train", "log.csv")
+    output = run_l2c(workdir, "train", log)
     found = re.search(r"MLflow run ([0-9a-f]{32})", output)
     run_or_version = found.group(1) if found else "1"
     for target in TARGETS:

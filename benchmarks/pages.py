@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.api import TARGETS, Server, err, run_l2c  # noqa: E402
+from benchmarks.api import Server, err, run_l2c, train_and_promote  # noqa: E402
 
 DEMO_CASES, DEMO_SEED = 5000, 1
 CHROMIUM = "/usr/bin/chromium"
@@ -46,13 +46,7 @@ def prepare(workdir: Path) -> None:
     if not (workdir / "l2c.csv").exists():
         run_l2c(workdir, "simulate", "--cases", str(DEMO_CASES), "--seed", str(DEMO_SEED),
                 "--out", "l2c.csv")
-    if (workdir / "mlflow.db").exists():
-        err.print(f"  {workdir / 'mlflow.db'} exists: models taken as prepared")
-        return
-    output = run_l2c(workdir, "train", "l2c.csv")
-    found = re.search(r"MLflow run ([0-9a-f]{32})", output)
-    for target in TARGETS:
-        run_l2c(workdir, "promote", "--target", target, found.group(1) if found else "1")
+    train_and_promote(workdir, "l2c.csv")
 
 
 def pages_of(client: httpx.Client) -> tuple[dict[str, str], float]:
