@@ -60,8 +60,7 @@ def find_leaky_columns(events: pd.DataFrame, roles: Roles) -> list[LeakFinding]:
     columns = [c for c in events.columns
                if c not in _NOT_CHECKED and c not in roles.label_only
                and events[c].notna().any()]
-    first = events.groupby("case_id", sort=False)[columns].head(1).set_index(
-        events.groupby("case_id", sort=False).head(1)["case_id"].to_numpy())
+    first = events.groupby("case_id", sort=False).head(1).set_index("case_id")[columns]
     findings = [f for c in columns
                 if (f := _separates_at_first_event(c, first.loc[decided.index, c], won))]
     findings += _changes_at_outcome(events, roles, columns)
