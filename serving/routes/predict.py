@@ -164,4 +164,7 @@ def read_uploaded_log(filename: str, data: bytes, snapshot: Snapshot) -> EventLo
         raise UnreadableUploadError(
             f"{filename}: no usable event: all {len(log.quarantine)} row(s) quarantined, "
             f"e.g. {reasons}")
+    if log.report.errors:  # read wrongly as a whole (day and month mixed up ...), as
+        # `l2c validate` and `l2c train` refuse it: scoring it would answer wrongly
+        raise UnreadableUploadError("; ".join(log.report.errors))
     return log

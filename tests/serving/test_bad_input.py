@@ -279,3 +279,20 @@ def test_uploaded_rows_that_cannot_be_used_are_counted_and_noted_never_dropped_s
         assert response.status_code == 422, response.text
         assert response.json()["detail"].startswith(
             f"four.csv: no usable event: all {len(frame)} row(s) quarantined, e.g. row 1: ")
+
+
+def test_an_upload_read_wrongly_as_a_whole_is_refused_as_the_cli_refuses_it(
+        api, trained) -> None:
+    """More rows without a usable time than the mapping allows: the file was read with
+    the wrong format; scoring the rest would answer silently on a misread log."""
+    events = open_cases(trained, 4)
+    frame = export_frame(events, trained.data.log.mapping).reset_index(drop=True)
+    time_column = trained.data.log.mapping.columns["timestamp"]
+    time_column = time_column if isinstance(time_column, str) else time_column[0]
+    frame.loc[: len(frame) // 4, time_column] = "soon"  # a quarter of the rows
+    data = frame.to_csv(index=False).encode()
+    for route in ("/v1/predict/batch", "/v1/forecast"):
+        response = api.post(route, files={"file": ("quarter.csv", data, "text/csv")})
+        assert response.status_code == 422, response.text
+        assert "have no usable time" in response.json()["detail"]
+        assert "max_unusable_timestamps" in response.json()["detail"]
