@@ -26,7 +26,7 @@ from features.outcomes import decide_by_absence, payment_timing
 from features.prefixes import EventRows, Lookup, seconds
 
 _NEVER = np.iinfo(np.int64).max // 4  # "not (yet) happened": after every query time
-_DAY = 86400
+DAY_SECONDS = 86400
 #: up to this many facts, running sums are taken in Python (see ``running_sums``)
 _FEW_FACTS = 256
 
@@ -99,7 +99,7 @@ def case_facts(rows: EventRows, roles: Roles) -> CaseFacts:
     cases, sec = rows.cases, rows.sec
     first_rows = cases.first_rows
     facts: dict[str, np.ndarray] = {"start_sec": sec[first_rows]}
-    for column in _KINDS:
+    for column in FACT_KINDS:
         values = rows[column]
         first = cases.first_where(~pd.isna(values))
         found = first >= 0
@@ -111,7 +111,7 @@ def case_facts(rows: EventRows, roles: Roles) -> CaseFacts:
     if roles.end_activities:
         end = cases.first_where(np.isin(activity, roles.end_activities))
         facts["end_sec"] = np.where(end >= 0, sec[end], _NEVER)
-    facts["cycle_days"] = (facts["end_sec"] - facts["start_sec"]) / _DAY
+    facts["cycle_days"] = (facts["end_sec"] - facts["start_sec"]) / DAY_SECONDS
     facts["payment_sec"] = np.full(len(first_rows), _NEVER, dtype=np.int64)
     facts["payment_delay_days"] = np.full(len(first_rows), np.nan)
     ids = rows["case_id"][first_rows]
@@ -156,7 +156,7 @@ def _decision_facts(rows: EventRows, roles: Roles) -> dict[str, np.ndarray]:
 
 
 @dataclass
-class _AsOf:
+class AsOf:
     """Facts of one kind sorted by (group, time) with running sums, for as-of lookups.
 
     Running sums restart in every group, so a group's answers are exact and never move
@@ -168,7 +168,7 @@ class _AsOf:
     span: int
 
     @classmethod
-    def build(cls, codes: np.ndarray, times: np.ndarray, values: np.ndarray, span: int) -> _AsOf:
+    def build(cls, codes: np.ndarray, times: np.ndarray, values: np.ndarray, span: int) -> AsOf:
         known = (codes >= 0) & (times < _NEVER)
         # facts later than every query still sort after them within their group
         keys = codes[known] * span + np.minimum(times[known], span - 1)
@@ -195,25 +195,25 @@ class _AsOf:
 
 
 #: seconds from 1900 to 1970: shifts every time >= 0 so (group, time) fits one int64 key
-_OFFSET = 2_208_988_800
-_SPAN = 2**34  # > any shifted time before the year 2444
+TIME_OFFSET = 2_208_988_800
+TIME_SPAN = 2**34  # > any shifted time before the year 2444
 #: the fact kinds each grouping column needs
-_KINDS = {"rep": ("opened", "closed", "decided", "done"),
+FACT_KINDS = {"rep": ("opened", "closed", "decided", "done"),
           "region": ("opened", "closed"),
           "account": ("opened", "decided", "paid")}
 
 
 def _shifted(times: np.ndarray) -> np.ndarray:
-    return np.where(times < _NEVER, times + _OFFSET, _NEVER)
+    return np.where(times < _NEVER, times + TIME_OFFSET, _NEVER)
 
 
-def _facts(history: CaseFacts, column: str,
+def facts_by_kind(history: CaseFacts, column: str,
            codes: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(group codes, known-at times, values) of the fact kinds one grouping column needs
     (only those: on a request each array costs a few numpy calls)."""
     ones = np.ones((len(history), 1))
     known = _shifted(history[f"{column}_sec"])
-    kinds = _KINDS[column]
+    kinds = FACT_KINDS[column]
     end = (np.maximum(_shifted(history["end_sec"]), known)
            if "closed" in kinds or "done" in kinds else None)
     facts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -259,17 +259,17 @@ class _AsOfQuery:
     given cases' index as negated facts.
     """
 
-    stored: dict[str, _AsOf]
+    stored: dict[str, AsOf]
     added: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     removed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
-    whole_history_given: bool | np.ndarray  # per row when parts are scored apart
+    whole_history_given: bool | np.ndarray  # per row when cases are scored alone
     q: np.ndarray  # the queries' group codes in the stored history
-    q_given: np.ndarray  # ... among the given cases (the same unless scored apart)
+    q_given: np.ndarray  # ... among the given cases (the same unless scored alone)
     now: np.ndarray  # each query's own time: most sums are asked for at it
-    built: dict[str, tuple[_AsOf, _AsOf | None]] = field(default_factory=dict)
+    built: dict[str, tuple[AsOf, AsOf | None]] = field(default_factory=dict)
     at_now: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def _indexes(self, kind: str) -> tuple[_AsOf, _AsOf | None]:
+    def _indexes(self, kind: str) -> tuple[AsOf, AsOf | None]:
         """The given cases' index and, when they replace stored facts, the index of
         those (None when there is nothing to subtract)."""
         if kind not in self.built:
@@ -281,10 +281,10 @@ class _AsOfQuery:
                 # usually stored: it was running when the models were trained)
                 codes, times, values = (np.concatenate(pair) for pair in zip(
                     added, (removed[0], removed[1], -removed[2]), strict=True))
-                self.built[kind] = _AsOf.build(codes, times, values, _SPAN), None
+                self.built[kind] = AsOf.build(codes, times, values, TIME_SPAN), None
             else:
-                self.built[kind] = (_AsOf.build(*added, _SPAN),
-                                    _AsOf.build(*removed, _SPAN) if replacing else None)
+                self.built[kind] = (AsOf.build(*added, TIME_SPAN),
+                                    AsOf.build(*removed, TIME_SPAN) if replacing else None)
         return self.built[kind]
 
     def __call__(self, kind: str, times: np.ndarray | None = None) -> np.ndarray:
@@ -301,7 +301,7 @@ class _AsOfQuery:
         result = given + self.stored[kind].at(self.q, times)
         if minus is not None:
             result = result - minus.at(self.q_given, times)
-        # a part holding every stored case gets the bits it gets alone (no s + p - s)
+        # a case that is every stored case gets the bits it gets alone (no s + p - s)
         return result if whole is False else np.where(whole[:, None], given, result)
 
 
@@ -363,13 +363,13 @@ class CrossCaseEncoder(PrefixEncoder):
         self.facts_ = case_facts(EventRows(prepared), self._roles())
         self.cases_ = Lookup(self.facts_.ids)
         self.groups_: dict[str, Lookup] = {}
-        self.index_: dict[str, dict[str, _AsOf]] = {}
-        for column in _KINDS:
+        self.index_: dict[str, dict[str, AsOf]] = {}
+        for column in FACT_KINDS:
             values = self.facts_[column]
             self.groups_[column] = Lookup(pd.unique(values[~pd.isna(values)]))
             codes = self.groups_[column].positions(values)
-            self.index_[column] = {kind: _AsOf.build(*arrays, _SPAN)
-                                   for kind, arrays in _facts(self.facts_, column,
+            self.index_[column] = {kind: AsOf.build(*arrays, TIME_SPAN)
+                                   for kind, arrays in facts_by_kind(self.facts_, column,
                                                               codes).items()}
         return self
 
@@ -386,28 +386,28 @@ class CrossCaseEncoder(PrefixEncoder):
         given_stored = np.flatnonzero(found >= 0)  # given cases the history holds too
         stored = found[given_stored]  # a new case at the API: none (skip the O(history) take)
         replaced = self.facts_.take(stored) if len(stored) else None
-        part = _Parts.of(rows, current) if rows.apart is not None else None
+        part = _Alone.of(rows) if rows.each_case_alone else None
         whole = len(stored) == len(self.facts_) if part is None else part.whole_history(
             given_stored, len(self.facts_))
-        t = rows.sec + _OFFSET
-        recent = int(self.recent_days * _DAY)
+        t = rows.sec + TIME_OFFSET
+        recent = int(self.recent_days * DAY_SECONDS)
         out: Encoded = {}
-        for column in _KINDS:
+        for column in FACT_KINDS:
             query_values = rows.last_known(column)
             groups, new = self.groups_[column], {}
             added = _codes_with_new(groups, current[column], new)
             q = _codes_with_new(groups, query_values, new)
             removed = None if replaced is None else groups.positions(replaced[column])
             q_given = q
-            if part is not None:  # each part its own groups among the given cases
+            if part is not None:  # each case its own groups among the given cases
                 width = len(groups) + len(new)
                 added, q_given = part.cases(added, width), part.rows(q, width)
                 if removed is not None:
                     removed = part.cases(removed, width, given_stored)
             at = _AsOfQuery(
                 stored=self.index_[column],
-                added=_facts(current, column, added),
-                removed={} if replaced is None else _facts(replaced, column, removed),
+                added=facts_by_kind(current, column, added),
+                removed={} if replaced is None else facts_by_kind(replaced, column, removed),
                 whole_history_given=whole,
                 q=q, q_given=q_given, now=t)
             column_features(out, column, at, roles, t, recent,
@@ -439,40 +439,37 @@ class CrossCaseEncoder(PrefixEncoder):
 
 
 @dataclass
-class _Parts:
-    """Which part of a batch each given case belongs to, for scoring parts apart.
+class _Alone:
+    """Each given case in a range of group codes of its own, for scoring cases alone.
 
-    A part's cases see the stored history and each other, never another part's cases:
-    shifting a part's group codes by ``part * width`` gives it groups of its own, so
-    its as-of sums (and their floating-point order) are those of the part scored alone.
+    A case sees the stored history and itself, never another given case: shifting its
+    group codes by ``case * width`` gives it groups of its own, so its as-of sums (and
+    their floating-point order) are those of the case encoded alone.
     """
 
-    of_case: np.ndarray
-    of_row: np.ndarray
+    of_row: np.ndarray  # each row's case
 
     @classmethod
-    def of(cls, rows: EventRows, current: CaseFacts) -> _Parts:
-        apart = rows.apart
-        of_case = np.fromiter((apart[case] for case in current.ids.tolist()), dtype=np.int64,
-                              count=len(current))
-        return cls(of_case=of_case, of_row=of_case[rows.cases.case_number()])
+    def of(cls, rows: EventRows) -> _Alone:
+        return cls(of_row=rows.cases.case_number())
 
     def cases(self, codes: np.ndarray, width: int,
               which: np.ndarray | None = None) -> np.ndarray:
-        """Codes of the given cases (or of the cases at ``which``) within their parts."""
-        return _within(codes, self.of_case if which is None else self.of_case[which], width)
+        """Codes of the given cases (or of the cases at ``which``) within their ranges."""
+        own = np.arange(len(codes)) if which is None else which
+        return _within(codes, own, width)
 
     def rows(self, codes: np.ndarray, width: int) -> np.ndarray:
         return _within(codes, self.of_row, width)
 
     def whole_history(self, given_stored: np.ndarray, stored_cases: int) -> bool | np.ndarray:
-        """Per row, whether its part alone gives every stored case (False when none do):
-        for other parts the stored cases of this part still count."""
-        if not len(self.of_case):
+        """Per row, whether its case alone is every stored case (False when none is):
+        for the other cases that stored case still counts."""
+        if not len(self.of_row) or stored_cases > 1:
             return False
-        given = np.bincount(self.of_case[given_stored], minlength=self.of_case.max() + 1)
-        whole = given == stored_cases
-        return bool(whole.any()) and whole[self.of_row]
+        if stored_cases == 0:  # an empty history: every case holds all of it
+            return np.ones(len(self.of_row), dtype=bool)
+        return bool(len(given_stored)) and self.of_row == given_stored[0]
 
 
 def _within(codes: np.ndarray, parts: np.ndarray, width: int) -> np.ndarray:

@@ -21,7 +21,6 @@ Example (runs as it stands)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,24 +151,20 @@ class PrefixPipeline(BaseEstimator):
         return self.encode(events, last_only=last_only).frame()
 
     def encode(self, events: pd.DataFrame | Columns, last_only: bool = False,
-               apart: Mapping[object, int] | None = None) -> EncodedPrefixes:
+               each_case_alone: bool = False) -> EncodedPrefixes:
         """What ``transform`` returns, as arrays: the API turns them into the model's
         matrix and readable values without building (and re-checking) a frame.
 
         ``events``: a canonical frame, or its columns as arrays (``EventLog.columns``,
         which a request's log holds: then no frame is built at all).
 
-        ``apart`` (case -> part) scores parts of ``events`` as if each came alone: the
-        API scores concurrent requests in one pass, and no request's answer may depend
-        on which others arrived with it. Every case needs a part.
+        ``each_case_alone`` encodes every case as if it were given alone: its cross-case
+        features count the fitted history and itself, none of the other given cases,
+        for answers that must not depend on which cases were scored together.
         """
         check_is_fitted(self, "schema_")
         self._check_input(events)
-        if apart is not None:
-            unassigned = set(pd.unique(events["case_id"])) - set(apart)
-            if unassigned:
-                raise ValueError(f"cases without a part: {sorted(map(str, unassigned))[:5]}")
-        rows = prepare_rows(events, apart)  # columns converted once for all encoders
+        rows = prepare_rows(events, each_case_alone)  # columns converted once for all encoders
         encoded = self._encoded(rows)
         if last_only:
             ids = rows["case_id"]

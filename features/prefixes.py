@@ -33,13 +33,12 @@ def prepare_events(events: pd.DataFrame | Columns) -> pd.DataFrame:
     return pd.DataFrame(_prepared_columns(events), copy=False)
 
 
-def prepare_rows(events: pd.DataFrame | Columns, apart: Mapping[object, int] | None = None
-                 ) -> EventRows:
+def prepare_rows(events: pd.DataFrame | Columns, each_case_alone: bool = False) -> EventRows:
     """``EventRows`` of ``prepare_events(events)``, without building its frame unless an
     encoder asks for it. ``events`` may be a log's columns as arrays (``EventLog.columns``):
     a request then reads its events without any frame (each one built, or each column
     taken out of one, cost ~1 ms on a request)."""
-    return EventRows(_prepared_columns(events), apart)
+    return EventRows(_prepared_columns(events), each_case_alone)
 
 
 def _prepared_columns(events: pd.DataFrame | Columns) -> dict[str, ExtensionArray | np.ndarray]:
@@ -308,19 +307,19 @@ class EventRows:
     """The prepared table's columns as numpy arrays, each converted once per transform,
     with the case positions every encoder needs.
 
-    ``apart``: case -> part, when the cases come from separate requests scored in one
-    pass; cross-case features then let a case see only its own part's cases (and the
-    stored history), so each answer is the one its request would get alone.
+    ``each_case_alone``: cross-case features let a case see the fitted history and
+    itself, never the other cases given with it, so each case's features are those it
+    gets when encoded alone (whoever scores several cases in one pass decides).
     """
 
-    def __init__(self, prepared: pd.DataFrame | Columns,
-                 apart: Mapping[object, int] | None = None) -> None:
+    def __init__(self, prepared: pd.DataFrame | Columns, each_case_alone: bool = False
+                 ) -> None:
         """``prepared``: the prepared table as a frame, or as its columns (a frame is then
         built only if an encoder asks for one)."""
         frame = isinstance(prepared, pd.DataFrame)
         self._frame: pd.DataFrame | None = prepared if frame else None
         self._arrays: Columns = {} if frame else prepared
-        self.apart = apart
+        self.each_case_alone = each_case_alone
         self.cases = CaseRows(np.asarray(self._source("prefix_len")))
         self.sec = seconds(self._source("timestamp"))
         self._columns: dict[str, np.ndarray] = {}

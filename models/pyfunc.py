@@ -35,7 +35,7 @@ class BundlePyfunc(mlflow.pyfunc.PythonModel):
     @staticmethod
     def output_for(bundle: Any, raw: pd.DataFrame) -> pd.DataFrame:
         """Predictions with JSON-friendly timestamps (ISO strings)."""
-        result = bundle.predict_raw(raw)
+        result = bundle.score_export(raw).frame()
         for column in ("prefix_end", "case_start"):
             result[column] = result[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         return result

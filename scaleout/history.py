@@ -26,16 +26,16 @@ import numpy as np
 import pandas as pd
 
 from features.crosscase import (
-    _DAY,
-    _KINDS,
-    _OFFSET,
-    _SPAN,
+    DAY_SECONDS,
+    FACT_KINDS,
+    TIME_OFFSET,
+    TIME_SPAN,
+    AsOf,
     CaseFacts,
     CrossCaseEncoder,
-    _AsOf,
-    _facts,
     case_facts,
     column_features,
+    facts_by_kind,
 )
 from features.encoders import Encoded
 from features.mapping import Roles
@@ -82,12 +82,12 @@ def set_history(encoder: CrossCaseEncoder, facts: CaseFacts) -> CrossCaseEncoder
     encoder.cases_ = Lookup(facts.ids)
     encoder.groups_ = {}
     encoder.index_ = {}
-    for column in _KINDS:
+    for column in FACT_KINDS:
         values = facts[column]
         encoder.groups_[column] = Lookup(pd.unique(values[~pd.isna(values)]))
         codes = encoder.groups_[column].positions(values)
-        encoder.index_[column] = {kind: _AsOf.build(*arrays, _SPAN)
-                                  for kind, arrays in _facts(facts, column, codes).items()}
+        encoder.index_[column] = {kind: AsOf.build(*arrays, TIME_SPAN)
+                                  for kind, arrays in facts_by_kind(facts, column, codes).items()}
     return encoder
 
 
@@ -100,10 +100,10 @@ def encode_from_history(encoder: CrossCaseEncoder, rows: EventRows) -> Encoded:
     """
     roles = encoder._roles()
     current = case_facts(rows, roles)
-    t = rows.sec + _OFFSET
-    recent = int(encoder.recent_days * _DAY)
+    t = rows.sec + TIME_OFFSET
+    recent = int(encoder.recent_days * DAY_SECONDS)
     out: Encoded = {}
-    for column in _KINDS:
+    for column in FACT_KINDS:
         query_values = rows.last_known(column)
         groups = encoder.groups_[column]
         q = groups.positions(query_values)

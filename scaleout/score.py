@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.crosscase import CaseFacts
 from features.pipeline import FRAME_KEYS, PrefixPipeline
-from models.bundle import TargetBundle
+from models.bundle import CasesRead, TargetBundle
 from scaleout.history import join_facts, partition_facts
 from scaleout.input import PartitionedLog
 from scaleout.prefixes import encode_partition, with_history
@@ -40,8 +40,11 @@ def score_partition(events: pd.DataFrame, pipelines: list[PrefixPipeline],
     encoded = [encode_partition(p, events, last_only=True) for p in pipelines]
     first = encoded[0]
     out = pd.DataFrame({key: first.keys[key] for key in FRAME_KEYS})
+    read: dict[int, CasesRead] = {}
     for which, bundle in bundles:
-        for column, values in bundle.predict_arrays(encoded[which].matrix()).items():
+        if which not in read:  # one reading per distinct pipeline, every bundle of it
+            read[which] = bundle.checked(encoded[which])
+        for column, values in bundle.score(read[which]).predictions.items():
             out[f"{bundle.target_name}.{column}"] = values
     return out
 

@@ -33,7 +33,7 @@ from serving.errors import ApiError
 from serving.pages.views import mount_pages
 from serving.routes import forecast, insight, models, predict
 from serving.schemas import SECURED_ERRORS, BatchRequest, ReadyResponse, validation_detail
-from serving.service import predict_together
+from serving.scoring import predict_together
 from serving.settings import Settings
 from serving.store import ModelsNotLoadedError, ModelStore
 

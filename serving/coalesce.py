@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serving.schemas import PredictRequest
-from serving.scoring import in_scoring_thread
 from serving.store import Snapshot
+from serving.threads import in_scoring_thread
 
 _POLL_S = 0.0005
 Scorer = Callable[[Snapshot, Sequence[PredictRequest]], list[Any]]

@@ -17,7 +17,7 @@ import pandas as pd
 from features.log import EventLog
 from features.outcomes import first_time_of
 from serving.errors import NothingToForecastError
-from serving.service import score_log
+from serving.scoring import score_log
 from serving.store import ModelsNotLoadedError, Snapshot
 
 #: what a forecast reads: who wins, and when each deal ends
@@ -101,9 +101,9 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
     if len(pending) == 0:
         raise NothingToForecastError(f"{source}: no open or won-but-unpaid case to forecast")
     is_open = (scored.status.reindex(pending) == "open").to_numpy()
-    p = pd.DataFrame(scored.results["outcome"]).set_index("case_id")["p_win"].reindex(pending)
+    p = scored.scores["outcome"].frame().set_index("case_id")["p_win"].reindex(pending)
     p = pd.Series(np.where(is_open, p.to_numpy(), 1.0), index=pending)
-    remaining = pd.DataFrame(scored.results["remaining_time"]).set_index("case_id").reindex(
+    remaining = scored.scores["remaining_time"].frame().set_index("case_id").reindex(
         pending)
     last = events[events["case_id"].isin(pending)].groupby("case_id", sort=False).last()
     last = last.reindex(pending)

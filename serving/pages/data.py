@@ -18,11 +18,13 @@ import pandas as pd
 
 from features.log import EventLog
 from models.metrics import prefix_bucket
+from serving.answers import assemble
 from serving.cache import kept
+from serving.events import known_attribute_names
 from serving.forecast import forecast
 from serving.routes.forecast import training_log
 from serving.schemas import PredictRequest
-from serving.service import assemble, known_attribute_names, score_log
+from serving.scoring import score_log
 from serving.store import Snapshot
 
 GROUPS = ("region", "rep", "lead_source", "product")

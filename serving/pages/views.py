@@ -40,9 +40,9 @@ from serving.pages.fmt import FILTERS
 from serving.routes.insight import served_for_insight
 from serving.routes.predict import read_uploaded_log
 from serving.schemas import PredictRequest
-from serving.scoring import in_scoring_thread
 from serving.settings import Settings
 from serving.store import ModelsNotLoadedError, Snapshot
+from serving.threads import in_scoring_thread
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")

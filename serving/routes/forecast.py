@@ -9,12 +9,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from features.log import EventLog
 from serving.deps import SettingsDep, SnapshotDep
+from serving.events import training_log_of
 from serving.forecast import forecast, require_forecast_models
 from serving.routes.predict import read_uploaded_log
 from serving.schemas import ForecastResponse
-from serving.scoring import in_scoring_thread
-from serving.service import training_log_of
 from serving.store import Snapshot
+from serving.threads import in_scoring_thread
 
 router = APIRouter(prefix="/v1", tags=["forecast"])
 

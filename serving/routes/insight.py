@@ -16,9 +16,9 @@ from insight import InsightError, analyze
 from serving.cache import kept
 from serving.deps import SnapshotDep
 from serving.errors import InsightRequestError
+from serving.events import training_log_of
 from serving.routes.predict import read_uploaded_log
 from serving.schemas import InsightResponse, InsightSectionResponse
-from serving.service import training_log_of
 from serving.store import ModelsNotLoadedError, ServedModel, Snapshot
 
 router = APIRouter(prefix="/v1/insight", tags=["insight"])

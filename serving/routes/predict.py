@@ -14,8 +14,10 @@ from pydantic import TypeAdapter, ValidationError
 from features.errors import EventLogError
 from features.io import detect_format, read_upload
 from features.log import EventLog, canonicalize
+from serving.answers import assemble
 from serving.deps import CoalescerDep, SettingsDep, SnapshotDep
 from serving.errors import BadRequestBodyError, TooManyCasesError, UnreadableUploadError
+from serving.events import quarantine_notes
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -23,17 +25,10 @@ from serving.schemas import (
     PredictRequest,
     validation_detail,
 )
-from serving.scoring import in_scoring_thread
-from serving.service import (
-    ScoredCases,
-    assemble,
-    quarantine_notes,
-    score_cases,
-    score_log,
-    served_mapping,
-)
+from serving.scoring import ScoredCases, score_cases, score_log, served_mapping
 from serving.settings import Settings
 from serving.store import Snapshot
+from serving.threads import in_scoring_thread
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
 

@@ -454,32 +454,35 @@ def test_a_case_scored_alone_gets_its_own_features_as_in_the_whole_log(
                             whole.loc[alone.index, ["prefix_end", "case_start", *own]])
 
 
-@given(canonical_logs(), canonical_logs(), st.data())
+@given(canonical_logs(), canonical_logs())
 @settings(max_examples=30, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-def test_parts_scored_apart_in_one_pass_get_what_each_gets_alone(
-        history: pd.DataFrame, given_log: pd.DataFrame, data: st.DataObject) -> None:
-    """The API scores concurrent requests in one pass (``encode(apart=...)``). No request
-    may see another's cases, so each part's features, cross-case ones included, must be
-    bit for bit those of the part encoded alone. Given cases share reps, regions and
-    accounts with each other and the history, and may be cases the history holds (a
-    part may even hold all of them: it must not lose the bits it gets alone)."""
+def test_cases_scored_alone_in_one_pass_get_what_each_gets_alone(
+        history: pd.DataFrame, given_log: pd.DataFrame) -> None:
+    """Cases encoded in one pass with ``each_case_alone`` (the API's concurrent requests)
+    must not see each other: each case's features, cross-case ones included, must be bit
+    for bit those of the case encoded alone. Given cases share reps, regions and
+    accounts with each other and the history, and may be cases the history holds (one
+    may even be all of it: it must not lose the bits it gets alone)."""
     pipe = fitted(history)
-    cases = list(given_log["case_id"].unique())
-    apart = {case: data.draw(st.integers(0, 2), label=f"part of {case}") for case in cases}
-    together = pipe.encode(given_log, apart=apart).frame().set_index(["case_id", "prefix_len"])
-    for part in sorted(set(apart.values())):
-        members = [case for case in cases if apart[case] == part]
-        alone = pipe.transform(given_log[given_log["case_id"].isin(members)])
+    together = pipe.encode(given_log, each_case_alone=True).frame().set_index(
+        ["case_id", "prefix_len"])
+    for case in given_log["case_id"].unique():
+        alone = pipe.transform(given_log[given_log["case_id"] == case])
         alone = alone.set_index(["case_id", "prefix_len"])
         assert_frames_equal(together.loc[alone.index], alone)
 
 
-def test_scoring_apart_needs_a_part_for_every_case() -> None:
-    log = simulated(12)[0]
-    log = log[log["case_id"].isin(log["case_id"].unique()[:3])]
-    with pytest.raises(ValueError, match="without a part"):
-        fitted(log).encode(log, apart={log["case_id"].iloc[0]: 0})
+@given(canonical_logs())
+@settings(max_examples=15, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_one_case_alone_or_not_is_encoded_alike(log: pd.DataFrame) -> None:
+    """A single case gets the same bits whether or not it is scored alone: the API
+    answers a request alone or in company with one rule."""
+    pipe = fitted(log)
+    case = log[log["case_id"] == log["case_id"].iloc[0]]
+    assert_frames_equal(pipe.encode(case, each_case_alone=True).frame(),
+                        pipe.encode(case).frame())
 
 
 @given(categories=st.lists(st.text(max_size=3), min_size=1, max_size=60, unique=True),
@@ -506,7 +509,7 @@ def test_decoding_a_few_codes_picks_what_the_category_table_does(
 def test_running_cases_scored_against_the_fitted_history_get_the_logs_features(
         picks: list[tuple[int, int]]) -> None:
     """What the API does: running cases of the fitted log arrive as their first k events,
-    scored apart in one pass against the stored history (their stored facts replaced by
+    scored alone in one pass against the stored history (their stored facts replaced by
     the prefix's). Each must get the features the whole log gives that prefix; sums of
     days may differ in the last bits only (they are added in another order)."""
     events, pipe, before = simulated(11)
@@ -514,8 +517,7 @@ def test_running_cases_scored_against_the_fitted_history_get_the_logs_features(
     chosen = {str(cases[i]): k for i, k in picks}
     given = pd.concat([events[events["case_id"] == case].head(k)
                        for case, k in chosen.items()], ignore_index=True)
-    encoded = pipe.encode(given, last_only=True,
-                          apart={case: part for part, case in enumerate(chosen)})
+    encoded = pipe.encode(given, last_only=True, each_case_alone=True)
     got = encoded.frame().set_index(["case_id", "prefix_len"])
     expected = before.set_index(["case_id", "prefix_len"]).loc[got.index, got.columns]
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, atol=1e-9)

@@ -79,7 +79,7 @@ def test_no_usable_event_raises_with_the_quarantine_reasons(trained, caplog) -> 
     raw = export_frame(events, bundle.mapping).assign(event_time="not a date")
     raw.loc[2, "opportunity_id"] = None
     with pytest.raises(NoUsableEventsError) as caught:
-        bundle.predict_raw(raw)
+        bundle.score_export(raw)
     message = str(caught.value)
     assert "none of the 3 event(s) is usable" in message
     assert "empty_case_id (1 row(s))" in message
@@ -89,6 +89,6 @@ def test_no_usable_event_raises_with_the_quarantine_reasons(trained, caplog) -> 
     partial = export_frame(events, bundle.mapping)
     partial.loc[0, "event_time"] = "not a date"
     with caplog.at_level("WARNING", logger="models.bundle"):
-        scored = bundle.predict_raw(partial)
+        scored = bundle.score_export(partial).frame()
     assert len(scored) == events["case_id"].nunique()
     assert "1 of 3 event(s) quarantined" in caplog.text and "unparseable_timestamp" in caplog.text

@@ -96,7 +96,8 @@ def test_dask_bundles_are_served_like_single_process_ones(dask_run):
         assert served.bundle.info["scaleout"]["n_trees"] == model.booster.num_trees()
         # the categories LightGBM recorded are the pipeline's
         X = served.bundle.pipeline.feature_matrix(
-            served.bundle.features(served.bundle.info["example_events"]))
+            served.bundle.pipeline.transform(served.bundle.info["example_events"],
+                                             last_only=True))
         cats = [list(X[c].cat.categories) for c in X.columns if X[c].dtype == "category"]
         assert model.booster.pandas_categorical == cats
         assert model.booster.feature_name() == list(X.columns)
@@ -115,7 +116,7 @@ def test_batch_scoring_by_partition_equals_the_bundle(dask_run, log_file):
     open_cases = scores["case_id"].unique()
     assert len(open_cases) > 10
     # the whole log through the bundle, its open cases' rows kept
-    expected = bundles[0].predict_events(events)
+    expected = bundles[0].score(events).frame()
     expected = expected[expected["case_id"].isin(open_cases)]
     found = scores.sort_values("case_id").reset_index(drop=True)
     expected = expected.sort_values("case_id").reset_index(drop=True)

@@ -94,7 +94,7 @@ def test_shap_contributions_add_up_to_the_model_output(client, trained) -> None:
 
 
 def test_grouped_features_are_explained_as_one_item_that_still_adds_up(store) -> None:
-    from serving.service import explain_rows
+    from models.explain import explain_rows
 
     bundle = store.snapshot.get("outcome").bundle
     features = bundle.pipeline.encode(bundle.info["example_events"], last_only=True)

@@ -224,7 +224,7 @@ def test_the_forecast_leaves_out_infinite_amounts_and_refuses_sums_that_overflow
 
 
 def test_dates_past_what_a_datetime_holds_are_missing_not_an_overflow() -> None:
-    from serving.service import _NAT, _datetimes, _shifted
+    from serving.answers import _NAT, _datetimes, _shifted
 
     start = np.array([0, 0, 0, _NAT], dtype=np.int64)
     shifted = _shifted(start, np.array([1.0, np.inf, 5e6, 1.0]))

@@ -11,7 +11,7 @@ import pytest
 from features.errors import EventLogError
 from serving.coalesce import PredictionCoalescer
 from serving.schemas import EXAMPLE_CASE, PredictRequest
-from serving.service import predict_one, predict_together
+from serving.scoring import predict_one, predict_together
 from tests.serving.test_api import case_request
 
 
@@ -227,8 +227,8 @@ def test_a_failed_scoring_leaves_no_explanation_work_behind(store, monkeypatch, 
     import time
 
     from models.bundle import TargetBundle
-    from serving.scoring import beside_scoring
-    from serving.service import score_cases
+    from serving.scoring import score_cases
+    from serving.threads import beside_scoring
 
     snapshot = store.snapshot
     request = PredictRequest.model_validate({**EXAMPLE_CASE, "explain": True})

@@ -70,7 +70,7 @@ def test_registry_model_predicts_exactly_what_the_trained_one_did(trained) -> No
     events = trained.data.split.test
     raw = export_frame(events, trained.data.log.mapping)
     for result in trained.results:
-        direct = result.bundle.predict_events(events)
+        direct = result.bundle.score(events).frame()
         loaded = mlflow.pyfunc.load_model(champion_uri(result.target.registered_name))
         via_registry = loaded.predict(raw)
         column = "p_win" if result.target.kind == "classification" else "prediction_days"
