@@ -20,39 +20,22 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
+from features import small
 from features.encoders import Encoded, PrefixEncoder
 from features.mapping import Roles
 from features.outcomes import decide_by_absence, payment_timing
 from features.prefixes import EventRows, Lookup, seconds
+from features.small import FEW_FACTS
 
 _NEVER = np.iinfo(np.int64).max // 4  # "not (yet) happened": after every query time
 DAY_SECONDS = 86400
-#: up to this many facts, running sums are taken in Python (see ``running_sums``)
-_FEW_FACTS = 256
-
-
 def running_sums(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Cumulative sums of ``values`` (rows) restarting in every group, exactly as pandas'
-    ``groupby(...).cumsum()`` computes them (Kahan-compensated, bit for bit).
-
-    A request brings a handful of facts, where pandas' groupby costs ~1 ms a call; the
-    same compensated loop in Python takes microseconds. Larger inputs go to pandas.
-    """
-    if len(values) > _FEW_FACTS:
+    """Cumulative sums of ``values`` (rows) restarting in every group, as pandas'
+    ``groupby(...).cumsum()`` computes them; a request's few facts in Python
+    (``features.small``), with the same bits."""
+    if len(values) > FEW_FACTS:
         return pd.DataFrame(values).groupby(groups, sort=False).cumsum().to_numpy()
-    out = np.empty_like(values)
-    totals: dict[object, list[float]] = {}
-    errors: dict[object, list[float]] = {}
-    for i, group in enumerate(groups.tolist()):
-        total = totals.setdefault(group, [0.0] * values.shape[1])
-        error = errors.setdefault(group, [0.0] * values.shape[1])
-        for j, value in enumerate(values[i].tolist()):
-            y = value - error[j]
-            t = total[j] + y
-            error[j] = t - total[j] - y
-            total[j] = t
-            out[i, j] = t
-    return out
+    return small.running_sums(values, groups)
 
 
 def _sec_or_never(times: pd.Series) -> np.ndarray:
@@ -193,6 +176,9 @@ class AsOf:
         result[~valid] = np.nan
         return result
 
+
+#: models pickled before the index was public name it so: they must still load
+_AsOf = AsOf
 
 #: seconds from 1900 to 1970: shifts every time >= 0 so (group, time) fits one int64 key
 TIME_OFFSET = 2_208_988_800

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
+from features import small
 from features.errors import EventLogError, LogRefusedError, MappingError, MissingColumnsError
 from features.io import (
     READER_WARNINGS,
@@ -37,18 +38,17 @@ from features.prefixes import (
     columns_in_case_time_order,
     epoch_micros,
     in_case_time_order,
-    is_missing,
 )
 from features.schema import (
     CANONICAL_KINDS,
     NON_NEGATIVE,
     PLAUSIBLE_YEARS,
     ROW_COLUMN,
-    SMALL_FRAME_ROWS,
     TIMESTAMP_DTYPE,
     empty_column,
     text_dtype,
 )
+from features.small import SMALL_FRAME_ROWS
 
 _EXAMPLES_PER_REASON = 5
 #: a UTC offset ends the text: Z, +01:00, +0100, or +01 right after a time (so a bare
@@ -154,10 +154,9 @@ def _as_text(series: pd.Series) -> ExtensionArray:
     """Text with surrounding blanks removed and empty strings as missing."""
     n = len(series)
     textual = series.dtype == object or pd.api.types.is_string_dtype(series.dtype)
-    if n <= SMALL_FRAME_ROWS and textual:  # a request: pandas string operations cost ~1 ms
-        # (other dtypes, e.g. dates or float32, keep pandas' own text form)
-        cells = [None if pd.isna(v) else str(v).strip() or None for v in series.tolist()]
-        return pd.array(cells, dtype=text_dtype(n))
+    if n <= SMALL_FRAME_ROWS and textual:  # a request (other dtypes, e.g. dates or
+        # float32, keep pandas' own text form)
+        return pd.array(small.stripped_text(series.tolist()), dtype=text_dtype(n))
     text = series.astype(text_dtype(n)).str.strip()
     return text.mask(series.isna() | (text == "")).array
 
@@ -182,8 +181,7 @@ def _parse_timestamps(raw: pd.Series, mapping: Mapping, case_ids: Column) -> _Ti
         return _localize(raw.reset_index(drop=True), fmt, np.asarray(case_ids))
     text = _as_text(raw)
     if len(text) <= SMALL_FRAME_ROWS:
-        has_offset = np.fromiter((isinstance(v, str) and _HAS_OFFSET.search(v) is not None
-                                  for v in text.tolist()), dtype=bool, count=len(text))
+        has_offset = small.matches(text.tolist(), _HAS_OFFSET)
     else:
         has_offset = pd.Series(text).str.contains(_OFFSET, regex=True, na=False).to_numpy()
     if has_offset.all():  # the usual ISO export (and every API request): one parse
@@ -275,11 +273,8 @@ def _parse_numbers(raw: pd.Series, mapping: Mapping) -> tuple[np.ndarray, np.nda
 
 
 def _terms_days(terms: ExtensionArray, mapping: Mapping) -> np.ndarray:
-    if len(terms) <= SMALL_FRAME_ROWS:  # a request: Python's re, as pandas uses there
-        pattern = re.compile(mapping.payment_terms.pattern)
-        matches = {v: pattern.search(v) for v in set(terms.tolist()) if isinstance(v, str)}
-        days = pd.array([None if m is None else m.group(1)
-                         for m in map(matches.get, terms.tolist())], dtype=object)
+    if len(terms) <= SMALL_FRAME_ROWS:
+        days = small.first_groups(terms.tolist(), mapping.payment_terms.pattern)
     else:
         days = pd.Series(terms).str.extract(mapping.payment_terms.pattern, expand=False)
     parsed = np.asarray(pd.to_numeric(days, errors="coerce"), dtype="float64")
@@ -746,21 +741,18 @@ def _translate_activities(exported: ExtensionArray, mapping: Mapping) -> Extensi
     if not mapping.activities:
         return exported
     n = len(exported)
-    if n <= SMALL_FRAME_ROWS:  # a request: a dict lookup per event, not four pandas calls
-        names = mapping.activities
-        cells = [v if is_missing(v) else names.get(v, v) for v in exported.tolist()]
-        return pd.array(cells, dtype=text_dtype(n))
+    if n <= SMALL_FRAME_ROWS:
+        return pd.array(small.renamed(exported.tolist(), mapping.activities),
+                        dtype=text_dtype(n))
     given = pd.Series(exported)
     translated = given.map(mapping.activities)
     return translated.fillna(given).astype(text_dtype(n)).mask(given.isna()).array
 
 
 def _unknown_activities(activity: ExtensionArray, mapping: Mapping) -> np.ndarray:
-    """Given activities the mapping does not list (a set lookup each on a request)."""
+    """Given activities the mapping does not list."""
     if len(activity) <= SMALL_FRAME_ROWS:
-        known = set(mapping.known_activities)
-        return np.fromiter((not is_missing(a) and a not in known
-                            for a in activity.tolist()), dtype=bool, count=len(activity))
+        return small.not_in(activity.tolist(), set(mapping.known_activities))
     return ~activity.isna() & ~activity.isin(list(mapping.known_activities))
 
 
@@ -770,15 +762,13 @@ def _year_start_micros(year: int) -> int:
 
 def _may_hold_duplicates(raw: pd.DataFrame, key_columns: list[str], usable: np.ndarray) -> bool:
     """Whether two usable rows of a small frame agree on the file's case, activity and
-    time columns, as exact duplicates must: on a request this set of tuples usually
-    spares pandas' search (~1 ms). Python's equality is the one ``duplicated`` uses
-    on object cells (1 and 1.0 agree); usable rows hold no missing key."""
+    time columns, as exact duplicates must: on a request this usually spares pandas'
+    search. Usable rows hold no missing key."""
     keys = []
     for column in dict.fromkeys(key_columns):
         values = raw[column].array[usable]
         keys.append(values.asi8.tolist() if hasattr(values, "asi8") else values.tolist())
-    rows = list(zip(*keys, strict=True))
-    return len(set(rows)) < len(rows)
+    return small.any_repeated(keys)
 
 
 def _flag_duplicates(raw: pd.DataFrame, usable: np.ndarray, reason: np.ndarray,

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
-from features.schema import ROW_COLUMN, SMALL_FRAME_ROWS
+from features import small
+from features.schema import ROW_COLUMN
+from features.small import FEW_QUERIES, SMALL_FRAME_ROWS
 
 KEY_COLUMNS = ("case_id", "prefix_len", "prefix_end")
 
@@ -100,24 +102,14 @@ def _visibly_in_order(cases: pd.Series | ExtensionArray | np.ndarray,
                       times: pd.Series | ExtensionArray,
                       ties: pd.Series | ExtensionArray | np.ndarray) -> bool:
     """Whether a small table's rows already run by case, time and tie-break, checked in
-    Python (the three sort keys cost ~0.5 ms on a request). False whenever unsure
-    (missing values, mixed types, a large table): the lexsort then decides."""
+    Python (``features.small``). False whenever unsure (missing values, mixed types, a
+    large table): the lexsort then decides."""
     if len(times) > SMALL_FRAME_ROWS or not isinstance(times.dtype, pd.DatetimeTZDtype):
         return False
     at = epoch_micros(times).tolist()
     if len(at) and min(at) == np.iinfo(np.int64).min:  # NaT sorts last, not first
         return False
-    cases, ties = cases.tolist(), ties.tolist()
-    try:
-        for i in range(1, len(at)):
-            if cases[i - 1] != cases[i]:
-                if not cases[i - 1] < cases[i]:
-                    return False
-            elif at[i - 1] > at[i] or (at[i - 1] == at[i] and not ties[i - 1] <= ties[i]):
-                return False
-    except TypeError:  # missing or mixed values: leave it to the sort keys
-        return False
-    return True
+    return small.visibly_sorted(cases.tolist(), at, ties.tolist())
 
 
 def _sort_key(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
@@ -248,9 +240,7 @@ def _as_values(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
 def decoded(codes: np.ndarray, values: Sequence[object]) -> np.ndarray:
     """``values[code]`` per code as objects, NaN where the code is -1 (missing)."""
     if len(codes) < len(values) // 8:  # a request: pick the few, not copy every category
-        out = np.empty(len(codes), dtype=object)
-        out[:] = [values[c] if c >= 0 else np.nan for c in codes.tolist()]
-        return out
+        return small.picked(codes, values)
     table = np.append(np.asarray(values, dtype=object), np.nan)
     return table[codes]  # code -1 picks the NaN at the end
 
@@ -258,12 +248,10 @@ def decoded(codes: np.ndarray, values: Sequence[object]) -> np.ndarray:
 class Lookup:
     """Positions of known values (-1 where absent or missing).
 
-    A dict answers a handful of queries; pandas' ``get_indexer`` costs ~0.4 ms a call
-    whatever the size, which would dominate scoring one case, but is the vectorised
-    answer for a training log.
+    A dict answers a handful of queries (``features.small``); pandas' ``get_indexer``
+    has a fixed cost per call that would dominate scoring one case, but is the
+    vectorised answer for a training log.
     """
-
-    FEW = 512
 
     def __init__(self, values: Sequence[object]) -> None:
         self.values = np.asarray(list(values), dtype=object)
@@ -283,10 +271,8 @@ class Lookup:
 
     def positions(self, queries: np.ndarray) -> np.ndarray:
         table = self._table()
-        if len(queries) <= self.FEW:
-            get = table.get
-            return np.fromiter((-1 if is_missing(q) else get(q, -1) for q in queries),
-                               dtype=np.int64, count=len(queries))
+        if len(queries) <= FEW_QUERIES:
+            return small.positions(table, queries)
         if self._at is None:
             self._index = pd.Index(list(table), dtype=object)  # distinct values
             self._at = np.fromiter(table.values(), dtype=np.int64, count=len(table))
@@ -295,12 +281,6 @@ class Lookup:
         hit = (found >= 0) & ~pd.isna(queries)
         out[hit] = self._at[found[hit]]
         return out
-
-
-def is_missing(value: object) -> bool:
-    """One cell missing (None, NaN, NA, NaT), without pandas' per-call cost."""
-    return value is None or value is pd.NA or value is pd.NaT or (
-        isinstance(value, float) and value != value)
 
 
 class EventRows:

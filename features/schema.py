@@ -37,6 +37,8 @@ from typing import Final, Literal
 import numpy as np
 import pandas as pd
 
+from features.small import SMALL_FRAME_ROWS
+
 Kind = Literal["id", "activity", "time", "category", "number"]
 
 CORE_COLUMNS: Final = ("case_id", "activity", "timestamp", "resource")
@@ -79,16 +81,14 @@ TIMESTAMP_DTYPE: Final = "datetime64[us, UTC]"
 PLAUSIBLE_YEARS: Final = (1900, 2199)
 
 
-#: up to this many rows, text is held as Python strings (see ``text_dtype``)
-SMALL_FRAME_ROWS: Final = 4096
 
 
 def text_dtype(n: int) -> pd.StringDtype | str:
     """The canonical text dtype (``str``) with the storage that suits ``n`` rows.
 
-    pyarrow-backed ``str`` costs ~0.2 ms per conversion to numpy whatever the size, which
-    dominated reading one API request; Python storage costs microseconds there. Both
-    are pandas' ``str`` dtype (they compare equal to "str"); big logs keep pyarrow.
+    pyarrow-backed ``str`` pays a fixed cost per conversion to numpy whatever the size,
+    which dominated reading one API request; Python storage does not. Both are pandas'
+    ``str`` dtype (they compare equal to "str"); big logs keep pyarrow.
     """
     return pd.StringDtype("python", na_value=np.nan) if n <= SMALL_FRAME_ROWS else "str"
 

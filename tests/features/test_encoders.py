@@ -460,18 +460,6 @@ def test_pickled_pipeline_keeps_categories_and_output(pipeline: PrefixPipeline) 
                                       check_exact=True)
 
 
-def test_running_sums_are_pandas_groupby_cumsum_bit_for_bit() -> None:
-    from features.crosscase import running_sums
-
-    rng = np.random.default_rng(5)
-    for _ in range(200):
-        n = int(rng.integers(1, 300))
-        values = rng.normal(size=(n, 2)) * 10.0 ** rng.integers(0, 17, size=(n, 2))
-        groups = np.sort(rng.integers(0, 6, n))
-        expected = pd.DataFrame(values).groupby(groups, sort=False).cumsum().to_numpy()
-        assert np.array_equal(running_sums(values, groups), expected)
-
-
 def test_long_text_columns_read_as_shared_values_equal_the_plain_conversion() -> None:
     from features.prefixes import _as_values
 
