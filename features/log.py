@@ -103,7 +103,7 @@ class EventLog:
 
     ``columns``: the events' columns as arrays, when the reader built them in the log's
     order and kept every row; ``events`` is then built from them on first use, and a
-    request is encoded from them without a frame (building one cost ~1 ms).
+    request is encoded from them without a frame (docs/performance.md says what one costs).
     """
 
     def __init__(self, events: pd.DataFrame | None = None, *,
@@ -143,8 +143,8 @@ class EventLog:
 
 # ------------------------------------------------------------------ parsing steps
 # Each step returns the canonical column as an array (numpy or pandas' extension
-# array), not a Series: on a request a Series operation costs ~50-120 us where the
-# array's costs a few, and canonicalize makes about a hundred of them.
+# array), not a Series: on a request a Series operation costs far more than the array's
+# (it aligns an index), and canonicalize makes about a hundred of them.
 Column = np.ndarray | ExtensionArray
 
 _HAS_OFFSET = re.compile(_OFFSET)
@@ -340,7 +340,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
     def flag(mask: np.ndarray, why: str, column: str, values: pd.Series | Column | None,
              text: str) -> None:
         """Quarantine the rows of ``mask`` not yet quarantined, quoting ``values`` (by
-        default the raw column: read only when a row is flagged, ~35 us a read)."""
+        default the raw column: read only when a row is flagged)."""
         fresh = np.asarray(mask, dtype=bool) & pd.isna(reason)
         if not fresh.any():
             return
@@ -474,7 +474,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
         if still_unknown.any():
             report.unknown_activities.update(
                 pd.Series(out["activity"][still_unknown]).value_counts().to_dict())
-    # from the arrays: from Series, pandas aligns ~20 indexes (~2 ms on a request)
+    # from the arrays: from Series, pandas would align ~20 indexes on every request
     flagged = ~pd.isna(reason)
     case_level_notes = _case_level_changes(out, ~flagged, mapping, columns, source)
     kept: pd.DataFrame | None = None
@@ -723,8 +723,9 @@ _EMPTY_QUARANTINES: dict[tuple[tuple[str, ...], tuple[str, ...]], pd.DataFrame] 
 
 def _empty_quarantine(raw: pd.DataFrame) -> pd.DataFrame:
     """No row quarantined: the quarantine's columns and dtypes, no rows, built once per
-    layout (~1 ms on a request). Keyed by the dtypes' repr, which tells category orders
-    apart; callers copy it, so none can change the cached frame."""
+    layout (building it is a large share of reading a request). Keyed by the dtypes'
+    repr, which tells category orders apart; callers copy it, so none can change the
+    cached frame."""
     dtypes = raw.dtypes.tolist()
     key = (tuple(raw.columns), tuple(map(repr, dtypes)))
     if key not in _EMPTY_QUARANTINES:

@@ -38,8 +38,8 @@ def prepare_events(events: pd.DataFrame | Columns) -> pd.DataFrame:
 def prepare_rows(events: pd.DataFrame | Columns, each_case_alone: bool = False) -> EventRows:
     """``EventRows`` of ``prepare_events(events)``, without building its frame unless an
     encoder asks for it. ``events`` may be a log's columns as arrays (``EventLog.columns``):
-    a request then reads its events without any frame (each one built, or each column
-    taken out of one, cost ~1 ms on a request)."""
+    a request then reads its events without any frame (building one, or taking each
+    column out of one, would be a large share of scoring a request)."""
     return EventRows(_prepared_columns(events), each_case_alone)
 
 
@@ -65,7 +65,8 @@ def in_case_time_order(frame: pd.DataFrame, tie_break: str) -> pd.DataFrame:
     """Rows sorted by case, time and ``tie_break`` (stable), with a fresh 0..n-1 index.
 
     One numpy lexsort over integer keys; a frame already in order is returned as it is
-    (an API request usually is), where ``sort_values`` costs ~1 ms even on ten rows.
+    (an API request usually is), where ``sort_values`` pays its fixed cost even on ten
+    rows.
     """
     order = _case_time_order({c: frame[c] for c in ("case_id", "timestamp", tie_break)},
                              tie_break)
@@ -145,9 +146,9 @@ class CaseRows:
     """Cumulative operations within cases, in numpy, over rows sorted by case and time.
 
     Every prefix feature is a running quantity of its case (last known value, running
-    max, count so far). pandas' groupby costs ~0.3 ms a call whatever the size, which
-    dominated scoring one case at the API; these operations cost microseconds there and
-    stay vectorised over a million rows. A row's result depends only on the rows of its
+    max, count so far). pandas' groupby has a fixed cost per call whatever the size,
+    which dominated scoring one case at the API; these operations do not, and stay
+    vectorised over a million rows. A row's result depends only on the rows of its
     own case at or before it, also in floating point: scans combine a row with the row
     ``step`` places before it only inside the case, so the order of additions depends
     on the position within the case alone (a case scored alone gets the same bits).
@@ -223,7 +224,7 @@ def _as_values(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
     """A column (or its array) as numpy; long text columns as objects shared per
     distinct value.
 
-    ``to_numpy`` on pyarrow text makes one Python string per row (~60 MB per million);
+    ``to_numpy`` on pyarrow text makes one Python string per row;
     factorizing first makes one per distinct value and an array of references to them.
     """
     if len(column) <= SMALL_FRAME_ROWS or not pd.api.types.is_string_dtype(column.dtype):
@@ -361,7 +362,8 @@ def epoch_micros(ts: pd.Series | pd.api.extensions.ExtensionArray) -> np.ndarray
 
 def _epoch_ints(ts: pd.Series, per_second: int) -> np.ndarray:
     """tz-aware timestamps as integer units since the epoch, read off the stored ints
-    (the tz conversions this replaces cost ~0.1 ms per call on a request)."""
+    (the tz conversions this replaces had a fixed cost per call that showed on a
+    request)."""
     values = ts.array if isinstance(ts, pd.Series) else ts
     unit = getattr(ts.dtype, "unit", None) or np.datetime_data(ts.dtype)[0]
     unit_per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]

@@ -345,7 +345,7 @@ class _Events:
 
 
 def _str_column(vocab: list[str] | tuple[str, ...], codes: np.ndarray) -> pd.Series:
-    """Strings by code; code -1 is missing. PyArrow's take is ~10x faster than objects."""
+    """Strings by code; code -1 is missing. PyArrow's take is much faster than objects."""
     missing = codes < 0
     try:
         import pyarrow as pa

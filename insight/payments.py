@@ -110,8 +110,8 @@ def payments(ctx: Context) -> Payments:
 
 
 def invoice_timing(ctx: Context) -> pd.DataFrame:
-    """``features.outcomes.payment_timing`` on the context's arrays (~20x faster on a
-    million events): per invoiced (won, when wins are defined) case, invoice_time,
+    """``features.outcomes.payment_timing`` on the context's arrays (much faster on a
+    large log: docs/performance.md): per invoiced (won, when wins are defined) case, invoice_time,
     terms_days, due_time, payment_time and delay_days, indexed by case id."""
     roles = ctx.roles
     inv_rows = first_per_case(ctx.case, np.flatnonzero(np.isin(ctx.act,

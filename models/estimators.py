@@ -54,7 +54,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "min_data_per_group": 200,
     "max_cat_to_onehot": 8,
     "verbose": -1,
-    "n_jobs": 1,  # OpenMP threads spin badly when the 2 cores are shared (40x slower seen)
+    "n_jobs": 1,  # OpenMP threads spin badly when the cores are shared (docs/performance.md)
 }
 #: The win model learns the residual of a logistic regression: small, shallow steps.
 CLASSIFIER_PARAMS: dict[str, Any] = {"learning_rate": 0.03, "num_leaves": 7,
@@ -85,10 +85,9 @@ def _predict(booster: lgb.Booster, M: np.ndarray, **kwargs: Any) -> np.ndarray:
     """``booster.predict`` with as many OpenMP threads as the work is worth.
 
     Without ``num_threads`` LightGBM starts OpenMP's default team even for one row; on a
-    busy 2-core machine one row then takes ~8 ms instead of ~0.2 ms on one thread
-    (measured), and the API makes ten such calls per request. Large matrices (a batch's
-    TreeSHAP) do use every core: 10k rows took 3.6 s on one thread, 1.8 s on two, with
-    the other core busy.
+    busy machine that costs far more than the prediction (docs/performance.md), and the
+    API makes ten such calls per request. Large matrices (a batch's TreeSHAP) do use
+    every core, where the team pays for itself.
     """
     threads = 1 if len(M) < PARALLEL_PREDICT_ROWS else (os.cpu_count() or 1)
     return np.asarray(booster.predict(M, num_threads=threads, **kwargs), dtype=float)

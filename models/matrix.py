@@ -28,7 +28,7 @@ def as_matrix(X: Matrix, categories: Sequence[Sequence[object]] | None = None) -
     out = np.empty(X.shape, dtype="float64")
     positions = categorical_positions(X)
     numeric = np.setdiff1d(np.arange(X.shape[1]), positions)
-    if len(numeric):  # one conversion for all numbers: per-column Series cost ~10 us each
+    if len(numeric):  # one conversion for all numbers, not a Series per column
         out[:, numeric] = X.iloc[:, numeric].to_numpy(dtype="float64", na_value=np.nan)
     for i, j in enumerate(positions):
         column = X.iloc[:, j]

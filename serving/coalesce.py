@@ -1,10 +1,11 @@
 """Concurrent ``/v1/predict`` requests scored together: one pass, many answers.
 
-Scoring one case costs ~17 ms, almost all of it fixed (a few hundred pandas and numpy
-calls whatever the size); eight cases in one pass cost ~21 ms. So while a pass runs
+Scoring one case costs almost as much as scoring eight: the cost of a pass is nearly
+all fixed (a few hundred pandas and numpy calls whatever the size; figures in
+docs/performance.md). So while a pass runs
 (in the scoring thread, the event loop keeps reading requests), the requests that arrive
 wait, and the next pass takes them all. A lone request is scored at once: nothing
-waits for company. Requests in one pass are scored apart (``predict_together``), so
+waits for company. Each case in a pass is scored alone (``predict_together``), so
 an answer never depends on which others came with it.
 """
 
@@ -20,7 +21,6 @@ from serving.schemas import PredictRequest
 from serving.store import Snapshot
 from serving.threads import in_scoring_thread
 
-_POLL_S = 0.0005
 Scorer = Callable[[Snapshot, Sequence[PredictRequest]], list[Any]]
 
 
@@ -63,7 +63,7 @@ class PassCounts:
 class PredictionCoalescer:
     """Gathers the requests that arrive while a pass runs into the next pass.
 
-    ``max_cases`` bounds a pass (its latency grows ~1 ms per case); ``gather_ms`` is how
+    ``max_cases`` bounds a pass (its latency grows with every case); ``gather_ms`` is how
     long a pass may wait for the requests expected (as many as were in flight before);
     ``enabled=False`` scores every request alone (in the scoring thread).
     """
@@ -78,6 +78,7 @@ class PredictionCoalescer:
         self.gather_s = gather_ms / 1000
         self.counts = PassCounts()
         self._waiting: list[_Waiting] = []
+        self._arrived = asyncio.Event()  # set by each arrival, for a pass gathering them
         self._draining: asyncio.Task[None] | None = None
         self._in_flight = 0  # requests inside ``predict``
         self._peak_in_flight = 0  # most in flight since the last pass started
@@ -86,6 +87,7 @@ class PredictionCoalescer:
         """The request's answer; raises the error its case meets when scored alone."""
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(snapshot, request, answer))
+        self._arrived.set()
         self._in_flight += 1
         self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
         if self._draining is None:
@@ -109,8 +111,15 @@ class PredictionCoalescer:
             return
         clock = asyncio.get_running_loop().time
         deadline = clock() + self.gather_s
-        while len(self._waiting) < expected and clock() < deadline:
-            await asyncio.sleep(_POLL_S)
+        while len(self._waiting) < expected:
+            left = deadline - clock()
+            if left <= 0:
+                return
+            self._arrived.clear()
+            try:  # woken by the next arrival, not by a timer
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                return
 
     async def _drain(self) -> None:
         try:

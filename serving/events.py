@@ -83,7 +83,7 @@ def cases_to_frame(cases: Sequence[CaseIn], mapping: Mapping
     the model does not know are left out and noted on the cases that sent them.
     Every cell but the time goes to the reader as text, which checks it as it checks a
     file's; the time goes as the exact UTC instant pydantic parsed (writing it out as
-    text for the reader to parse back cost ~0.4 ms a request), and the reader still
+    text for the reader to parse back is work for nothing), and the reader still
     quarantines one outside the plausible years.
     """
     rows: list[dict[str, str | None]] = []
@@ -124,8 +124,8 @@ def _text_cells(attributes: dict[str, Any], known: frozenset[str]) -> dict[str, 
 def _request_frame(rows: list[dict[str, str | None]], numbers: list[int],
                    micros: list[int]) -> pd.DataFrame:
     """The request's events as the reader takes a file's: text cells in one object block
-    (from a list of dicts, or with text labels, pandas infers and converts: ~1 ms a
-    request), the event numbers and the UTC instants beside them."""
+    (from a list of dicts, or with text labels, pandas would infer and convert each
+    column), the event numbers and the UTC instants beside them."""
     labels = list(dict.fromkeys(k for row in rows for k in row))
     block = np.array([[row.get(k) for k in labels] for row in rows], dtype=object
                      ).reshape(len(rows), len(labels))

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     #: reloads if so); 0 turns it off
     watch_champions_seconds: float = Field(30.0, ge=0)
     #: concurrent /v1/predict requests scored in one pass (each as if alone); a pass
-    #: takes at most this many (its latency grows ~1 ms a case)
+    #: takes at most this many (its latency grows with each case)
     coalesce_predictions: bool = True
     coalesce_max_cases: int = Field(32, ge=1, le=1000)
     #: how long a pass may wait for as many requests as were in flight before it

@@ -221,7 +221,8 @@ class ModelStore:
         A champion that fails keeps the model served before it; with none (a cold
         start), an earlier version stands in (``fallback``). The loaded models are
         frozen out of the garbage collector's sight (``gc.freeze``): a full collection
-        walked their ~340k objects in ~180 ms, stalling every request of that moment; a
+        walked their hundreds of thousands of objects, stalling every request of that
+        moment (docs/performance.md); a
         reload lets the collector see (and free) the old ones first.
         """
         with self._lock:

@@ -121,7 +121,7 @@ def _answer_batch(snapshot: Snapshot, explain: bool, top_k: int,
                            if case not in answered},
               "seconds": time.perf_counter() - started}
     # straight to JSON: re-validating 10k explained cases against the response model
-    # would cost ~1.6 s; the tests hold the answer to BatchResponse instead
+    # would take long (docs/performance.md); the tests hold the answer to BatchResponse
     return _AS_JSON.dump_json(answer)
 
 
