@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from features.pipeline import EncodedPrefixes
-from features.prefixes import is_missing
 from features.schema import CORE_COLUMNS
+from features.small import is_missing
 
 if TYPE_CHECKING:
     from models.bundle import TargetBundle
