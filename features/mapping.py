@@ -316,6 +316,35 @@ class Mapping(_Strict):
         """Canonical activity names this mapping knows (targets of the translation)."""
         return frozenset(self.activities.values()) | frozenset(self.events_from_columns)
 
+    @cached_property
+    def canonical_names(self) -> dict[str, str]:
+        """Every name a column of this process may carry (canonical, the export's, an
+        extra column's) -> the canonical or extra name it stands for; a canonical name
+        stands for itself, whatever the export calls it."""
+        names: dict[str, str] = {}
+        for role, ref in [*self.columns.items(),
+                          *((n, e.column) for n, e in self.extra_columns.items())]:
+            for name in [ref] if isinstance(ref, str) else ref:
+                names.setdefault(name, role)
+        names.update({name: name for name in [*CANONICAL_KINDS, *self.extra_columns]})
+        return names
+
+    def for_canonical_events(self) -> Mapping:
+        """This process (its roles, activities and policies) read from events already in
+        canonical form: columns under their canonical names, times as ISO 8601 instants.
+        How a request's events and a training run's logged events are read."""
+        return self.model_copy(update={
+            "format": FileFormat(timestamp_format="ISO8601", timezone="UTC"),
+            "columns": {role: role for role in CANONICAL_KINDS},
+            "extra_columns": {name: extra.model_copy(update={"column": name})
+                              for name, extra in self.extra_columns.items()},
+            "optional": [*(r for r in CANONICAL_KINDS if r not in REQUIRED_ROLES),
+                         *self.extra_columns],
+            # events already are events: the activities a deal table's dates were named
+            # after stay known, as names of their own
+            "activities": {**self.activities, **{a: a for a in self.events_from_columns}},
+            "activity_qualifier": None, "keep_rows": None, "events_from_columns": {}})
+
     @classmethod
     def load(cls, path: str | Path) -> Mapping:
         """Read and check a mapping file; errors name the file and the offending key."""

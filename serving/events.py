@@ -19,8 +19,8 @@ import pandas as pd
 
 from features.errors import EventLogError
 from features.log import EventLog, canonicalize
-from features.mapping import FileFormat, Mapping
-from features.schema import CANONICAL_KINDS, ROW_COLUMN
+from features.mapping import Mapping
+from features.schema import ROW_COLUMN
 from models.bundle import TargetBundle
 from serving.schemas import CaseIn
 from serving.store import ServedModel
@@ -38,40 +38,18 @@ def training_log_of(served: ServedModel, source: str | None = None) -> EventLog:
     local = Path(mlflow.artifacts.download_artifacts(
         run_id=served.run_id, artifact_path="evaluation/events.parquet"))
     events = pd.read_parquet(local).drop(columns=["source_row"], errors="ignore")
-    return canonicalize(events, request_mapping(served.bundle),
+    return canonicalize(events, canonical_reading(served.bundle),
                         source=source or f"run {served.run_id}")
 
 
-def request_mapping(bundle: TargetBundle) -> Mapping:
-    """The model's mapping, accepting canonical names too, with JSON's ISO timestamps
-    (once per loaded model)."""
-    return bundle.derived("request mapping", lambda: _request_mapping(bundle.mapping))
-
-
-def _request_mapping(mapping: Mapping) -> Mapping:
-    columns: dict[str, list[str]] = {}
-    for role in CANONICAL_KINDS:
-        names = [role]
-        ref = mapping.columns.get(role)
-        if ref is not None:
-            names += [ref] if isinstance(ref, str) else list(ref)
-        columns[role] = list(dict.fromkeys(names))
-    extras = {name: extra.model_copy(update={"column": [name, *(
-        [extra.column] if isinstance(extra.column, str) else extra.column)]})
-        for name, extra in mapping.extra_columns.items()}
-    optional = [r for r in CANONICAL_KINDS if r not in ("case_id", "activity", "timestamp")]
-    return mapping.model_copy(update={
-        "format": FileFormat(timestamp_format="ISO8601", timezone="UTC"),
-        "columns": columns, "extra_columns": extras, "optional": [*optional, *extras],
-        "activity_qualifier": None, "keep_rows": None})
+def canonical_reading(bundle: TargetBundle) -> Mapping:
+    """The model's mapping for events already in canonical form (once per loaded model)."""
+    return bundle.derived("canonical reading", bundle.mapping.for_canonical_events)
 
 
 def known_attribute_names(mapping: Mapping) -> frozenset[str]:
     """Every attribute name the model reads: canonical, the export's and extra columns."""
-    names = set(CANONICAL_KINDS) | set(mapping.extra_columns)
-    for ref in [*mapping.columns.values(), *(e.column for e in mapping.extra_columns.values())]:
-        names.update([ref] if isinstance(ref, str) else ref)
-    return frozenset(names)
+    return frozenset(mapping.canonical_names)
 
 
 def cases_to_frame(cases: Sequence[CaseIn], mapping: Mapping
@@ -80,9 +58,10 @@ def cases_to_frame(cases: Sequence[CaseIn], mapping: Mapping
 
     Events are numbered within their case (``source_row``), as the client sent them, so
     a note names "event 3" of that case whatever else was scored with it. Attributes
-    the model does not know are left out and noted on the cases that sent them.
-    Every cell but the time goes to the reader as text, which checks it as it checks a
-    file's; the time goes as the exact UTC instant pydantic parsed (writing it out as
+    go under their canonical names (a client may use the export's); those the model
+    does not know are left out and noted on the cases that sent them. Every cell but
+    the time goes to the reader as text, which checks it as it checks a file's; the
+    time goes as the exact UTC instant pydantic parsed (writing it out as
     text for the reader to parse back is work for nothing), and the reader still
     quarantines one outside the plausible years.
     """
@@ -90,7 +69,7 @@ def cases_to_frame(cases: Sequence[CaseIn], mapping: Mapping
     numbers: list[int] = []
     micros: list[int] = []
     notes: dict[str, list[str]] = {}
-    known = known_attribute_names(mapping)
+    known = mapping.canonical_names
     # in the canonical order (by case id): the reader then need not reorder the rows
     for case in sorted(cases, key=lambda c: c.case_id):
         times = [_micros_utc(e.timestamp) for e in case.events]
@@ -115,10 +94,18 @@ def cases_to_frame(cases: Sequence[CaseIn], mapping: Mapping
     return _request_frame(rows, numbers, micros), notes
 
 
-def _text_cells(attributes: dict[str, Any], known: frozenset[str]) -> dict[str, str | None]:
-    """JSON numbers and text share columns: every cell goes to the reader as text."""
-    return {k: None if v is None else str(v) for k, v in attributes.items()
-            if k in known and k != "timestamp"}
+def _text_cells(attributes: dict[str, Any], canonical: dict[str, str]
+                ) -> dict[str, str | None]:
+    """Cells under canonical names, as text (JSON numbers and text share columns); a
+    canonical name wins over the export's name for the same column. The time is the
+    event's own, never an attribute."""
+    cells: dict[str, str | None] = {}
+    for name, value in attributes.items():
+        role = canonical.get(name)
+        if role is None or role == "timestamp" or (role in cells and name != role):
+            continue
+        cells[role] = None if value is None else str(value)
+    return cells
 
 
 def _request_frame(rows: list[dict[str, str | None]], numbers: list[int],
@@ -152,7 +139,7 @@ def read_request_events(raw: pd.DataFrame, bundle: TargetBundle,
                         notes: dict[str, list[str]]) -> EventLog:
     """Canonicalise request events through the model's mapping; quarantined rows and
     unknown activities become notes on their own case."""
-    log = canonicalize(raw, request_mapping(bundle), source="request")
+    log = canonicalize(raw, canonical_reading(bundle), source="request")
     quarantine_notes(log, notes, "event")
     if log.report.unknown_activities:
         activity = np.asarray(log.column("activity"))
