@@ -8,7 +8,7 @@ before t. Queries are vectorised: per group, facts are sorted by time with runni
 sums, and every prefix looks up its count and sums with one ``searchsorted``.
 
 The fitted encoder keeps a per-case summary of the training log, so a single running
-case scored by the API still sees its rep's and account's history.
+case scored alone still sees its rep's and account's history.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _NEVER = np.iinfo(np.int64).max // 4  # "not (yet) happened": after every query 
 DAY_SECONDS = 86400
 def running_sums(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Cumulative sums of ``values`` (rows) restarting in every group, as pandas'
-    ``groupby(...).cumsum()`` computes them; a request's few facts in Python
+    ``groupby(...).cumsum()`` computes them; a few facts in Python
     (``features.small``), with the same bits."""
     if len(values) > FEW_FACTS:
         return pd.DataFrame(values).groupby(groups, sort=False).cumsum().to_numpy()
@@ -196,7 +196,7 @@ def _shifted(times: np.ndarray) -> np.ndarray:
 def facts_by_kind(history: CaseFacts, column: str,
            codes: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(group codes, known-at times, values) of the fact kinds one grouping column needs
-    (only those: on a request each array costs a few numpy calls)."""
+    (only those: for one case each array costs a few numpy calls)."""
     ones = np.ones((len(history), 1))
     known = _shifted(history[f"{column}_sec"])
     kinds = FACT_KINDS[column]
@@ -241,7 +241,7 @@ class _AsOfQuery:
 
     Each fact kind's index of the given cases is built once and reused by every query
     time; the subtraction is skipped when no given case is stored (a new case at the
-    API) or when all stored facts are replaced (training), and otherwise rides in the
+    case scored alone) or when all stored facts are replaced (training), and otherwise rides in the
     given cases' index as negated facts.
     """
 
@@ -263,7 +263,7 @@ class _AsOfQuery:
             replacing = removed is not None and len(removed[0]) > 0
             if replacing and self.whole_history_given is False:
                 # the given facts and the stored ones they replace, negated, in one index:
-                # one build and one lookup instead of two of each (a request's case is
+                # one build and one lookup instead of two of each (a scored case is
                 # usually stored: it was running when the models were trained)
                 codes, times, values = (np.concatenate(pair) for pair in zip(
                     added, (removed[0], removed[1], -removed[2]), strict=True))
@@ -370,7 +370,7 @@ class CrossCaseEncoder(PrefixEncoder):
         current = case_facts(rows, roles)
         found = self.cases_.positions(current.ids)
         given_stored = np.flatnonzero(found >= 0)  # given cases the history holds too
-        stored = found[given_stored]  # a new case at the API: none (skip the O(history) take)
+        stored = found[given_stored]  # a new case: none (skip the O(history) take)
         replaced = self.facts_.take(stored) if len(stored) else None
         part = _Alone.of(rows) if rows.each_case_alone else None
         whole = len(stored) == len(self.facts_) if part is None else part.whole_history(

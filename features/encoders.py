@@ -5,7 +5,7 @@ applies it in ``transform``, so a model sees the same columns at training and at
 serving. Every quantity is cumulative within the case (running sums, maxima, last
 known values over rows sorted by time), so a prefix's features depend on its own
 events only. The arithmetic is numpy over whole columns (``CaseRows``): one code path
-serves a million training rows and the API's one running case.
+serves a million training rows and one running case alike.
 
 Unknown categories policy (all encoders): a value not seen often enough in ``fit``
 becomes missing (NaN), which LightGBM routes like any missing value; activity counts

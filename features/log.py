@@ -103,7 +103,7 @@ class EventLog:
 
     ``columns``: the events' columns as arrays, when the reader built them in the log's
     order and kept every row; ``events`` is then built from them on first use, and a
-    request is encoded from them without a frame (docs/performance.md says what one costs).
+    small log is encoded from them without a frame (docs/performance.md says what one costs).
     """
 
     def __init__(self, events: pd.DataFrame | None = None, *,
@@ -143,7 +143,7 @@ class EventLog:
 
 # ------------------------------------------------------------------ parsing steps
 # Each step returns the canonical column as an array (numpy or pandas' extension
-# array), not a Series: on a request a Series operation costs far more than the array's
+# array), not a Series: on a small table a Series operation costs far more than the array's
 # (it aligns an index), and canonicalize makes about a hundred of them.
 Column = np.ndarray | ExtensionArray
 
@@ -154,7 +154,7 @@ def _as_text(series: pd.Series) -> ExtensionArray:
     """Text with surrounding blanks removed and empty strings as missing."""
     n = len(series)
     textual = series.dtype == object or pd.api.types.is_string_dtype(series.dtype)
-    if n <= SMALL_FRAME_ROWS and textual:  # a request (other dtypes, e.g. dates or
+    if n <= SMALL_FRAME_ROWS and textual:  # a small table (other dtypes, e.g. dates or
         # float32, keep pandas' own text form)
         return pd.array(small.stripped_text(series.tolist()), dtype=text_dtype(n))
     text = series.astype(text_dtype(n)).str.strip()
@@ -174,7 +174,7 @@ def _parse_timestamps(raw: pd.Series, mapping: Mapping, case_ids: Column) -> _Ti
     fmt = mapping.format
     n = len(raw)
     none = np.zeros(n, dtype=bool)
-    if isinstance(raw.dtype, pd.DatetimeTZDtype):  # instants (a typed export, the API):
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):  # instants (a typed export, canonical events):
         # on the array, not through ``.dt`` (a copy)
         return _Times(raw.array.tz_convert("UTC").astype(TIMESTAMP_DTYPE), none, none)
     if pd.api.types.is_datetime64_dtype(raw.dtype):  # local times of a typed export
@@ -184,7 +184,7 @@ def _parse_timestamps(raw: pd.Series, mapping: Mapping, case_ids: Column) -> _Ti
         has_offset = small.matches(text.tolist(), _HAS_OFFSET)
     else:
         has_offset = pd.Series(text).str.contains(_OFFSET, regex=True, na=False).to_numpy()
-    if has_offset.all():  # the usual ISO export (and every API request): one parse
+    if has_offset.all():  # the usual ISO export (and canonical events): one parse
         return _Times(_parse_aware(text, fmt.timestamp_format), none, none)
     result = pd.array(np.full(n, np.datetime64("NaT", "us")), dtype=TIMESTAMP_DTYPE)
     repeated, skipped = none.copy(), none.copy()
@@ -474,7 +474,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
         if still_unknown.any():
             report.unknown_activities.update(
                 pd.Series(out["activity"][still_unknown]).value_counts().to_dict())
-    # from the arrays: from Series, pandas would align ~20 indexes on every request
+    # from the arrays: from Series, pandas would align ~20 indexes on every small log
     flagged = ~pd.isna(reason)
     case_level_notes = _case_level_changes(out, ~flagged, mapping, columns, source)
     kept: pd.DataFrame | None = None
@@ -485,7 +485,7 @@ def canonicalize(raw: pd.DataFrame, mapping: Mapping, source: str = "<frame>") -
         quarantine.insert(0, "quarantine_detail", pd.array(detail[flagged], dtype="str"))
         quarantine.insert(0, "quarantine_reason", pd.array(reason[flagged], dtype="str"))
         quarantine = quarantine.reset_index(drop=True)
-    else:  # the usual request: every row kept, the columns in order are the log (a frame
+    else:  # the usual small log: every row kept, the columns in order are the log (a frame
         # only if asked for); an empty quarantine of the same columns, built once per layout
         columns = columns_in_case_time_order(out, ROW_COLUMN)
         quarantine = _empty_quarantine(raw).copy(deep=False)
@@ -723,7 +723,7 @@ _EMPTY_QUARANTINES: dict[tuple[tuple[str, ...], tuple[str, ...]], pd.DataFrame] 
 
 def _empty_quarantine(raw: pd.DataFrame) -> pd.DataFrame:
     """No row quarantined: the quarantine's columns and dtypes, no rows, built once per
-    layout (building it is a large share of reading a request). Keyed by the dtypes'
+    layout (building it is a large share of reading a small log). Keyed by the dtypes'
     repr, which tells category orders apart; callers copy it, so none can change the
     cached frame."""
     dtypes = raw.dtypes.tolist()
@@ -763,7 +763,7 @@ def _year_start_micros(year: int) -> int:
 
 def _may_hold_duplicates(raw: pd.DataFrame, key_columns: list[str], usable: np.ndarray) -> bool:
     """Whether two usable rows of a small frame agree on the file's case, activity and
-    time columns, as exact duplicates must: on a request this usually spares pandas'
+    time columns, as exact duplicates must: on a small table this usually spares pandas'
     search. Usable rows hold no missing key."""
     keys = []
     for column in dict.fromkeys(key_columns):

@@ -332,7 +332,7 @@ class Mapping(_Strict):
     def for_canonical_events(self) -> Mapping:
         """This process (its roles, activities and policies) read from events already in
         canonical form: columns under their canonical names, times as ISO 8601 instants.
-        How a request's events and a training run's logged events are read."""
+        How events sent one case at a time and a training run's logged events are read."""
         return self.model_copy(update={
             "format": FileFormat(timestamp_format="ISO8601", timezone="UTC"),
             "columns": {role: role for role in CANONICAL_KINDS},

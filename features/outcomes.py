@@ -1,4 +1,4 @@
-"""Case outcomes and completion, defined once for the summary, the labels and the API.
+"""Case outcomes and completion, defined once for the summary, the labels and scoring.
 
 The domain brief defines won/lost by the presence of outcome activities; some logs
 (BPI Challenge 2012 offers) decide by the last of them instead, which the mapping

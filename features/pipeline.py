@@ -1,7 +1,7 @@
 """One fitted object from raw canonical events to the prefix feature frame.
 
 The same ``PrefixPipeline`` builds the training matrix and scores one running case at
-the API, so training and serving can never compute a feature two ways. It stores the
+scoring, so training and serving can never compute a feature two ways. It stores the
 feature schema (names, dtypes, categories) and refuses frames that do not match.
 
 Example (runs as it stands)::
@@ -145,18 +145,18 @@ class PrefixPipeline(BaseEstimator):
     def transform(self, events: pd.DataFrame, last_only: bool = False) -> pd.DataFrame:
         """Keys (case, prefix length, prefix end, case start) then the features.
 
-        ``last_only`` keeps each case's latest prefix: what the API scores for a
+        ``last_only`` keeps each case's latest prefix: what is scored for a
         running case. Otherwise the prefixes chosen by ``max_prefix_len``/thinning.
         """
         return self.encode(events, last_only=last_only).frame()
 
     def encode(self, events: pd.DataFrame | Columns, last_only: bool = False,
                each_case_alone: bool = False) -> EncodedPrefixes:
-        """What ``transform`` returns, as arrays: the API turns them into the model's
+        """What ``transform`` returns, as arrays: a scorer turns them into the model's
         matrix and readable values without building (and re-checking) a frame.
 
         ``events``: a canonical frame, or its columns as arrays (``EventLog.columns``,
-        which a request's log holds: then no frame is built at all).
+        which a small log holds: then no frame is built at all).
 
         ``each_case_alone`` encodes every case as if it were given alone: its cross-case
         features count the fitted history and itself, none of the other given cases,
@@ -254,7 +254,7 @@ class EncodedPrefixes:
 
     def last_given(self, column: str) -> np.ndarray:
         """Per prefix, the column's latest non-missing value in its case so far (NaN if
-        none), e.g. what the API reports as missing or unknown to the model."""
+        none), e.g. what scoring reports as missing or unknown to the model."""
         if self.rows is None:
             raise ValueError("these prefixes were not encoded from events")
         return self.rows.last_known(column)[self.kept]

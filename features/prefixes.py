@@ -38,8 +38,8 @@ def prepare_events(events: pd.DataFrame | Columns) -> pd.DataFrame:
 def prepare_rows(events: pd.DataFrame | Columns, each_case_alone: bool = False) -> EventRows:
     """``EventRows`` of ``prepare_events(events)``, without building its frame unless an
     encoder asks for it. ``events`` may be a log's columns as arrays (``EventLog.columns``):
-    a request then reads its events without any frame (building one, or taking each
-    column out of one, would be a large share of scoring a request)."""
+    a small log then reads its events without any frame (building one, or taking each
+    column out of one, would be a large share of scoring one case)."""
     return EventRows(_prepared_columns(events), each_case_alone)
 
 
@@ -65,7 +65,7 @@ def in_case_time_order(frame: pd.DataFrame, tie_break: str) -> pd.DataFrame:
     """Rows sorted by case, time and ``tie_break`` (stable), with a fresh 0..n-1 index.
 
     One numpy lexsort over integer keys; a frame already in order is returned as it is
-    (an API request usually is), where ``sort_values`` pays its fixed cost even on ten
+    (one running case usually is), where ``sort_values`` pays its fixed cost even on ten
     rows.
     """
     order = _case_time_order({c: frame[c] for c in ("case_id", "timestamp", tie_break)},
@@ -147,7 +147,7 @@ class CaseRows:
 
     Every prefix feature is a running quantity of its case (last known value, running
     max, count so far). pandas' groupby has a fixed cost per call whatever the size,
-    which dominated scoring one case at the API; these operations do not, and stay
+    which dominated scoring one case; these operations do not, and stay
     vectorised over a million rows. A row's result depends only on the rows of its
     own case at or before it, also in floating point: scans combine a row with the row
     ``step`` places before it only inside the case, so the order of additions depends
@@ -240,7 +240,7 @@ def _as_values(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
 
 def decoded(codes: np.ndarray, values: Sequence[object]) -> np.ndarray:
     """``values[code]`` per code as objects, NaN where the code is -1 (missing)."""
-    if len(codes) < len(values) // 8:  # a request: pick the few, not copy every category
+    if len(codes) < len(values) // 8:  # a few codes: pick them, not copy every category
         return small.picked(codes, values)
     table = np.append(np.asarray(values, dtype=object), np.nan)
     return table[codes]  # code -1 picks the NaN at the end
@@ -307,7 +307,7 @@ class EventRows:
 
     @property
     def frame(self) -> pd.DataFrame:
-        """The prepared table as a frame (built on first use: on a request, no encoder
+        """The prepared table as a frame (built on first use: for one case, no encoder
         needs one unless a case has a payment)."""
         if self._frame is None:
             self._frame = pd.DataFrame(self._arrays, copy=False)
@@ -362,8 +362,8 @@ def epoch_micros(ts: pd.Series | pd.api.extensions.ExtensionArray) -> np.ndarray
 
 def _epoch_ints(ts: pd.Series, per_second: int) -> np.ndarray:
     """tz-aware timestamps as integer units since the epoch, read off the stored ints
-    (the tz conversions this replaces had a fixed cost per call that showed on a
-    request)."""
+    (the tz conversions this replaces had a fixed cost per call that showed on one
+    case)."""
     values = ts.array if isinstance(ts, pd.Series) else ts
     unit = getattr(ts.dtype, "unit", None) or np.datetime_data(ts.dtype)[0]
     unit_per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]

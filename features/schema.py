@@ -1,6 +1,6 @@
 """The canonical event log: the one in-memory form every later stage trusts.
 
-Every reader ends here, so features, models and the API never see an export's own
+Every reader ends here, so features, models and serving never see an export's own
 column names, formats or time zones. Columns, in this order:
 
 =================== ======================== ===== =========================================
@@ -87,7 +87,7 @@ def text_dtype(n: int) -> pd.StringDtype | str:
     """The canonical text dtype (``str``) with the storage that suits ``n`` rows.
 
     pyarrow-backed ``str`` pays a fixed cost per conversion to numpy whatever the size,
-    which dominated reading one API request; Python storage does not. Both are pandas'
+    which dominated reading one running case; Python storage does not. Both are pandas'
     ``str`` dtype (they compare equal to "str"); big logs keep pyarrow.
     """
     return pd.StringDtype("python", na_value=np.nan) if n <= SMALL_FRAME_ROWS else "str"

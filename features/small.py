@@ -1,7 +1,7 @@
-"""Small inputs (a request's few rows): the paths that answer them in Python.
+"""Small inputs (one running case's few rows): the paths that answer them in Python.
 
 pandas and pyarrow pay a fixed cost per call (index building, kernels, dtype checks)
-that dominates when a table holds a handful of rows, as one API request does; plain
+that dominates when a table holds a handful of rows, as one running case does; plain
 Python over the rows answers those in microseconds. Each function here gives exactly
 what the general (vectorised) path gives for the same input, and
 ``tests/features/test_small.py`` checks each against it with generated inputs. The
