@@ -1,5 +1,5 @@
 """The models page: each target's champion and recent versions with their figures and
-plots, and promotion by the gate of ``l2c promote`` (data from ``serving.pages.models_page``)."""
+plots, and promotion by the gate of ``l2c promote`` (data from ``serving.pages.registry``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from serving.pages import models_page
+from serving.pages import registry
 from serving.pages.views import page, page_router
 
 router = page_router()
@@ -22,7 +22,7 @@ _RUN = re.compile(r"^[0-9a-f]{32}$")
 @router.get("/models", response_class=HTMLResponse)
 async def models_view(request: Request, message: str | None = None,
                       refused: str | None = None) -> HTMLResponse:
-    overview = await run_in_threadpool(models_page.overview)
+    overview = await run_in_threadpool(registry.overview)
     return page(request, "models.html", active="models", overview=overview,
                 message=message, refused=refused)
 
@@ -30,8 +30,8 @@ async def models_view(request: Request, message: str | None = None,
 @router.post("/models/promote", response_class=HTMLResponse)
 async def models_promote(request: Request, target: Annotated[str, Form()],
                          version: Annotated[int, Form()]) -> HTMLResponse:
-    outcome = await run_in_threadpool(models_page.promote_version, target, version)
-    overview = await run_in_threadpool(models_page.overview)
+    outcome = await run_in_threadpool(registry.promote_version, target, version)
+    overview = await run_in_threadpool(registry.overview)
     if outcome["promoted"]:
         await run_in_threadpool(request.app.state.store.reload_if_promoted)
     return page(request, "models.html", active="models", overview=overview,
@@ -44,7 +44,7 @@ async def models_promote(request: Request, target: Annotated[str, Form()],
 async def model_plot(run_id: str, name: str) -> Response:
     if not _RUN.match(run_id) or not _PLOT.match(name):
         return Response("no such plot", status_code=404, media_type="text/plain")
-    content = await run_in_threadpool(models_page.plot_bytes, run_id, name)
+    content = await run_in_threadpool(registry.plot_bytes, run_id, name)
     if content is None:
         return Response("no such plot", status_code=404, media_type="text/plain")
     return Response(content, media_type="image/png",
