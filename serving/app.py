@@ -29,10 +29,10 @@ from features.errors import EventLogError
 from models.targets import TARGETS
 from serving.coalesce import PredictionCoalescer
 from serving.deps import api_key_header, key_is_valid, require_api_key
-from serving.errors import ApiError
+from serving.errors import SECURED_ERRORS, ApiError, validation_detail
 from serving.pages.views import mount_pages
 from serving.routes import forecast, insight, models, predict
-from serving.schemas import SECURED_ERRORS, BatchRequest, ReadyResponse, validation_detail
+from serving.schemas import BatchRequest, ReadyResponse
 from serving.scoring import predict_together
 from serving.settings import Settings
 from serving.store import ModelsNotLoadedError, ModelStore

@@ -3,10 +3,16 @@
 The app maps each class to a status in one place (``serving.app``); nothing chooses a
 status by reading an error's words. Where a library raises something of its own at
 the boundary (an unreadable upload, a JSON body nested too deeply), the route turns it
-into one of these with a message that names the file or body and why.
+into one of these with a message that names the file or body and why. Every error
+answer has one shape, ``ErrorResponse``, which the API's schema shows for each status.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
 
 
 class ApiError(Exception):
@@ -52,3 +58,38 @@ class InsightRequestError(ApiError):
     does not have); the message names what to ask instead."""
 
     status_code = 422
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: a sentence, or (a request that fails its schema) one entry per
+    field at fault."""
+
+    detail: str | list[ValidationIssue]
+
+
+def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Field errors as ``ValidationIssue``: where, what, and the kind. The input is not
+    echoed (it can be the whole body, or a value JSON cannot carry, such as NaN)."""
+    return [{"loc": list(e["loc"]), "msg": str(e["msg"]), "type": str(e["type"])}
+            for e in errors]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+#: the error answers every keyed route can give (FastAPI lists 200 and 422 by itself,
+#: and its 422 says ``detail`` is always a list: ours is a sentence or a list)
+SECURED_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("the body could not be parsed (a malformed multipart or JSON body)"),
+    401: _error("missing or wrong API key"),
+    413: _error("body over the size limit, or more cases than a batch takes"),
+    422: _error("input that cannot be used: the message names the field, file or row"),
+    503: _error("no model is served for a target the request needs"),
+}

@@ -1,10 +1,11 @@
-"""Request and response models of the API (pydantic), with examples that work as they are."""
+"""Request and response models of the API (pydantic), with examples that work as they are.
+
+The error answer's model is with the errors (``serving.errors``)."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -240,41 +241,6 @@ class ReadyResponse(BaseModel):
         "earlier version stands in: not ready (503) until a working one is promoted")
     errors: dict[str, str] | None = Field(None, description="with the key only")
     predict_passes: dict[str, Any] | None = Field(None, description="with the key only")
-
-
-class ValidationIssue(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ErrorResponse(BaseModel):
-    """Every error answer: a sentence, or (a request that fails its schema) one entry per
-    field at fault."""
-
-    detail: str | list[ValidationIssue]
-
-
-def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """Field errors as ``ValidationIssue``: where, what, and the kind. The input is not
-    echoed (it can be the whole body, or a value JSON cannot carry, such as NaN)."""
-    return [{"loc": list(e["loc"]), "msg": str(e["msg"]), "type": str(e["type"])}
-            for e in errors]
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorResponse, "description": description}
-
-
-#: the error answers every keyed route can give (FastAPI lists 200 and 422 by itself,
-#: and its 422 says ``detail`` is always a list: ours is a sentence or a list)
-SECURED_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error("the body could not be parsed (a malformed multipart or JSON body)"),
-    401: _error("missing or wrong API key"),
-    413: _error("body over the size limit, or more cases than a batch takes"),
-    422: _error("input that cannot be used: the message names the field, file or row"),
-    503: _error("no model is served for a target the request needs"),
-}
 
 
 class InsightTable(BaseModel):

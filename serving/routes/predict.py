@@ -16,15 +16,14 @@ from features.io import detect_format, read_upload
 from features.log import EventLog, canonicalize
 from serving.answers import assemble
 from serving.deps import CoalescerDep, SettingsDep, SnapshotDep
-from serving.errors import BadRequestBodyError, TooManyCasesError, UnreadableUploadError
-from serving.events import quarantine_notes
-from serving.schemas import (
-    BatchRequest,
-    BatchResponse,
-    Prediction,
-    PredictRequest,
+from serving.errors import (
+    BadRequestBodyError,
+    TooManyCasesError,
+    UnreadableUploadError,
     validation_detail,
 )
+from serving.events import quarantine_notes
+from serving.schemas import BatchRequest, BatchResponse, Prediction, PredictRequest
 from serving.scoring import ScoredCases, score_cases, score_log, served_mapping
 from serving.settings import Settings
 from serving.store import Snapshot
