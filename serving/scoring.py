@@ -58,7 +58,8 @@ class ScoredCases:
 
 
 def served_mapping(snapshot: Snapshot) -> Mapping:
-    """The mapping of the first served model: uploads are read through it."""
+    """The mapping of the first served model: a log uploaded for the process insight is
+    read through it (predictions read an upload through each model's own mapping)."""
     return _first_served(snapshot).bundle.mapping
 
 
@@ -70,7 +71,7 @@ def _first_served(snapshot: Snapshot) -> ServedModel:
     return first
 
 
-def _by_mapping(snapshot: Snapshot) -> list[list[ServedModel]]:
+def models_by_mapping(snapshot: Snapshot) -> list[list[ServedModel]]:
     """The served models grouped by equal mapping, in serving order: each group's events
     are read once, through that mapping."""
     _first_served(snapshot)
@@ -89,7 +90,7 @@ def score_cases(snapshot: Snapshot, cases: Sequence[CaseIn], explain: bool = Fal
     """Latest-prefix predictions of every served target for request cases."""
     logs: dict[str, EventLog] = {}
     notes: dict[str, list[str]] = {}
-    for group in _by_mapping(snapshot):
+    for group in models_by_mapping(snapshot):
         bundle = group[0].bundle
         raw, read_notes = cases_to_frame(cases, bundle.mapping)
         log = read_request_events(raw, bundle, read_notes)

@@ -17,6 +17,7 @@ from serving.pages import data
 from serving.pages.views import SHOWN, page, page_router, problem, served_snapshot
 from serving.routes.insight import served_for_insight
 from serving.routes.predict import read_uploaded_log
+from serving.scoring import served_mapping
 from serving.store import ModelsNotLoadedError, Snapshot
 
 router = page_router()
@@ -67,7 +68,7 @@ async def process_upload(request: Request, file: Annotated[UploadFile, File()],
     content = await file.read()
 
     def run() -> str:
-        log = read_uploaded_log(name, content, snapshot)
+        log = read_uploaded_log(name, content, served_mapping(snapshot))
         try:
             return render_html(analyze(log, by=by or None), title=f"Process insight: {name}")
         except InsightError as exc:

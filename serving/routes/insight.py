@@ -19,6 +19,7 @@ from serving.errors import InsightRequestError
 from serving.events import training_log_of
 from serving.routes.predict import read_uploaded_log
 from serving.schemas import InsightResponse, InsightSectionResponse
+from serving.scoring import served_mapping
 from serving.store import ModelsNotLoadedError, ServedModel, Snapshot
 
 router = APIRouter(prefix="/v1/insight", tags=["insight"])
@@ -81,6 +82,7 @@ async def insight_of_upload(snapshot: SnapshotDep,
     name = file.filename or "upload.csv"
 
     def run() -> dict[str, Any]:
-        return _analyzed(read_uploaded_log(name, data, snapshot), by, max_rows)
+        return _analyzed(read_uploaded_log(name, data, served_mapping(snapshot)), by,
+                         max_rows)
 
     return await run_in_threadpool(run)

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from features.errors import EventLogError
 from features.io import detect_format, read_upload
 from features.log import EventLog, canonicalize
+from features.mapping import Mapping
 from serving.answers import assemble
 from serving.deps import CoalescerDep, SettingsDep, SnapshotDep
 from serving.errors import (
@@ -24,7 +25,12 @@ from serving.errors import (
 )
 from serving.events import quarantine_notes
 from serving.schemas import BatchRequest, BatchResponse, Prediction, PredictRequest
-from serving.scoring import ScoredCases, score_cases, score_log, served_mapping
+from serving.scoring import (
+    ScoredCases,
+    models_by_mapping,
+    score_cases,
+    score_logs,
+)
 from serving.settings import Settings
 from serving.store import Snapshot
 from serving.threads import in_scoring_thread
@@ -101,12 +107,16 @@ def parse_json_body(data: bytes) -> Any:
 
 def _score_upload(filename: str, data: bytes, snapshot: Snapshot, settings: Settings,
                   explain: bool, started: float) -> bytes:
-    log = read_uploaded_log(filename, data, snapshot)
-    _check_batch_size(log.events["case_id"].nunique(), settings.max_batch_cases)
+    logs: dict[str, EventLog] = {}
+    for group in models_by_mapping(snapshot):  # each model reads the file its own way
+        log = read_uploaded_log(filename, data, group[0].bundle.mapping)
+        logs.update({served.target: log for served in group})
+    first = next(iter(logs.values()))
+    _check_batch_size(first.events["case_id"].nunique(), settings.max_batch_cases)
     notes: dict[str, list[str]] = {}
-    quarantine_notes(log, notes, "row")
+    quarantine_notes(first, notes, "row")
     return _answer_batch(snapshot, explain, 5,
-                         lambda: score_log(snapshot, log, notes, explain=explain), started)
+                         lambda: score_logs(snapshot, logs, notes, explain=explain), started)
 
 
 def _answer_batch(snapshot: Snapshot, explain: bool, top_k: int,
@@ -132,13 +142,12 @@ def _check_batch_size(cases: int, limit: int) -> None:
         raise TooManyCasesError(f"{cases} cases in one batch; the limit is {limit}")
 
 
-def read_uploaded_log(filename: str, data: bytes, snapshot: Snapshot) -> EventLog:
-    """An uploaded export read through the served model's mapping.
+def read_uploaded_log(filename: str, data: bytes, mapping: Mapping) -> EventLog:
+    """An uploaded export read through a served model's mapping.
 
     Each format's library has errors of its own for a broken file (``BadZipFile`` for
     an ``.xlsx`` that is not a zip, pyarrow's for a bad Parquet, XML errors...): at this
     boundary every one of them means the upload cannot be read, and says so by name."""
-    mapping = served_mapping(snapshot)
     kind = detect_format(filename)  # an unknown extension: its own message (422)
     try:
         raw = read_upload(filename, data, mapping.format)
