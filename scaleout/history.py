@@ -227,8 +227,29 @@ def route(rows: EventRows, kept: np.ndarray, roles: Roles, buckets: int,
             renumber = np.full(len(uniques), -1, dtype=np.int64)
             renumber[used] = np.arange(len(used))
             queries = Queries(values=uniques[used], codes=renumber[codes[mine]], t=t[mine])
-            pieces[k][column] = (facts.take(np.flatnonzero(fact_bucket == k)), queries)
+            pieces[k][column] = (_for_column(facts, column, np.flatnonzero(fact_bucket == k)),
+                                 queries)
     return [keep(piece, store) for piece in pieces]
+
+
+def _for_column(facts: CaseFacts, column: str, positions: np.ndarray) -> CaseFacts:
+    """The facts of the cases at ``positions`` that the as-of index of ``column``
+    reads (``_facts``): its value and when it appeared, and only the ends, cycle
+    times, payments and win/loss events its fact kinds count."""
+    kinds = _KINDS[column]
+    names = [column, f"{column}_sec"]
+    if "closed" in kinds or "done" in kinds:
+        names.append("end_sec")
+    if "done" in kinds:
+        names.append("cycle_days")
+    if "paid" in kinds:
+        names += ["payment_sec", "payment_delay_days"]
+    decisions = facts.decisions
+    if "decided" not in kinds:
+        decisions = {name: values[:0] for name, values in decisions.items()}
+    subset = CaseFacts(ids=facts.ids, columns={n: facts.columns[n] for n in names},
+                       decisions=decisions)
+    return subset.take(positions)
 
 
 def answer(asked: dict[str, list[Need]], store: str | None, *pieces: Any) -> list[Any]:
