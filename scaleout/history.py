@@ -209,8 +209,8 @@ def _route_values(rows: EventRows, column: str, kept: np.ndarray, buckets: int
 
 def route(rows: EventRows, kept: np.ndarray, roles: Roles, buckets: int,
           store: str | None) -> list[Any]:
-    """Step 1: per bucket, ``{column: (facts of this partition's cases whose value the
-    bucket owns, queries of the kept prefixes whose value it owns)}``."""
+    """Step 1: per bucket, ``({column: facts of this partition's cases whose value the
+    bucket owns}, {column: queries of the kept prefixes whose value it owns})``."""
     facts = case_facts(rows, roles)
     t = rows.sec[kept] + _OFFSET
     pieces: list[dict[str, tuple[CaseFacts, Queries]]] = [{} for _ in range(buckets)]
@@ -226,10 +226,14 @@ def route(rows: EventRows, kept: np.ndarray, roles: Roles, buckets: int,
             used = np.flatnonzero(unique_bucket == k)
             renumber = np.full(len(uniques), -1, dtype=np.int64)
             renumber[used] = np.arange(len(used))
-            queries = Queries(values=uniques[used], codes=renumber[codes[mine]], t=t[mine])
+            queries = Queries(values=uniques[used], codes=renumber[codes[mine]].astype(np.int32),
+                              t=t[mine])
             pieces[k][column] = (_for_column(facts, column, np.flatnonzero(fact_bucket == k)),
                                  queries)
-    return [keep(piece, store) for piece in pieces]
+    # facts and queries kept apart: a bucket holds every partition's facts of its keys,
+    # but their queries one partition at a time
+    return [(keep({c: f for c, (f, _) in piece.items()}, store),
+             keep({c: q for c, (_, q) in piece.items()}, store)) for piece in pieces]
 
 
 def _for_column(facts: CaseFacts, column: str, positions: np.ndarray) -> CaseFacts:
@@ -255,25 +259,33 @@ def _for_column(facts: CaseFacts, column: str, positions: np.ndarray) -> CaseFac
 def answer(asked: dict[str, list[Need]], store: str | None, *pieces: Any) -> list[Any]:
     """Step 2: one bucket's answers to every partition, in the partitions' order: per
     column, per lookup, an array of as-of sums row by row with that partition's
-    queries (zeros for a value no case began with, as the encoder's fresh code)."""
-    loaded = [take(p) for p in pieces]
-    answers: list[dict[str, dict[Need, np.ndarray]]] = [{} for _ in loaded]
+    queries (zeros for a value no case began with, as the encoder's fresh code).
+
+    The facts of every partition are joined first; the queries are then read, answered
+    and let go one partition at a time."""
+    facts = [take(f) for f, _ in pieces]
+    indexes = {}
     for column, column_needs in asked.items():
-        facts = [p[column][0] for p in loaded if len(p[column][0])]
+        given = [f[column] for f in facts if len(f[column])]
         kinds = {kind for kind, _ in column_needs}
-        if facts:
-            groups, index = _index(join_facts(facts), column, kinds)
-        else:
-            empty = loaded[0][column][0]
-            groups, index = _index(empty, column, kinds)
-        for out, piece in zip(answers, loaded, strict=True):
-            queries = piece[column][1]
-            codes = groups.positions(queries.values)
+        indexes[column] = _index(join_facts(given) if given else facts[0][column], column,
+                                 kinds)
+    del facts
+    answers = []
+    for _, queries_ref in pieces:
+        queries = take(queries_ref)
+        out: dict[str, dict[Need, np.ndarray]] = {}
+        for column, column_needs in asked.items():
+            groups, index = indexes[column]
+            asked_here = queries[column]
+            codes = groups.positions(asked_here.values)
             codes[codes < 0] = len(groups)  # a value without facts: zeros, not missing
-            q = codes[queries.codes]
-            out[column] = {(kind, offset): index[kind].at(q, queries.t + offset)
+            q = codes[asked_here.codes]
+            out[column] = {(kind, offset): index[kind].at(q, asked_here.t + offset)
                            for kind, offset in column_needs}
-    return [keep(out, store) for out in answers]
+        answers.append(keep(out, store))
+        del queries
+    return answers
 
 
 def encode_answered(encoder: CrossCaseEncoder, rows: EventRows, kept: np.ndarray,
