@@ -80,19 +80,22 @@ def _case_runs(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def combined_events(parts: list[pd.DataFrame]) -> pd.DataFrame:
     """The partitions' compact events as one frame, cases in ``read_log``'s order
-    (sorted by case id; each case's events stay in their order)."""
-    parts = [p for p in parts if len(p)]
-    if not parts:
+    (sorted by case id; each case's events stay in their order). Empties ``parts``:
+    each partition is let go once joined, so the driver holds two copies at most."""
+    kept = [p for p in parts if len(p)]
+    parts.clear()
+    if not kept:
         return pd.DataFrame()
-    runs = [_case_runs(p) for p in parts]
+    runs = [_case_runs(p) for p in kept]
     ids = np.concatenate([r[0] for r in runs])
     lengths = np.concatenate([r[1] for r in runs])
     rank = np.empty(len(ids), dtype=np.int64)
     # the same key read_log's order follows: case ids sorted as text (or as numbers)
-    rank[np.argsort(_sort_key(pd.Series(ids, dtype=parts[0]["case_id"].dtype)),
+    rank[np.argsort(_sort_key(pd.Series(ids, dtype=kept[0]["case_id"].dtype)),
                     kind="stable")] = np.arange(len(ids))
     order = np.argsort(np.repeat(rank, lengths), kind="stable")
-    frame = pd.concat(parts, ignore_index=True)
+    frame = pd.concat(kept, ignore_index=True)
+    kept.clear()  # the partitions, joined: let them go before the take
     return frame.take(order).reset_index(drop=True)
 
 
