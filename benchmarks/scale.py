@@ -6,10 +6,12 @@ For each size N (events), a simulated log is written as a directory of Parquet f
 
 - ``dask``: a LocalCluster of ``--workers`` single-threaded worker processes reads the
   directory, shuffles by case, validates (keeping each validated partition as a Parquet
-  file beside the log: ``read_partitioned(store=...)``), splits, fits the pipeline on the driver (on
-  ``--fit-cases`` sampled training cases), joins the cross-case history and builds every
-  prefix's features and labels per partition (counted, then dropped); peak RSS per
-  worker (``ru_maxrss`` of each worker process) and of the driver;
+  file beside the log: ``read_partitioned(store=...)``), splits, fits the pipeline on
+  the driver (on ``--fit-cases`` sampled training cases), joins the history the bundle
+  keeps on the driver, joins the cross-case lookups by key and builds every prefix's
+  features and labels per partition (counted, then dropped); peak RSS per worker
+  (``ru_maxrss`` of each worker process), also per phase (read, shuffle and validate;
+  the rest), and of the driver;
 - ``single``: today's path, ``canonicalize`` then ``build_training_data`` on the whole
   log in one process (only for sizes up to ``--single-max``: it needs ~1.3 GB per
   million events).
@@ -68,6 +70,28 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _phase_peak_mb() -> float:
+    """Peak resident set since the last ``_reset_phase_peak`` (Linux's VmHWM); 0 where
+    /proc does not say."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _reset_phase_peak() -> None:
+    """Start a new phase's peak (writing 5 to clear_refs resets VmHWM; Linux only)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+
+
 def run_dask(folder: Path, workers: int, memory_limit: str, fit_cases: int) -> dict:
     from distributed import Client, LocalCluster
 
@@ -79,18 +103,28 @@ def run_dask(folder: Path, workers: int, memory_limit: str, fit_cases: int) -> d
                       memory_limit=memory_limit, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         client.run(lambda: None)  # workers up before the clock starts
+        client.run(_reset_phase_peak)
         started = time.perf_counter()
         log = read_partitioned(folder, client, store=folder.with_name(folder.name + "-store"))
         read_s = time.perf_counter() - started
+        read_peaks = client.run(_phase_peak_mb)
+        client.run(_reset_phase_peak)
         data = build_scaled_training_data(log, TrainConfig(), fit_cases=fit_cases,
                                           keep_prefixes=False)
         seconds = time.perf_counter() - started
-        peaks = client.run(_peak_mb)
+        feature_peaks = client.run(_phase_peak_mb)
+        # ru_maxrss is the same high-water mark the phase reset clears: the run's peak
+        # is the larger of the two phases'
+        peaks = {w: max(p, read_peaks[w], feature_peaks[w])
+                 for w, p in client.run(_peak_mb).items()}
         events = log.report.rows_kept
         return {"events": events, "seconds": seconds, "events_per_s": events / seconds,
                 "read_s": read_s, **{k: v for k, v in data.timings.items()},
                 "partitions": len(log.parts), "peak_mb_per_worker": max(peaks.values()),
                 "peak_mb_workers": sorted(peaks.values()), "driver_peak_mb": _peak_mb(),
+                # the same peak, per phase: read, shuffle and validate; then the rest
+                "read_peak_mb_per_worker": max(read_peaks.values()),
+                "features_peak_mb_per_worker": max(feature_peaks.values()),
                 "fit_cases": data.fit_cases}
 
 
@@ -177,7 +211,9 @@ def main() -> None:
                 results["dask"][str(size)] = found
                 results["largest_events"] = max(results["largest_events"], found["events"])
                 print(f"  dask: {found['events_per_s']:,.0f} events/s, peak "
-                      f"{found['peak_mb_per_worker']:,.0f} MB per worker, driver "
+                      f"{found['peak_mb_per_worker']:,.0f} MB per worker (read "
+                      f"{found['read_peak_mb_per_worker']:,.0f}, features "
+                      f"{found['features_peak_mb_per_worker']:,.0f}), driver "
                       f"{found['driver_peak_mb']:,.0f} MB", file=sys.stderr)
             if size <= args.single_max:
                 single = _in_subprocess("single", folder, args, args.timeout)

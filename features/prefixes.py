@@ -95,7 +95,7 @@ def _case_time_order(columns: Columns | dict[str, pd.Series], tie_break: str
     cases, times, ties = (columns[c] for c in ("case_id", "timestamp", tie_break))
     if _visibly_in_order(cases, times, ties):
         return None
-    order = np.lexsort([_sort_key(columns[c]) for c in (tie_break, "timestamp", "case_id")])
+    order = np.lexsort([sort_key(columns[c]) for c in (tie_break, "timestamp", "case_id")])
     return None if (order == np.arange(len(order))).all() else order
 
 
@@ -113,7 +113,7 @@ def _visibly_in_order(cases: pd.Series | ExtensionArray | np.ndarray,
     return small.visibly_sorted(cases.tolist(), at, ties.tolist())
 
 
-def _sort_key(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
+def sort_key(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
     """Integers (or floats) that sort as ``sort_values`` sorts the column, missing last."""
     if not isinstance(column, pd.Series):
         column = pd.Series(column, copy=False)

@@ -432,18 +432,41 @@ def insight(
     happy_path: Annotated[str | None, typer.Option(
         help="Expected order to check cases against, activities separated by commas "
              "(default: the mapping's expected_order).")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="Read and validate on Dask: local:N starts N local workers (see "
+        "docs/scale.md). LOG may then also be a directory of Parquet files.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Existing Dask scheduler, e.g. tcp://HOST:8786 (default: "
+        "$DASK_SCHEDULER_ADDRESS).")] = None,
+    partitions: Annotated[int | None, typer.Option(min=1, help="Dask: partitions of cases.")
+                          ] = None,
 ) -> None:
     """Describe the actual process: map, variants, funnel, bottlenecks, rework,
-    conformance, discounts, payments; writes a self-contained HTML report."""
+    conformance, discounts, payments; writes a self-contained HTML report.
+
+    With --cluster or --scheduler (or DASK_SCHEDULER_ADDRESS) the log is read and
+    validated on Dask."""
+    from features.errors import EventLogError
     from features.log import read_log
     from insight import InsightError, analyze
     from insight.report import render_html
+    from scaleout.cluster import ClusterSpec
 
     path = [a.strip() for a in happy_path.split(",") if a.strip()] if happy_path else None
+    options = {"by": by, "discount_threshold": discount_threshold, "happy_path": path}
+    spec = ClusterSpec.from_options(cluster, scheduler)
     try:
-        result = analyze(read_log(log, mapping), by=by, discount_threshold=discount_threshold,
-                         happy_path=path)
-    except (InsightError, ValueError) as exc:
+        if spec is None:
+            result = analyze(read_log(log, mapping), **options)
+        else:
+            from scaleout.insight import insight_on_cluster
+
+            with console.status("computing the insight on Dask") as status:
+                result = insight_on_cluster(
+                    log, mapping, spec, options, partitions=partitions,
+                    announce=lambda m: console.print(escape(m)),
+                    progress=lambda m: status.update(escape(m)))
+    except (InsightError, EventLogError, ValueError) as exc:
         fail("error", exc, 2)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

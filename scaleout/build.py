@@ -10,9 +10,14 @@ in one process:
    features equal to the single-process ones, or the cut of a seeded sample of
    training cases (``fit_cases``) when the cut does not fit in the driver;
 3. each partition sends its cases' cross-case facts; the driver joins them into the
-   whole log's history and gives every partition the pipeline with it;
-4. each partition builds its prefixes' features and labels and keeps them, split into
-   training prefixes (with their fold block) and test prefixes, on its worker.
+   whole log's history, which the trained bundle keeps (no worker receives it);
+4. the cross-case lookups are joined by key (``scaleout.history``), and each partition
+   builds its prefixes' features and labels and keeps them, split into training
+   prefixes (with their fold block) and test prefixes, on its worker.
+
+Each partition gets the split role of its own cases only (a slice of the driver's
+per-case table, never the whole of it) and the pipeline without history: nothing a
+worker is given grows with the log.
 """
 
 from __future__ import annotations
@@ -27,11 +32,11 @@ import pandas as pd
 from features.crosscase import CaseFacts
 from features.mapping import Roles
 from features.pipeline import PrefixPipeline
-from features.prefixes import _sort_key
+from features.prefixes import sort_key
 from features.split import split_point
 from scaleout.history import join_facts, partition_facts
 from scaleout.input import OnEvents, PartitionedLog
-from scaleout.prefixes import transform_partition, with_history
+from scaleout.prefixes import cross_case_answers, for_workers, transform_partition, with_history
 from training.config import TrainConfig
 
 #: role of a case in the split: training blocks 0..2, test, or neither (too recent)
@@ -99,7 +104,7 @@ def split_cases(summary: pd.DataFrame, test_fraction: float, horizon: pd.Timedel
     """``temporal_split`` and ``case_blocks`` from the summary: the split time, and per
     case its role (block 0..2 of the training prefixes, TEST, or NEITHER)."""
     frame = summary["start"].rename("start").reset_index()
-    frame["key"] = _sort_key(frame["case_id"])
+    frame["key"] = sort_key(frame["case_id"])
     starts = frame.sort_values(["start", "key"], kind="stable").set_index("case_id")["start"]
     point = split_point(starts, summary["last"].max(), test_fraction, horizon)
     split_time, too_recent = point.split_time, point.too_recent
@@ -130,10 +135,12 @@ def _training_cut(events: pd.DataFrame, role: pd.Series, split_time: pd.Timestam
 
 
 def _prefix_parts(pipeline: PrefixPipeline, events: pd.DataFrame, role: pd.Series,
-                  split_time: pd.Timestamp, extraction_time: pd.Timestamp
+                  split_time: pd.Timestamp, extraction_time: pd.Timestamp, *answers: Any
                   ) -> tuple[PrefixPart, PrefixPart]:
-    """Training and test prefixes of one partition, as ``build_training_data`` cuts them."""
-    frame = transform_partition(pipeline, events)
+    """Training and test prefixes of one partition, as ``build_training_data`` cuts
+    them; ``role``: the split role of the partition's cases; ``answers``: the key
+    buckets' cross-case answers to its prefixes."""
+    frame = transform_partition(pipeline, events, False, *answers)
     labels = pipeline.labels(events, extraction_time)
     case_role = role.reindex(frame["case_id"].to_numpy()).to_numpy()
     in_test = case_role == TEST
@@ -146,8 +153,10 @@ def _prefix_parts(pipeline: PrefixPipeline, events: pd.DataFrame, role: pd.Serie
 
 
 def _prefix_rows(pipeline: PrefixPipeline, events: pd.DataFrame, role: pd.Series,
-                 split_time: pd.Timestamp, extraction_time: pd.Timestamp) -> int:
-    train, test = _prefix_parts(pipeline, events, role, split_time, extraction_time)
+                 split_time: pd.Timestamp, extraction_time: pd.Timestamp, *answers: Any
+                 ) -> int:
+    train, test = _prefix_parts(pipeline, events, role, split_time, extraction_time,
+                                *answers)
     return len(train) + len(test)
 
 
@@ -185,8 +194,10 @@ def build_scaled_training_data(log: PartitionedLog, config: TrainConfig,
         rng = np.random.default_rng(config.seed)
         chosen = set(rng.choice(np.asarray(train_cases, dtype=object), fit_cases,
                                 replace=False).tolist())
-    role_f = client.scatter(role, broadcast=True)
-    cut = pd.concat(client.gather(log.map(_training_cut, role_f, split_time, chosen)),
+    # each partition's own cases' roles (the summaries came from the partitions)
+    roles_f = client.scatter([role.reindex(part.index) for part in summaries])
+    del summaries
+    cut = pd.concat(client.gather(log.map_each(_training_cut, roles_f, split_time, chosen)),
                     ignore_index=True)
     pipeline = PrefixPipeline(roles=roles, max_prefix_len=config.max_prefix_len,
                               thin_after=config.thin_after, thin_step=config.thin_step,
@@ -198,23 +209,25 @@ def build_scaled_training_data(log: PartitionedLog, config: TrainConfig,
     step("joining the cross-case history of every partition")
     t0 = time.perf_counter()
     facts: list[CaseFacts] = client.gather(log.map(partition_facts, roles))
-    pipeline = with_history(pipeline, join_facts(facts))
+    fitted, pipeline = pipeline, with_history(pipeline, join_facts(facts))
     del facts
     timings["history_s"] = time.perf_counter() - t0
 
     step("building prefix features and labels per partition")
     t0 = time.perf_counter()
-    pipe_f = client.scatter(pipeline, broadcast=True)
+    pipe_f = client.scatter(for_workers(fitted), broadcast=True)
+    answers = cross_case_answers(client, log.parts, fitted, pipe_f, store=log.store)
+    fn = OnEvents(_prefix_parts if keep_prefixes else _prefix_rows, 1)
+    done = [client.submit(fn, pipe_f, part, role_i, split_time, extraction_time, *answers_i)
+            for part, role_i, answers_i in zip(log.parts, roles_f, answers, strict=True)]
+    del answers
     if keep_prefixes:
-        pairs = log.map(_prefix_parts, pipe_f, role_f, split_time, extraction_time, at=1)
-        train = [client.submit(_item, p, 0) for p in pairs]
-        test = [client.submit(_item, p, 1) for p in pairs]
+        train = [client.submit(_item, p, 0) for p in done]
+        test = [client.submit(_item, p, 1) for p in done]
+        del done
         timings["prefix_rows"] = float(sum(client.gather(client.map(len, train + test))))
-        del pairs
     else:  # built, counted and dropped (the benchmark of the feature step)
-        counts = client.gather(log.map(_prefix_rows, pipe_f, role_f, split_time,
-                                       extraction_time, at=1))
-        timings["prefix_rows"] = float(sum(counts))
+        timings["prefix_rows"] = float(sum(client.gather(done)))
         train, test = [], []
     timings["features_s"] = time.perf_counter() - t0
     fingerprint = {
@@ -233,20 +246,12 @@ def build_scaled_training_data(log: PartitionedLog, config: TrainConfig,
         + timings["features_s"], timings=timings)
 
 
-def history_of(client: Any, parts: list[Any], pipeline: PrefixPipeline) -> PrefixPipeline:
-    """The fitted ``pipeline`` with the history of the cases in ``parts`` (futures of
-    canonical event partitions), joined on the driver."""
-    roles = pipeline.roles if pipeline.roles is not None else Roles()
-    facts = client.gather([client.submit(OnEvents(partition_facts), part, roles)
-                           for part in parts])
-    return with_history(pipeline, join_facts(facts))
-
-
 def featurize(client: Any, parts: list[Any], pipeline: PrefixPipeline,
-              last_only: bool = False) -> list[Any]:
+              last_only: bool = False, store: str | None = None) -> list[Any]:
     """Futures of each partition's prefix features, cross-case features as of each
-    prefix's end over the cases of every partition (the pipeline's fitted categories
-    and vocabularies kept)."""
-    with_parts = client.scatter(history_of(client, parts, pipeline), broadcast=True)
-    return [client.submit(OnEvents(transform_partition, 1), with_parts, part, last_only)
-            for part in parts]
+    prefix's end over the cases of every partition (joined by key), the pipeline's
+    fitted categories and vocabularies kept."""
+    worker = client.scatter(for_workers(pipeline), broadcast=True)
+    answers = cross_case_answers(client, parts, pipeline, worker, last_only, store)
+    return [client.submit(OnEvents(transform_partition, 1), worker, part, last_only, *a)
+            for part, a in zip(parts, answers, strict=True)]

@@ -77,6 +77,14 @@ class PartitionedLog:
     source: str
     sha256: str
     part_rows: list[int] = field(default_factory=list)
+    store: str | None = None  # where partitions (and the key join's pieces) are kept
+
+    def map_each(self, fn: Any, per_part: list[Any], *args: Any, at: int = 0) -> list[Any]:
+        """Like ``map``, with one more argument per partition (``per_part[i]``, e.g. a
+        future of that partition's own slice of something) right after the events."""
+        wrapped = OnEvents(fn, at)
+        return [self.client.submit(wrapped, *args[:at], part, own, *args[at:])
+                for part, own in zip(self.parts, per_part, strict=True)]
 
     def map(self, fn: Any, *args: Any, at: int = 0) -> list[Any]:
         """Futures of ``fn`` on every partition's events (the ``at``-th argument; the
@@ -244,7 +252,7 @@ def read_partitioned(path: str | Path, client: Any, mapping: Mapping | str | Pat
         raise AssertionError(f"row books: {rows_in} rows read, {report.rows_in} canonicalised")
     log = PartitionedLog(client=client, parts=parts, quarantine=quarantine, report=report,
                          mapping=mapping, source=source, sha256=content_sha256(path),
-                         part_rows=part_rows)
+                         part_rows=part_rows, store=None if store is None else str(store))
     if refuse_errors and report.errors:
         raise LogRefusedError(log)
     return log

@@ -9,18 +9,18 @@ of ``bundle.pipeline.transform(whole log, last_only=True)``, bit for bit.
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
 import joblib
 import numpy as np
 import pandas as pd
 
-from features.crosscase import CaseFacts
 from features.pipeline import FRAME_KEYS, PrefixPipeline
 from models.bundle import CasesRead, TargetBundle
-from scaleout.history import join_facts, partition_facts
 from scaleout.input import PartitionedLog
-from scaleout.prefixes import encode_partition, with_history
+from scaleout.prefixes import answers_in_process, cross_case_answers, encode_partition, for_workers
 
 
 def open_events(events: pd.DataFrame, end_activities: list[str]) -> pd.DataFrame:
@@ -32,12 +32,14 @@ def open_events(events: pd.DataFrame, end_activities: list[str]) -> pd.DataFrame
 
 
 def score_partition(events: pd.DataFrame, pipelines: list[PrefixPipeline],
-                    bundles: list[tuple[int, TargetBundle]],
-                    end_activities: list[str]) -> pd.DataFrame:
+                    bundles: list[tuple[int, TargetBundle]], end_activities: list[str],
+                    answers: list[list[Any]]) -> pd.DataFrame:
     """Keys and every bundle's predictions (``<target>.<column>``) of the partition's
-    open cases, one row per case (its latest prefix)."""
+    open cases, one row per case (its latest prefix); ``answers``: per pipeline, the
+    key buckets' cross-case answers to those prefixes."""
     events = open_events(events, end_activities)
-    encoded = [encode_partition(p, events, last_only=True) for p in pipelines]
+    encoded = [encode_partition(p, events, True, *a)
+               for p, a in zip(pipelines, answers, strict=True)]
     first = encoded[0]
     out = pd.DataFrame({key: first.keys[key] for key in FRAME_KEYS})
     read: dict[int, CasesRead] = {}
@@ -64,8 +66,28 @@ def _distinct_pipelines(bundles: list[TargetBundle]
     return pipelines, which
 
 
+def _for_workers(which: list[tuple[int, TargetBundle]]) -> list[tuple[int, TargetBundle]]:
+    """The bundles without their pipelines' training history (workers predict from the
+    features they are given; the history would grow every worker with the training log)."""
+    out = []
+    for i, bundle in which:
+        light = copy.copy(bundle)
+        light.pipeline = for_workers(bundle.pipeline)
+        out.append((i, light))
+    return out
+
+
+def _in_case_order(scores: pd.DataFrame) -> pd.DataFrame:
+    order = np.argsort(scores["case_id"].to_numpy().astype(str), kind="stable")
+    return scores.iloc[order].reset_index(drop=True)
+
+
 def score_open_cases(log: PartitionedLog, bundles: list[TargetBundle]) -> pd.DataFrame:
-    """Every open case of the log scored by every bundle, in case order."""
+    """Every open case of the log scored by every bundle, in case order.
+
+    The cross-case features read the scored log itself (every partition's cases, as of
+    each prefix's end; joined by key), as ``refresh_history(log)`` would set them: a
+    new extract's history replaces the training one's."""
     if not bundles:
         raise ValueError("no model to score with")
     roles = bundles[0].mapping.roles
@@ -73,27 +95,37 @@ def score_open_cases(log: PartitionedLog, bundles: list[TargetBundle]) -> pd.Dat
         raise ValueError("the bundles were trained through different mappings' roles; "
                          "score with models of one run (or of one mapping)")
     client = log.client
-    facts: list[CaseFacts] = client.gather(log.map(partition_facts, roles))
-    history = join_facts(facts)
+    end = list(roles.end_activities)
+    only_open = functools.partial(open_events, end_activities=end)
     pipelines, which = _distinct_pipelines(bundles)
-    given = client.scatter([with_history(p, history) for p in pipelines], broadcast=True)
-    bundles_f = client.scatter(which, broadcast=True)
-    parts = client.gather(log.map(score_partition, given, bundles_f,
-                                  list(roles.end_activities)))
+    light = [for_workers(p) for p in pipelines]
+    given = client.scatter(light, broadcast=True)
+    answers = [cross_case_answers(client, log.parts, p, g, True, log.store, only_open)
+               for p, g in zip(pipelines, given, strict=True)]
+    bundles_f = client.scatter(_for_workers(which), broadcast=True)
+    parts = client.gather([
+        client.submit(_score_events, part, given, bundles_f, end,
+                      [answers[j][i] for j in range(len(pipelines))])
+        for i, part in enumerate(log.parts)])
     scores = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
-    order = np.argsort(scores["case_id"].to_numpy().astype(str), kind="stable")
-    return scores.iloc[order].reset_index(drop=True)
+    return _in_case_order(scores)
+
+
+def _score_events(part: Any, *args: Any) -> pd.DataFrame:
+    from scaleout.input import load
+
+    return score_partition(load(part), *args)
 
 
 def score_in_process(events: pd.DataFrame, bundles: list[TargetBundle]) -> pd.DataFrame:
     """The same scores without a cluster (a log that fits in this process)."""
     roles = bundles[0].mapping.roles
-    history = join_facts([partition_facts(events, roles)])
+    end = list(roles.end_activities)
+    only_open = functools.partial(open_events, end_activities=end)
     pipelines, which = _distinct_pipelines(bundles)
-    given = [with_history(p, history) for p in pipelines]
-    scores = score_partition(events, given, which, list(roles.end_activities))
-    order = np.argsort(scores["case_id"].to_numpy().astype(str), kind="stable")
-    return scores.iloc[order].reset_index(drop=True)
+    light = [for_workers(p) for p in pipelines]
+    answers = [answers_in_process(p, events, True, only_open) for p in light]
+    return _in_case_order(score_partition(events, light, which, end, answers))
 
 
 def champion_bundles(targets: list[str]) -> list[Any]:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.prefixes import _sort_key
+from features.prefixes import sort_key
 from models.baselines import (
     LogisticBaseline,
     PaymentDelayBaseline,
@@ -88,7 +88,7 @@ def _sample(data: ScaledTrainingData, target: Target, sample_cases: int,
     # rows in the whole log's order (case, prefix length): with every case sampled, the
     # driver's run is the single-process fit itself (bagging depends on row order)
     keys = pd.concat([p[3] for p in parts], ignore_index=True)
-    order = np.lexsort([keys["prefix_len"].to_numpy(), _sort_key(keys["case_id"])])
+    order = np.lexsort([keys["prefix_len"].to_numpy(), sort_key(keys["case_id"])])
     X = pd.concat([p[0] for p in parts], ignore_index=True).iloc[order].reset_index(drop=True)
     return _Sample(X=X, y=np.concatenate([p[1] for p in parts])[order],
                    blocks=np.concatenate([p[2] for p in parts])[order],

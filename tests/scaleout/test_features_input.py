@@ -21,11 +21,13 @@ from features.io import write_frame
 from features.log import canonicalize, read_log
 from features.mapping import default_mapping
 from features.pipeline import PrefixPipeline
-from features.prefixes import _sort_key
+from features.prefixes import sort_key
 from features.simulate import simulate_log
 from scaleout.build import build_scaled_training_data, featurize
 from scaleout.cluster import ClusterError, ClusterSpec, dask_client
+from scaleout.history import needs
 from scaleout.input import read_partitioned, scatter_events
+from scaleout.prefixes import for_workers
 from training.config import TrainConfig
 from training.data import build_training_data, evaluation_horizon
 
@@ -58,7 +60,7 @@ def dirty_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _in_log_order(frame: pd.DataFrame) -> pd.DataFrame:
-    order = np.lexsort([frame["prefix_len"].to_numpy(), _sort_key(frame["case_id"])])
+    order = np.lexsort([frame["prefix_len"].to_numpy(), sort_key(frame["case_id"])])
     return frame.iloc[order].reset_index(drop=True)
 
 
@@ -122,7 +124,7 @@ def test_training_features_are_bit_identical_cross_case_included(client, dirty_l
     frame = pd.concat([p.frame for p in parts], ignore_index=True)
     labels = pd.concat([p.labels for p in parts], ignore_index=True)
     blocks = np.concatenate([p.blocks for p in parts])
-    order = np.lexsort([frame["prefix_len"].to_numpy(), _sort_key(frame["case_id"])])
+    order = np.lexsort([frame["prefix_len"].to_numpy(), sort_key(frame["case_id"])])
     _assert_same_bits(frame.iloc[order].reset_index(drop=True), expected.train_frame)
     assert "account_mean_payment_delay_days" in frame  # the cross-case features are there
     assert frame["rep_mean_cycle_days"].notna().sum() > 100
@@ -136,6 +138,22 @@ def test_training_features_are_bit_identical_cross_case_included(client, dirty_l
     expected.pipeline.refresh_history(single.events)
     pd.testing.assert_frame_equal(scaled.pipeline.encoders_[-1].history_,
                                   expected.pipeline.encoders_[-1].history_, check_exact=True)
+    # workers get the pipeline without any history; the key join's pieces are gone
+    assert len(for_workers(scaled.pipeline).encoders_[-1].facts_) == 0
+    assert len(scaled.pipeline.encoders_[-1].facts_) == single.events["case_id"].nunique()
+    if stored:
+        assert not list(tmp_path.glob("keyjoin-*")) and list(tmp_path.glob("events-*"))
+
+
+def test_the_key_join_asks_for_what_the_encoder_reads():
+    """The lookups come from running the encoder's own rule, at the times it asks."""
+    encoder = _PIPELINE.encoders_[-1]
+    asked = needs(encoder)
+    recent = int(encoder.recent_days * 86400)
+    assert set(asked["rep"]) == {("opened", 0), ("closed", 0), ("opened", -recent),
+                                 ("decided", 0), ("done", 0)}
+    assert set(asked["region"]) == {("opened", 0), ("closed", 0)}
+    assert set(asked["account"]) == {("opened", 0), ("decided", 0), ("paid", 0)}
 
 
 def test_open_case_scoring_features_equal_transform_last_only(client):

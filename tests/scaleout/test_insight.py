@@ -1,0 +1,83 @@
+"""The process insight of a Parquet directory read on Dask equals the single-process
+insight of the same rows, section by section, headlines and segments included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.io import write_frame
+from features.log import read_log
+from features.simulate import simulate_log
+from insight import analyze
+from l2c.cli import app
+from scaleout.cluster import ClusterSpec
+from scaleout.insight import insight_on_cluster
+
+SPEC = ClusterSpec(workers=2, processes=False)
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A simulated CSV with an unparseable time and a duplicate row, and the same rows
+    as a directory of three Parquet files."""
+    folder = tmp_path_factory.mktemp("scale-insight")
+    events, _ = simulate_log(n_cases=400, seed=17)
+    path = folder / "log.csv"
+    write_frame(events, path, case_column="opportunity_id", activity_column="activity",
+                timestamp_column="event_time", resource_column="user")
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    raw.loc[11, "event_time"] = "not a time"
+    raw = pd.concat([raw, raw.iloc[[300]]], ignore_index=True)
+    raw.to_csv(path, index=False)
+    parquet = folder / "parquet"
+    parquet.mkdir()
+    for i, rows in enumerate(np.array_split(np.arange(len(raw)), 3)):
+        raw.iloc[rows].to_parquet(parquet / f"part-{i}.parquet", index=False)
+    return path, parquet
+
+
+def _same(found, expected) -> None:
+    assert found.to_dict(max_rows=None) == expected.to_dict(max_rows=None) | {
+        "source": found.source}
+    assert found.headlines == expected.headlines
+    assert np.array_equal(found.variants.case_variant, expected.variants.case_variant)
+    assert np.array_equal(found.rework.case_rework, expected.rework.case_rework)
+    for coverage, pmap in expected.detail_maps.items():
+        pd.testing.assert_frame_equal(found.detail_maps[coverage].edges, pmap.edges,
+                                      check_exact=True)
+
+
+@pytest.mark.parametrize("by", [None, "region"])
+def test_dask_insight_equals_the_single_process_insight(logs, by):
+    csv, parquet = logs
+    expected = analyze(read_log(csv), by=by)
+    found = insight_on_cluster(parquet, None, SPEC, {"by": by}, partitions=3)
+    assert found.overview.figures["events"].iloc[0] == len(read_log(csv).events)
+    # every section computed on this log (a test of nothing would pass too)
+    assert all(section.available for section in found.sections().values())
+    assert len(found.process_map.edges) > 10 and len(found.variants.table) > 10
+    _same(found, expected)
+    if by is not None:
+        assert set(found.by_segment) == set(expected.by_segment)
+        for value, sub in expected.by_segment.items():
+            _same(found.by_segment[value], sub)
+
+
+def test_cli_insight_on_a_local_cluster(logs, tmp_path, monkeypatch):
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    _, parquet = logs
+    out = tmp_path / "insight.html"
+    result = CliRunner().invoke(app, ["insight", str(parquet), "--cluster", "local:2",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Dask cluster with 2 worker(s); dashboard: http://" in result.output
+    assert "cases and" in result.output and out.stat().st_size > 10_000
+    result = CliRunner().invoke(app, ["insight", str(tmp_path / "absent.parquet"), "--cluster",
+                                      "local:1"])
+    assert result.exit_code == 2 and "no such file or directory" in result.output
+    assert "Traceback" not in result.output
