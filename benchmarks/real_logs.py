@@ -388,11 +388,43 @@ def build_skpm_peer(prep: Prepared, encoding: str) -> PeerData:
 PEERS = ("pm4py", *SKPM_ENCODINGS)
 
 
-def build_peers(prep: Prepared, names: list[str], seed: int) -> dict[str, PeerData]:
+@dataclass
+class CachedPeer:
+    """A peer whose test predictions were stored by an earlier run (``--peer-cache``)."""
+
+    name: str
+    features_s: float
+
+
+#: ``--peer-cache``: a folder of peers' test predictions, so runs that change only our
+#: features need not refit every peer; keyed by log, target, peer, seed and case limit
+PEER_CACHE: dict[str, Path | int | None] = {"dir": None, "max_cases": None}
+
+
+def _cache_file(prep: Prepared, target: Target, name: str, config: TrainConfig) -> Path | None:
+    folder = PEER_CACHE["dir"]
+    if not isinstance(folder, Path):
+        return None
+    return folder / (f"{prep.spec.name}-{target.name}-{name}-seed{config.seed}-"
+                     f"cases{PEER_CACHE['max_cases']}.npz")
+
+
+def build_peers(prep: Prepared, names: list[str], seed: int
+                ) -> dict[str, PeerData | CachedPeer]:
     peers = {}
     for name in names:
+        timing = (PEER_CACHE["dir"] / f"{prep.spec.name}-{name}-cases{PEER_CACHE['max_cases']}"
+                  ".json") if isinstance(PEER_CACHE["dir"], Path) else None
+        wanted = [_cache_file(prep, BENCH_TARGETS[t], name, TrainConfig(seed=seed))
+                  for t in prep.spec.targets]
+        if timing is not None and timing.is_file() and all(f.is_file() for f in wanted):
+            peers[name] = CachedPeer(name, json.loads(timing.read_text())["features_s"])
+            err.print(f"[{prep.spec.name}] {name}: stored predictions ({timing.parent})")
+            continue
         peers[name] = build_peer(prep, seed) if name == "pm4py" else build_skpm_peer(prep, name)
         err.print(f"[{prep.spec.name}] {name} features in {peers[name].features_s:.1f}s")
+        if timing is not None:
+            timing.write_text(json.dumps({"features_s": peers[name].features_s}))
     return peers
 
 
@@ -521,9 +553,34 @@ def best_of(target: Target, figures: dict[str, float]) -> str | None:
     return pick(figures, key=figures.__getitem__)
 
 
+# ------------------------------------------------------------------------ ablation
+#: our feature groups the ablation can leave out: (encoder class in features.pipeline,
+#: the parameters that switch the group off)
+ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lags": ("SequenceEncoder", {"lags": ()}),
+    "transitions": ("SequenceEncoder", {"max_transitions": 0}),
+    "recency": ("SequenceEncoder", {"max_recency": 0}),
+    "changing": ("ChangingAttributeEncoder", {"columns": ()}),
+}
+
+
+def ablate(group: str) -> None:
+    """Build ``PrefixPipeline``'s encoder of ``group`` with that group switched off (for
+    this process: the benchmark's ablation rows, never the product)."""
+    import features.pipeline as pipeline
+
+    name, off = ABLATIONS[group]
+    build = getattr(pipeline, name)
+
+    def switched_off(*args: Any, **kwargs: Any) -> Any:
+        return build(*args, **{**kwargs, **off})
+
+    setattr(pipeline, name, switched_off)
+
+
 # ------------------------------------------------------------------------- running
 def run_target(prep: Prepared, target: Target, config: TrainConfig,
-               peers: dict[str, PeerData] | PeerData | None) -> dict[str, Any]:
+               peers: dict[str, PeerData | CachedPeer] | PeerData | None) -> dict[str, Any]:
     """Our model, our baselines and every peer built, for one target of one log.
 
     ``best_peer`` is the peer with the best test figure (the hardest comparison for us);
@@ -564,9 +621,15 @@ def run_target(prep: Prepared, target: Target, config: TrainConfig,
     cases = test["case_id"].to_numpy()
     for name, peer in (peers or {}).items():
         started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p_pred, p_y, p_k = fit_peer(prep, peer, target, config)
+        cached = _cache_file(prep, target, name, config)
+        if isinstance(peer, CachedPeer):
+            p_pred, p_y, p_k = (np.load(cached)[key] for key in ("pred", "y", "k"))
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                p_pred, p_y, p_k = fit_peer(prep, peer, target, config)
+            if cached is not None:
+                np.savez(cached, pred=p_pred, y=p_y, k=p_k)
         if not (np.array_equal(p_y, y) and np.array_equal(p_k, k)):
             raise RuntimeError(f"{name}'s test rows are not ours: no paired comparison")
         low, high = paired_difference_ci(target, cases, y, pred, p_pred, config.seed)
@@ -639,8 +702,8 @@ def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, peer_names: li
         "peers_features_s": timed,
         "fastest_peer_features_s": min(timed.values()) if timed else None,
         "peer_features_s": timed.get("pm4py"),
-        "peer_train_cases": peers["pm4py"].train_cases if "pm4py" in peers else None,
-        "peer_sampled": peers["pm4py"].sampled if "pm4py" in peers else None,
+        "peer_train_cases": getattr(peers.get("pm4py"), "train_cases", None),
+        "peer_sampled": getattr(peers.get("pm4py"), "sampled", None),
         "targets": results,
     }
 
@@ -717,7 +780,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS),
                         help="which peers to run (default: all)")
     parser.add_argument("--no-peer", action="store_true", help="skip every peer")
+    parser.add_argument("--peer-cache", type=Path, default=None,
+                        help="store peers' test predictions here, and reuse them when "
+                             "stored (runs that change only our features)")
     parser.add_argument("--seed", type=int, default=0, help="models' seed (default 0)")
+    parser.add_argument("--without", nargs="+", choices=list(ABLATIONS), default=[],
+                        help="leave these of our feature groups out (ablation)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object as the last line")
     return parser.parse_args(argv)
@@ -730,6 +798,11 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"missing log file(s) under {args.data_dir}: {missing}")
         return 2
     peer_names = [] if args.no_peer else available_peers(args.peers)
+    for group in args.without:
+        ablate(group)
+    if args.peer_cache is not None:
+        args.peer_cache.mkdir(parents=True, exist_ok=True)
+        PEER_CACHE.update({"dir": args.peer_cache, "max_cases": args.max_cases})
     config = TrainConfig(learning_curve=False, seed=args.seed)  # the shipped models
     started = time.perf_counter()
     results = {name: run_log(LOGS[name], args.data_dir, args.max_cases, peer_names, config,

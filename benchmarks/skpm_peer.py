@@ -66,6 +66,7 @@ def _canonical(events: pd.DataFrame, strings: list[str], numbers: list[str]) -> 
     """skpm's canonical log, with our tie order (skpm's own sort is stable)."""
     from skpm import to_event_log
 
+    _restore_sklearn_output()
     ordered = events.sort_values(["case_id", "timestamp", ROW_COLUMN], kind="stable")
     flat = ordered[["case_id", "timestamp", *strings, *numbers]].copy()
     for column in strings:
@@ -105,7 +106,6 @@ class SkpmEncoding:
         from skpm.sequence_encoding import Aggregation, Windowing
 
         log = _canonical(events, self.strings_, self.numbers_)
-        _restore_sklearn_output()
         onehot = pd.concat(
             [pd.DataFrame(enc.transform(log[[c]]), index=log.index,
                           columns=[f"{c}={v}" for v in enc.get_feature_names_out([c])])

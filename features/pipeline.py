@@ -57,6 +57,7 @@ from features.prefixes import (
     select_prefixes,
 )
 from features.schema import CORE_COLUMNS, LABEL_ONLY_COLUMNS, ROW_COLUMN
+from features.sequence import ChangingAttributeEncoder, SequenceEncoder
 
 FRAME_KEYS = (*KEY_COLUMNS, "case_start")
 #: read by dedicated encoders (last state, cross-case) rather than as plain attributes
@@ -109,6 +110,9 @@ class PrefixPipeline(BaseEstimator):
                         fiscal_year_start_month=self.fiscal_year_start_month),
             ConformanceEncoder(expected_order=roles.expected_order, stage_order=roles.stage_order),
             CrossCaseEncoder(roles=roles, recent_days=self.recent_days),
+            SequenceEncoder(min_frequency=self.min_frequency, max_categories=self.max_categories),
+            ChangingAttributeEncoder(columns=["resource", *categorical],
+                                     min_frequency=self.min_frequency),
         ]
 
     def fit(self, events: pd.DataFrame, y: object = None) -> PrefixPipeline:
