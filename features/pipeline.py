@@ -56,6 +56,7 @@ from features.prefixes import (
     prepare_rows,
     select_prefixes,
 )
+from features.pruning import without_unread
 from features.schema import CORE_COLUMNS, LABEL_ONLY_COLUMNS, ROW_COLUMN
 from features.sequence import ChangingAttributeEncoder, SequenceEncoder
 
@@ -117,7 +118,8 @@ class PrefixPipeline(BaseEstimator):
 
     def fit(self, events: pd.DataFrame, y: object = None) -> PrefixPipeline:
         prepared = prepare_events(events)
-        self.encoders_ = [enc.fit(prepared) for enc in self._encoders(events)]
+        built = without_unread(self._encoders(events), events)  # features.pruning
+        self.encoders_ = [enc.fit(prepared) for enc in built]
         self.feature_names_out_ = [n for enc in self.encoders_ for n in enc.feature_names_out_]
         repeated = sorted({n for n in self.feature_names_out_
                            if self.feature_names_out_.count(n) > 1})
