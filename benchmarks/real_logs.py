@@ -49,6 +49,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from benchmarks.skpm_peer import ENCODINGS as SKPM_ENCODINGS  # noqa: E402
 from benchmarks.skpm_peer import SkpmEncoding, skpm_available  # noqa: E402
+from features.encoders import PrefixEncoder  # noqa: E402
 from features.log import EventLog, read_log  # noqa: E402
 from features.outcomes import outcome_events  # noqa: E402
 from features.schema import LABEL_ONLY_COLUMNS, ROW_COLUMN  # noqa: E402
@@ -409,23 +410,34 @@ def _cache_file(prep: Prepared, target: Target, name: str, config: TrainConfig) 
                      f"cases{PEER_CACHE['max_cases']}.npz")
 
 
+def _timing_file(prep: Prepared, name: str) -> Path | None:
+    folder = PEER_CACHE["dir"]
+    if not isinstance(folder, Path):
+        return None
+    return folder / f"{prep.spec.name}-{name}-cases{PEER_CACHE['max_cases']}.json"
+
+
+def build_one_peer(prep: Prepared, name: str, targets: list[Target],
+                   seed: int) -> PeerData | CachedPeer:
+    """The peer's features, or its stored predictions when ``--peer-cache`` holds them
+    for every target."""
+    timing = _timing_file(prep, name)
+    wanted = [_cache_file(prep, t, name, TrainConfig(seed=seed)) for t in targets]
+    if timing is not None and timing.is_file() and all(f is not None and f.is_file()
+                                                       for f in wanted):
+        err.print(f"[{prep.spec.name}] {name}: stored predictions ({timing.parent})")
+        return CachedPeer(name, json.loads(timing.read_text())["features_s"])
+    peer = build_peer(prep, seed) if name == "pm4py" else build_skpm_peer(prep, name)
+    err.print(f"[{prep.spec.name}] {name} features in {peer.features_s:.1f}s")
+    if timing is not None:
+        timing.write_text(json.dumps({"features_s": peer.features_s}))
+    return peer
+
+
 def build_peers(prep: Prepared, names: list[str], seed: int
                 ) -> dict[str, PeerData | CachedPeer]:
-    peers = {}
-    for name in names:
-        timing = (PEER_CACHE["dir"] / f"{prep.spec.name}-{name}-cases{PEER_CACHE['max_cases']}"
-                  ".json") if isinstance(PEER_CACHE["dir"], Path) else None
-        wanted = [_cache_file(prep, BENCH_TARGETS[t], name, TrainConfig(seed=seed))
-                  for t in prep.spec.targets]
-        if timing is not None and timing.is_file() and all(f.is_file() for f in wanted):
-            peers[name] = CachedPeer(name, json.loads(timing.read_text())["features_s"])
-            err.print(f"[{prep.spec.name}] {name}: stored predictions ({timing.parent})")
-            continue
-        peers[name] = build_peer(prep, seed) if name == "pm4py" else build_skpm_peer(prep, name)
-        err.print(f"[{prep.spec.name}] {name} features in {peers[name].features_s:.1f}s")
-        if timing is not None:
-            timing.write_text(json.dumps({"features_s": peers[name].features_s}))
-    return peers
+    targets = [BENCH_TARGETS[t] for t in prep.spec.targets]
+    return {name: build_one_peer(prep, name, targets, seed) for name in names}
 
 
 def available_peers(requested: list[str]) -> list[str]:
@@ -556,12 +568,24 @@ def best_of(target: Target, figures: dict[str, float]) -> str | None:
 # ------------------------------------------------------------------------ ablation
 #: our feature groups the ablation can leave out: (encoder class in features.pipeline,
 #: the parameters that switch the group off)
-ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+ABLATIONS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "lags": ("SequenceEncoder", {"lags": ()}),
     "transitions": ("SequenceEncoder", {"max_transitions": 0}),
     "recency": ("SequenceEncoder", {"max_recency": 0}),
     "changing": ("ChangingAttributeEncoder", {"columns": ()}),
+    "date": ("AbsoluteTimeEncoder", None),
 }
+
+
+class _NoFeatures(PrefixEncoder):
+    """An encoder group left out whole (``ABLATIONS`` entries without parameters)."""
+
+    def fit(self, prepared: pd.DataFrame, y: object = None) -> _NoFeatures:
+        self.feature_names_out_: list[str] = []
+        return self
+
+    def encode(self, rows: Any) -> dict[str, Any]:
+        return {}
 
 
 def ablate(group: str) -> None:
@@ -573,20 +597,15 @@ def ablate(group: str) -> None:
     build = getattr(pipeline, name)
 
     def switched_off(*args: Any, **kwargs: Any) -> Any:
-        return build(*args, **{**kwargs, **off})
+        return _NoFeatures() if off is None else build(*args, **{**kwargs, **off})
 
     setattr(pipeline, name, switched_off)
 
 
 # ------------------------------------------------------------------------- running
-def run_target(prep: Prepared, target: Target, config: TrainConfig,
-               peers: dict[str, PeerData | CachedPeer] | PeerData | None) -> dict[str, Any]:
-    """Our model, our baselines and every peer built, for one target of one log.
-
-    ``best_peer`` is the peer with the best test figure (the hardest comparison for us);
-    ``diff_ci_low``/``diff_ci_high`` bound ours - best peer (AUC: above 0 = we lead;
-    MAE: below 0 = we lead).
-    """
+def run_ours(prep: Prepared, target: Target, config: TrainConfig
+             ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Our model and our baselines on one target: the figures and the test predictions."""
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn/LightGBM chatter on feature names
@@ -594,7 +613,8 @@ def run_target(prep: Prepared, target: Target, config: TrainConfig,
     fit_s = time.perf_counter() - started
     test = result.test
     pred_col = "p_win" if target.kind == "classification" else "prediction"
-    k, y, pred = test["prefix_len"].to_numpy(), test["y"].to_numpy(), test[pred_col].to_numpy()
+    test = test.assign(pred=test[pred_col])
+    k, y, pred = test["prefix_len"].to_numpy(), test["y"].to_numpy(), test["pred"].to_numpy()
     out: dict[str, Any] = {
         "metric": target.main_metric,
         "ours": result.metrics[target.main_metric],
@@ -615,21 +635,39 @@ def run_target(prep: Prepared, target: Target, config: TrainConfig,
     out["ours_mean_1_5"] = mean_over_lengths(out["ours_per_length"])
     if target.kind == "classification":
         out["positive_rate_test"] = float(np.mean(y))
-    if isinstance(peers, PeerData):
-        peers = {peers.name: peers}
-    out["peers"] = {}
+    return out, test
+
+
+def peer_predictions(prep: Prepared, target: Target, peer: PeerData | CachedPeer,
+                     config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The peer's test predictions, labels and lengths (stored ones when cached), and
+    the seconds its model took."""
+    started = time.perf_counter()
+    cached = _cache_file(prep, target, peer.name, config)
+    if isinstance(peer, CachedPeer):
+        stored = np.load(cached)
+        return stored["pred"], stored["y"], stored["k"], 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p_pred, p_y, p_k = fit_peer(prep, peer, target, config)
+    if cached is not None:
+        np.savez(cached, pred=p_pred, y=p_y, k=p_k)
+    return p_pred, p_y, p_k, time.perf_counter() - started
+
+
+def compare(out: dict[str, Any], test: pd.DataFrame, target: Target,
+            predictions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]],
+            config: TrainConfig) -> dict[str, Any]:
+    """Each peer's figures beside ours, the best peer, and the paired intervals.
+
+    ``best_peer`` is the peer with the best test figure (the hardest comparison for us);
+    ``diff_ci_low``/``diff_ci_high`` bound ours - best peer (AUC: above 0 = we lead;
+    MAE: below 0 = we lead).
+    """
+    k, y, pred = test["prefix_len"].to_numpy(), test["y"].to_numpy(), test["pred"].to_numpy()
     cases = test["case_id"].to_numpy()
-    for name, peer in (peers or {}).items():
-        started = time.perf_counter()
-        cached = _cache_file(prep, target, name, config)
-        if isinstance(peer, CachedPeer):
-            p_pred, p_y, p_k = (np.load(cached)[key] for key in ("pred", "y", "k"))
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                p_pred, p_y, p_k = fit_peer(prep, peer, target, config)
-            if cached is not None:
-                np.savez(cached, pred=p_pred, y=p_y, k=p_k)
+    out["peers"] = {}
+    for name, (p_pred, p_y, p_k, fit_s) in predictions.items():
         if not (np.array_equal(p_y, y) and np.array_equal(p_k, k)):
             raise RuntimeError(f"{name}'s test rows are not ours: no paired comparison")
         low, high = paired_difference_ci(target, cases, y, pred, p_pred, config.seed)
@@ -638,7 +676,7 @@ def run_target(prep: Prepared, target: Target, config: TrainConfig,
             "metric": main_metric(target, p_y, p_pred), "per_length": figures,
             "mean_1_5": mean_over_lengths(figures),
             "ours_minus_peer_ci95": [round(low, 4), round(high, 4)],
-            "fit_s": round(time.perf_counter() - started, 2)}
+            "fit_s": round(fit_s, 2)}
     best = best_of(target, {n: p["metric"] for n, p in out["peers"].items()})
     if best is not None:
         chosen = out["peers"][best]
@@ -648,6 +686,17 @@ def run_target(prep: Prepared, target: Target, config: TrainConfig,
         out["peer"], out["ours_minus_peer_ci95"] = chosen["metric"], chosen["ours_minus_peer_ci95"]
         out["peer_per_length"] = chosen["per_length"]
     return out
+
+
+def run_target(prep: Prepared, target: Target, config: TrainConfig,
+               peers: dict[str, PeerData | CachedPeer] | PeerData | None) -> dict[str, Any]:
+    """Our model, our baselines and every peer given, for one target of one log."""
+    out, test = run_ours(prep, target, config)
+    if isinstance(peers, PeerData):
+        peers = {peers.name: peers}
+    predictions = {name: peer_predictions(prep, target, peer, config)
+                   for name, peer in (peers or {}).items()}
+    return compare(out, test, target, predictions, config)
 
 
 def _worse_than_baseline(result: TargetResult) -> bool:
@@ -679,17 +728,31 @@ def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, peer_names: li
     prep = prepare(spec, log, config)
     err.print(f"[{spec.name}] our features in {prep.features_s:.1f}s "
               f"(prefixes 1..{prep.max_prefix_len}, horizon {prep.horizon_days})")
-    peers = build_peers(prep, peer_names, config.seed)
+    chosen = [BENCH_TARGETS[t] for t in spec.targets if not targets or t in targets]
+    ours = {}
+    for target in chosen:
+        ours[target.name] = run_ours(prep, target, config)
+        err.print(f"[{spec.name}] {target.name}: ours {ours[target.name][0]['ours']:.4f}")
+    # one peer at a time: its features, its models on every target, then freed
+    predictions: dict[str, dict[str, Any]] = {t.name: {} for t in chosen}
+    timed = {}
+    for name in peer_names:
+        peer = build_one_peer(prep, name, chosen, config.seed)
+        timed[name] = round(peer.features_s, 2)
+        for target in chosen:
+            p_pred, p_y, p_k, fit_s = peer_predictions(prep, target, peer, config)
+            predictions[target.name][name] = (p_pred, p_y, p_k, fit_s)
+            err.print(f"[{spec.name}] {target.name}: {name} "
+                      f"{main_metric(target, p_y, p_pred):.4f}")
+        del peer
     results = {}
-    for name in spec.targets:
-        if targets and name not in targets:
-            continue
-        results[name] = run_target(prep, BENCH_TARGETS[name], config, peers)
-        best = results[name].get("best_peer")
-        err.print(f"[{spec.name}] {name}: {results[name]['ours']:.4f} (best peer {best}, "
-                  f"ours - best peer {results[name].get('ours_minus_peer_ci95')})")
+    for target in chosen:
+        out, test = ours[target.name]
+        results[target.name] = compare(out, test, target, predictions[target.name], config)
+        best = results[target.name].get("best_peer")
+        err.print(f"[{spec.name}] {target.name}: ours {out['ours']:.4f}, best peer {best}, "
+                  f"ours - best peer {results[target.name].get('ours_minus_peer_ci95')}")
     split = prep.split
-    timed = {name: round(peer.features_s, 2) for name, peer in peers.items()}
     return {
         "cases": int(log.events["case_id"].nunique()), "events": len(log.events),
         "train_cases": int(split.train["case_id"].nunique()),
@@ -702,8 +765,6 @@ def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, peer_names: li
         "peers_features_s": timed,
         "fastest_peer_features_s": min(timed.values()) if timed else None,
         "peer_features_s": timed.get("pm4py"),
-        "peer_train_cases": getattr(peers.get("pm4py"), "train_cases", None),
-        "peer_sampled": getattr(peers.get("pm4py"), "sampled", None),
         "targets": results,
     }
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from features.encoders import (
+    Coded,
     Encoded,
     PrefixEncoder,
     coded,
@@ -34,25 +35,22 @@ from features.encoders import (
 )
 from features.prefixes import EventRows, cumulative_within_case
 
-#: a transition is written "a then b" in the feature's words
-_THEN = " -> "
+
+def _codes(rows: EventRows, column: str, categories: Sequence[str]) -> np.ndarray:
+    """Each row's position in ``categories`` (-1: missing or not listed), looked up once
+    per distinct value rather than per row."""
+    names, uniques = pd.factorize(rows[column])
+    if not len(uniques):
+        return np.full(len(rows), -1, dtype=np.int64)
+    at = coded(np.asarray(uniques, dtype=object), categories).codes.astype(np.int64)
+    return np.where(names >= 0, at[np.maximum(names, 0)], -1)
 
 
-def _lagged(rows: EventRows, values: np.ndarray, steps: int) -> np.ndarray:
-    """The value ``steps`` rows back within the case (NaN before the case's start)."""
-    out = values
-    for _ in range(steps):
-        out = rows.cases.shift(out)
-    return out
-
-
-def _transitions(rows: EventRows) -> np.ndarray:
-    """Per row, "previous activity -> activity" (NaN on a case's first row)."""
-    activity = rows["activity"].astype(object)
-    before = rows.cases.shift(activity)
-    out = np.full(len(rows), np.nan, dtype=object)
-    has = ~pd.isna(before)
-    out[has] = before[has] + _THEN + activity[has]
+def _lagged(rows: EventRows, codes: np.ndarray, steps: int) -> np.ndarray:
+    """The code ``steps`` rows back within the case (-1 before the case's start)."""
+    out = np.full(len(codes), -1, dtype=np.int64)
+    inside = rows.cases.k >= steps
+    out[inside] = codes[np.flatnonzero(inside) - steps]
     return out
 
 
@@ -80,53 +78,66 @@ class SequenceEncoder(PrefixEncoder):
         self.min_frequency = min_frequency
         self.max_categories = max_categories
 
+    def _transitions(self, rows: EventRows) -> np.ndarray:
+        """Per row, "previous activity then activity" as one code (-1: first row, or an
+        activity outside the vocabulary)."""
+        codes = _codes(rows, "activity", self.activities_)
+        before = _lagged(rows, codes, 1)
+        width = len(self.activities_)
+        return np.where((codes >= 0) & (before >= 0), before * width + codes, -1)
+
     def fit(self, prepared: pd.DataFrame, y: object = None) -> SequenceEncoder:
         rows = EventRows(prepared)
-        activity = rows["activity"]
-        self.lag_categories_ = {}
-        for step in self.lags:
-            cats = learn_categories(_lagged(rows, activity, step), self.min_frequency,
-                                    self.max_categories)
-            if cats:
-                self.lag_categories_[f"activity_lag_{step}"] = cats
-        transitions = _transitions(rows)
-        # only transitions into a repeated or varying path are informative, but counting
-        # the frequent ones is cheap; a log of one fixed path gives one count per pair
-        self.transitions_ = learn_categories(transitions, self.min_frequency,
-                                             self.max_transitions)
-        self.recency_ = learn_categories(activity, self.min_frequency, self.max_recency)
-        taken = list(self.lag_categories_)
+        self.activities_ = learn_categories(rows["activity"], self.min_frequency,
+                                            self.max_categories)
+        longest = int(rows.cases.k.max(initial=-1)) + 1
+        self.lags_ = [step for step in self.lags if step < longest and self.activities_]
+        width = len(self.activities_)
+        pairs = self._transitions(rows)
+        counts = np.bincount(pairs[pairs >= 0], minlength=width * width)
+        frequent = np.flatnonzero(counts >= self.min_frequency)
+        ranked = frequent[np.argsort(-counts[frequent], kind="stable")][:self.max_transitions]
+        self.transitions_ = sorted(int(p) for p in ranked)
+        self.transition_pairs_ = [(self.activities_[p // width], self.activities_[p % width])
+                                  for p in self.transitions_]
+        self.recency_ = learn_categories(rows["activity"], self.min_frequency,
+                                         self.max_recency)
+        self.lag_names_ = [f"activity_lag_{step}" for step in self.lags_]
         self.transition_names_ = unique_slugs(
-            [t.replace(_THEN, " then ") for t in self.transitions_], "n_", taken=taken)
-        taken += self.transition_names_
-        self.recency_names_ = unique_slugs(self.recency_, "days_since_", taken=taken)
-        self.feature_names_out_ = [*self.lag_categories_, *self.transition_names_,
+            [f"{a} then {b}" for a, b in self.transition_pairs_], "n_", taken=self.lag_names_)
+        self.recency_names_ = unique_slugs(self.recency_, "days_since_",
+                                           taken=[*self.lag_names_, *self.transition_names_])
+        self.feature_names_out_ = [*self.lag_names_, *self.transition_names_,
                                    *self.recency_names_]
         return self
 
     def encode(self, rows: EventRows) -> Encoded:
-        activity = rows["activity"]
         out: Encoded = {}
-        for name, cats in self.lag_categories_.items():
-            step = int(name.rsplit("_", 1)[1])
-            out[name] = coded(_lagged(rows, activity, step), cats)
+        if self.lags_:
+            codes = _codes(rows, "activity", self.activities_)
+            categories = tuple(self.activities_)
+            for step, name in zip(self.lags_, self.lag_names_, strict=True):
+                out[name] = Coded(_lagged(rows, codes, step).astype(np.int32), categories)
         if self.transitions_:
-            codes = coded(_transitions(rows), self.transitions_).codes
-            counts = _counts(codes, len(self.transitions_), rows.cases.start)
+            column = np.full(len(self.activities_) ** 2, -1, dtype=np.int64)
+            column[self.transitions_] = np.arange(len(self.transitions_))
+            pairs = self._transitions(rows)
+            which = np.where(pairs >= 0, column[np.maximum(pairs, 0)], -1)
+            counts = _counts(which, len(self.transitions_), rows.cases.start)
             out.update(zip(self.transition_names_, counts.T, strict=True))
         if self.recency_:
             sec = rows.sec.astype("float64")
-            codes = coded(activity, self.recency_).codes
+            codes = _codes(rows, "activity", self.recency_)
             for j, name in enumerate(self.recency_names_):
                 last_at = rows.cases.ffill(np.where(codes == j, sec, np.nan))
                 out[name] = (sec - last_at) / 86400.0
         return out
 
     def readable_names(self) -> dict[str, str]:
-        names = {name: f"activity {name.rsplit('_', 1)[1]} steps back"
-                 for name in self.lag_categories_}
-        names.update({n: f"times '{t.split(_THEN)[0]}' was followed by '{t.split(_THEN)[1]}'"
-                      for n, t in zip(self.transition_names_, self.transitions_, strict=True)})
+        names = {name: f"activity {step} steps back"
+                 for step, name in zip(self.lags_, self.lag_names_, strict=True)}
+        names.update({n: f"times '{a}' was followed by '{b}'" for n, (a, b) in
+                      zip(self.transition_names_, self.transition_pairs_, strict=True)})
         names.update({n: f"days since '{a}' last happened"
                       for n, a in zip(self.recency_names_, self.recency_, strict=True)})
         return names
@@ -153,42 +164,44 @@ class ChangingAttributeEncoder(PrefixEncoder):
         rows = EventRows(prepared)
         self.values_: dict[str, list[str]] = {}
         for column in self.columns:
-            if column not in prepared or not self._changes(rows, column).any():
+            if column not in prepared:
+                continue
+            names, _ = pd.factorize(rows[column])
+            if not self._changes(rows, names).any():
                 continue
             self.values_[column] = learn_categories(rows[column], self.min_frequency,
                                                     self.max_values)
         self.count_names_ = {}
-        names: list[str] = []
+        names_out: list[str] = []
         for column, values in self.values_.items():
-            names += [f"n_{column}_changes", f"n_distinct_{column}"]
-            self.count_names_[column] = unique_slugs(values, f"n_{column}_", taken=names)
-            names += self.count_names_[column]
-        self.feature_names_out_ = names
+            names_out += [f"n_{column}_changes", f"n_distinct_{column}"]
+            self.count_names_[column] = unique_slugs(values, f"n_{column}_", taken=names_out)
+            names_out += self.count_names_[column]
+        self.feature_names_out_ = names_out
         return self
 
     @staticmethod
-    def _changes(rows: EventRows, column: str) -> np.ndarray:
-        """Rows whose value differs from the case's last value known before them."""
-        values = rows[column]
-        before = rows.cases.shift(rows.last_known(column))
-        known = ~pd.isna(values) & ~pd.isna(before)
-        out = np.zeros(len(rows), dtype=bool)
-        out[known] = values[known] != before[known]
-        return out
+    def _changes(rows: EventRows, names: np.ndarray) -> np.ndarray:
+        """Rows whose value (a code, -1 missing) differs from the case's last value known
+        before them."""
+        known = np.where(names >= 0, names, np.nan).astype("float64")
+        before = rows.cases.shift(rows.cases.ffill(known))
+        with np.errstate(invalid="ignore"):
+            return (names >= 0) & ~np.isnan(before) & (names != before)
 
     def encode(self, rows: EventRows) -> Encoded:
         out: Encoded = {}
         cases = rows.cases
         for column, values in self.values_.items():
-            out[f"n_{column}_changes"] = cases.count(self._changes(rows, column))
             names, _ = pd.factorize(rows[column])  # every value, listed or not
+            out[f"n_{column}_changes"] = cases.count(self._changes(rows, names))
             width = int(names.max(initial=-1)) + 1
             key = cases.case_number() * (width + 1) + names
             _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
             new_value = (first[inverse] == np.arange(len(rows))) & (names >= 0)
             out[f"n_distinct_{column}"] = cases.count(new_value)
             if values:
-                counts = _counts(coded(rows[column], values).codes, len(values), cases.start)
+                counts = _counts(_codes(rows, column, values), len(values), cases.start)
                 out.update(zip(self.count_names_[column], counts.T, strict=True))
         return out
 
@@ -206,3 +219,24 @@ class ChangingAttributeEncoder(PrefixEncoder):
         """An attribute's value counts read together (they sum to the events so far)."""
         return {n: (f"{column}_counts", f"how often each {column.replace('_', ' ')} so far")
                 for column in self.values_ for n in self.count_names_[column]}
+
+
+class AbsoluteTimeEncoder(PrefixEncoder):
+    """When the prefix ends, as days since 1970 (the literature's "absolute time").
+
+    Outcome rates and durations drift: policies change, queues grow, the most recent
+    cases of an extract are cut short. Trees split the date into eras, and a case
+    scored after the training period falls into the latest one, so the model answers
+    with the latest regime rather than the average of all past ones.
+    """
+
+    def fit(self, prepared: pd.DataFrame, y: object = None) -> AbsoluteTimeEncoder:
+        self.feature_names_out_ = ["date_days"] if len(prepared) else []
+        return self
+
+    def encode(self, rows: EventRows) -> Encoded:
+        return {name: rows.sec / 86400.0 for name in self.feature_names_out_}
+
+    def readable_names(self) -> dict[str, str]:
+        return {"date_days": "date of the latest event"}
+
