@@ -110,11 +110,11 @@ class PrefixPipeline(BaseEstimator):
             TimeEncoder(invoice_activities=roles.invoice,
                         fiscal_year_start_month=self.fiscal_year_start_month),
             ConformanceEncoder(expected_order=roles.expected_order, stage_order=roles.stage_order),
-            CrossCaseEncoder(roles=roles, recent_days=self.recent_days),
             SequenceEncoder(min_frequency=self.min_frequency, max_categories=self.max_categories),
             ChangingAttributeEncoder(columns=["resource", *categorical],
                                      min_frequency=self.min_frequency),
             AbsoluteTimeEncoder(),
+            CrossCaseEncoder(roles=roles, recent_days=self.recent_days),
         ]
 
     def fit(self, events: pd.DataFrame, y: object = None) -> PrefixPipeline:
