@@ -720,7 +720,8 @@ def _worse_than_baseline(result: TargetResult) -> bool:
 
 
 def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, peer_names: list[str],
-            config: TrainConfig, targets: list[str] | None = None) -> dict[str, Any]:
+            config: TrainConfig, targets: list[str] | None = None,
+            peers_only: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     log = load(spec, data_dir, max_cases)
     read_s = time.perf_counter() - started
@@ -730,7 +731,7 @@ def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, peer_names: li
               f"(prefixes 1..{prep.max_prefix_len}, horizon {prep.horizon_days})")
     chosen = [BENCH_TARGETS[t] for t in spec.targets if not targets or t in targets]
     ours = {}
-    for target in chosen:
+    for target in [] if peers_only else chosen:
         ours[target.name] = run_ours(prep, target, config)
         err.print(f"[{spec.name}] {target.name}: ours {ours[target.name][0]['ours']:.4f}")
     # one peer at a time: its features, its models on every target, then freed
@@ -746,7 +747,7 @@ def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, peer_names: li
                       f"{main_metric(target, p_y, p_pred):.4f}")
         del peer
     results = {}
-    for target in chosen:
+    for target in [] if peers_only else chosen:
         out, test = ours[target.name]
         results[target.name] = compare(out, test, target, predictions[target.name], config)
         best = results[target.name].get("best_peer")
@@ -841,6 +842,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS),
                         help="which peers to run (default: all)")
     parser.add_argument("--no-peer", action="store_true", help="skip every peer")
+    parser.add_argument("--peers-only", action="store_true",
+                        help="with --peer-cache: only store the peers' predictions")
     parser.add_argument("--peer-cache", type=Path, default=None,
                         help="store peers' test predictions here, and reuse them when "
                              "stored (runs that change only our features)")
@@ -866,9 +869,14 @@ def main(argv: list[str] | None = None) -> int:
         PEER_CACHE.update({"dir": args.peer_cache, "max_cases": args.max_cases})
     config = TrainConfig(learning_curve=False, seed=args.seed)  # the shipped models
     started = time.perf_counter()
+    if args.peers_only and args.peer_cache is None:
+        err.print("--peers-only needs --peer-cache (where the predictions are stored)")
+        return 2
     results = {name: run_log(LOGS[name], args.data_dir, args.max_cases, peer_names, config,
-                             args.targets)
+                             args.targets, args.peers_only)
                for name in args.logs}
+    if args.peers_only:
+        return 0
     wall_s = time.perf_counter() - started
     Console(width=170).print(table(results))
     print(f"wall time {wall_s:.0f} s")
