@@ -33,7 +33,8 @@ import re
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from benchmarks.skpm_peer import ENCODINGS as SKPM_ENCODINGS  # noqa: E402
+from benchmarks.skpm_peer import SkpmEncoding, skpm_available  # noqa: E402
+from features.encoders import PrefixEncoder  # noqa: E402
 from features.log import EventLog, read_log  # noqa: E402
 from features.outcomes import outcome_events  # noqa: E402
 from features.schema import LABEL_ONLY_COLUMNS, ROW_COLUMN  # noqa: E402
@@ -82,6 +86,17 @@ class PaymentAnchor:
 
 
 @dataclass(frozen=True)
+class CreditCollectionRule:
+    """The outcome-oriented benchmark's own traffic-fines label (Teinemaa et al.): a fine
+    is positive when ``positive`` occurs, its prefixes stop before that event, and fines
+    whose last event is ``incomplete_last`` (sent, nothing known since) are left out.
+    Every other fine (paid, dismissed, appealed) is negative."""
+
+    positive: str
+    incomplete_last: str
+
+
+@dataclass(frozen=True)
 class LogSpec:
     """One benchmark log: its file, its mapping, its targets and its protocol choices."""
 
@@ -94,6 +109,7 @@ class LogSpec:
     #: drop cases started within the 95th-percentile decision time of the extraction
     decision_horizon: bool = False
     payment_anchor: PaymentAnchor | None = None
+    credit_rule: CreditCollectionRule | None = None
     #: peer features are built on at most this many training cases (sampled, seeded)
     peer_max_train_cases: int | None = None
 
@@ -108,9 +124,18 @@ LOGS: dict[str, LogSpec] = {
     "helpdesk": LogSpec("helpdesk", "helpdesk/helpdesk.xes.gz", ("remaining_time",)),
     "traffic_fines": LogSpec(
         "traffic_fines", "traffic_fines/traffic_fines_full.csv.gz",
-        ("payment_delay", "outcome"), fixed_max_prefix=10, decision_horizon=True,
-        payment_anchor=PaymentAnchor("Insert Fine Notification", "Create Fine", "Payment", 60.0)),
+        ("payment_delay", "outcome", "credit_collection"), fixed_max_prefix=10,
+        decision_horizon=True,
+        payment_anchor=PaymentAnchor("Insert Fine Notification", "Create Fine", "Payment", 60.0),
+        credit_rule=CreditCollectionRule("Send for Credit Collection", "Send Fine")),
 }
+
+#: the literature's traffic-fines task, trained and judged like our win model
+CREDIT_COLLECTION = replace(
+    TARGETS["outcome"], name="credit_collection", label="credit_collection",
+    usable="credit_usable", registered_name="l2c-credit-collection",
+    description="P(the fine is sent for credit collection)")
+BENCH_TARGETS: dict[str, Target] = {**TARGETS, CREDIT_COLLECTION.name: CREDIT_COLLECTION}
 
 
 @dataclass
@@ -192,6 +217,10 @@ def prepare(spec: LogSpec, log: EventLog, config: TrainConfig) -> Prepared:
                                                     spec.payment_anchor)
         data.test_labels = anchored_payment_labels(data.test_labels, events,
                                                    spec.payment_anchor)
+    if spec.credit_rule is not None:
+        data.train_labels = credit_collection_labels(data.train_labels, events,
+                                                     spec.credit_rule)
+        data.test_labels = credit_collection_labels(data.test_labels, events, spec.credit_rule)
     return Prepared(spec=spec, log=log, split=data.split, max_prefix_len=k_max,
                     horizon_days=None if horizon is None else horizon / pd.Timedelta(days=1),
                     data=data, features_s=data.features_s)
@@ -220,6 +249,31 @@ def anchored_payment_labels(labels: pd.DataFrame, events: pd.DataFrame,
     out["payment_delay_days"] = ((paid - due) / pd.Timedelta(days=1)).to_numpy(dtype=float)
     out["payment_censored"] = paid.isna().to_numpy()
     out["payment_usable"] = (paid.notna() & (out["prefix_len"] < k_pay)).to_numpy()
+    return out
+
+
+def credit_collection_labels(labels: pd.DataFrame, events: pd.DataFrame,
+                             rule: CreditCollectionRule) -> pd.DataFrame:
+    """The literature's label per prefix row (rows align with ``labels`` by case, length).
+
+    ``credit_collection``: 1 when the fine's events include ``rule.positive``, else 0;
+    missing for fines whose last event is ``rule.incomplete_last``. ``credit_usable``:
+    labelled, and for a positive fine the prefix ends before its first ``positive`` event.
+    """
+    ordered = events.sort_values(["case_id", "timestamp", ROW_COLUMN], kind="stable")
+    position = ordered.groupby("case_id").cumcount() + 1
+    k_positive = (position[ordered["activity"] == rule.positive]
+                  .groupby(ordered["case_id"]).min())
+    last = ordered.groupby("case_id")["activity"].last()
+    cases = labels["case_id"]
+    k_pos = cases.map(k_positive).to_numpy(dtype=float)
+    left_out = cases.map(last.eq(rule.incomplete_last)).fillna(False).to_numpy(dtype=bool)
+    positive = ~np.isnan(k_pos)
+    out = labels.copy()
+    out["credit_collection"] = np.where(left_out, np.nan, positive.astype(float))
+    with np.errstate(invalid="ignore"):
+        before = ~positive | (out["prefix_len"].to_numpy() < k_pos)
+    out["credit_usable"] = ~left_out & before
     return out
 
 
@@ -295,6 +349,7 @@ class PeerData:
     features_s: float
     train_cases: int
     sampled: bool
+    name: str = "pm4py"
 
 
 def build_peer(prep: Prepared, seed: int) -> PeerData:
@@ -319,6 +374,82 @@ def build_peer(prep: Prepared, seed: int) -> PeerData:
                     train_cases=int(train_events["case_id"].nunique()), sampled=sampled)
 
 
+def build_skpm_peer(prep: Prepared, encoding: str) -> PeerData:
+    """skpm's encoding (``benchmarks.skpm_peer``) learnt on the cut training log, applied
+    to it and to the test cases, timed; the same prefixes as ours and pm4py's."""
+    started = time.perf_counter()
+    fitted = SkpmEncoding(encoding).fit(prep.split.train)
+    train = fitted.transform(prep.split.train, prep.max_prefix_len)
+    test = fitted.transform(prep.split.test, prep.max_prefix_len)
+    return PeerData(train=train, test=test, features_s=time.perf_counter() - started,
+                    train_cases=int(prep.split.train["case_id"].nunique()), sampled=False,
+                    name=encoding)
+
+
+PEERS = ("pm4py", *SKPM_ENCODINGS)
+
+
+@dataclass
+class CachedPeer:
+    """A peer whose test predictions were stored by an earlier run (``--peer-cache``)."""
+
+    name: str
+    features_s: float
+
+
+#: ``--peer-cache``: a folder of peers' test predictions, so runs that change only our
+#: features need not refit every peer; keyed by log, target, peer, seed and case limit
+PEER_CACHE: dict[str, Path | int | None] = {"dir": None, "max_cases": None}
+
+
+def _cache_file(prep: Prepared, target: Target, name: str, config: TrainConfig) -> Path | None:
+    folder = PEER_CACHE["dir"]
+    if not isinstance(folder, Path):
+        return None
+    return folder / (f"{prep.spec.name}-{target.name}-{name}-seed{config.seed}-"
+                     f"cases{PEER_CACHE['max_cases']}.npz")
+
+
+def _timing_file(prep: Prepared, name: str) -> Path | None:
+    folder = PEER_CACHE["dir"]
+    if not isinstance(folder, Path):
+        return None
+    return folder / f"{prep.spec.name}-{name}-cases{PEER_CACHE['max_cases']}.json"
+
+
+def build_one_peer(prep: Prepared, name: str, targets: list[Target],
+                   seed: int) -> PeerData | CachedPeer:
+    """The peer's features, or its stored predictions when ``--peer-cache`` holds them
+    for every target."""
+    timing = _timing_file(prep, name)
+    wanted = [_cache_file(prep, t, name, TrainConfig(seed=seed)) for t in targets]
+    if timing is not None and timing.is_file() and all(f is not None and f.is_file()
+                                                       for f in wanted):
+        err.print(f"[{prep.spec.name}] {name}: stored predictions ({timing.parent})")
+        return CachedPeer(name, json.loads(timing.read_text())["features_s"])
+    peer = build_peer(prep, seed) if name == "pm4py" else build_skpm_peer(prep, name)
+    err.print(f"[{prep.spec.name}] {name} features in {peer.features_s:.1f}s")
+    if timing is not None:
+        timing.write_text(json.dumps({"features_s": peer.features_s}))
+    return peer
+
+
+def build_peers(prep: Prepared, names: list[str], seed: int
+                ) -> dict[str, PeerData | CachedPeer]:
+    targets = [BENCH_TARGETS[t] for t in prep.spec.targets]
+    return {name: build_one_peer(prep, name, targets, seed) for name in names}
+
+
+def available_peers(requested: list[str]) -> list[str]:
+    """The requested peers whose library is installed (the others named on stderr)."""
+    have = {"pm4py": pm4py_available(), "skpm": skpm_available()}
+    missing = sorted({n.split("_")[0] for n in requested if not have[n.split("_")[0]]})
+    if missing:
+        err.print(f"not installed (pip install -e '.[benchmark]'): {missing}; "
+                  "their peers are skipped", markup=False)
+    return [n for n in requested if have[n.split("_")[0]]]
+
+
 def peer_matrix(keys: pd.DataFrame, peer: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Peer feature rows for our (case, k) rows, in our order; mask of rows it has."""
     merged = keys[["case_id", "prefix_len"]].merge(peer, on=["case_id", "prefix_len"],
@@ -338,7 +469,8 @@ def fit_peer(prep: Prepared, peer: PeerData, target: Target,
     rows = target.rows(data.train_labels)
     X_all, found = peer_matrix(data.train_frame[rows], peer.train)
     if not peer.sampled and not found.all():
-        raise RuntimeError(f"pm4py built no features for {int((~found).sum())} training rows")
+        raise RuntimeError(f"{peer.name} built no features for {int((~found).sum())} "
+                           "training rows")
     y_all = data.train_labels.loc[rows, target.label].to_numpy(dtype=float)[found]
     X_all = X_all[found].reset_index(drop=True)
     blocks = data.blocks[rows][found]
@@ -346,7 +478,8 @@ def fit_peer(prep: Prepared, peer: PeerData, target: Target,
     test_rows = target.rows(data.test_labels)
     X_test, test_found = peer_matrix(data.test_frame[test_rows], peer.test)
     if not test_found.all():
-        raise RuntimeError(f"pm4py built no features for {int((~test_found).sum())} test rows")
+        raise RuntimeError(f"{peer.name} built no features for {int((~test_found).sum())} "
+                           "test rows")
     y_test = data.test_labels.loc[test_rows, target.label].to_numpy(dtype=float)
     k_test = data.test_frame.loc[test_rows, "prefix_len"].to_numpy()
     if target.kind == "classification":
@@ -390,25 +523,89 @@ def main_metric(target: Target, y: np.ndarray, pred: np.ndarray,
 def paired_difference_ci(target: Target, cases: np.ndarray, y: np.ndarray, ours: np.ndarray,
                          peer: np.ndarray, seed: int,
                          resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
-    """95 % interval of metric(ours) - metric(peer) over test cases drawn with replacement.
+    """95 % interval of metric(ours) - metric(peer) over test cases drawn with replacement
+    (see :func:`paired_bootstrap_ci`)."""
+    return paired_bootstrap_ci(lambda p, w: main_metric(target, y, p, w), cases, ours, peer,
+                               seed, resamples)
 
-    Prefixes of one case share its label, so cases (not rows) are resampled; both
-    models are scored on the same draw, which makes small differences readable.
+
+def paired_bootstrap_ci(metric: Callable[[np.ndarray, np.ndarray | None], float],
+                        cases: np.ndarray, ours: np.ndarray, peer: np.ndarray, seed: int,
+                        resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """95 % percentile interval of ``metric(ours) - metric(peer)``, resampling cases.
+
+    Prefixes of one case share its label and most of its features, so rows are not
+    independent draws: whole test cases are drawn with replacement (a case drawn twice
+    weighs its rows twice). Both predictions are scored on the same draw (paired), which
+    cancels the draw's difficulty and leaves the difference. ``metric(pred, weight)``.
     """
-    codes, n_cases = pd.factorize(cases)[0], len(np.unique(cases))
+    codes, n_cases = pd.factorize(cases)[0], len(pd.unique(cases))
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(resamples):
         weight = rng.multinomial(n_cases, np.full(n_cases, 1 / n_cases))[codes]
-        diffs.append(main_metric(target, y, ours, weight) - main_metric(target, y, peer, weight))
+        diffs.append(metric(ours, weight) - metric(peer, weight))
     low, high = np.quantile(diffs, [0.025, 0.975])
     return float(low), float(high)
 
 
+def mean_over_lengths(per_length_figures: dict[str, float], lengths: range = range(1, 6)
+                      ) -> float | None:
+    """Mean of the per-length figures over ``lengths`` (early prefixes: 1-5), or None
+    when none of them is reported."""
+    found = [per_length_figures[str(k)] for k in lengths if str(k) in per_length_figures]
+    return round(float(np.mean(found)), 4) if found else None
+
+
+def best_of(target: Target, figures: dict[str, float]) -> str | None:
+    """The name with the best figure (highest AUC, lowest MAE)."""
+    if not figures:
+        return None
+    pick = max if target.higher_is_better else min
+    return pick(figures, key=figures.__getitem__)
+
+
+# ------------------------------------------------------------------------ ablation
+#: our feature groups the ablation can leave out: (encoder class in features.pipeline,
+#: the parameters that switch the group off)
+ABLATIONS: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "lags": ("SequenceEncoder", {"lags": ()}),
+    "transitions": ("SequenceEncoder", {"max_transitions": 0}),
+    "recency": ("SequenceEncoder", {"max_recency": 0}),
+    "changing": ("ChangingAttributeEncoder", {"columns": ()}),
+    "date": ("AbsoluteTimeEncoder", None),
+}
+
+
+class _NoFeatures(PrefixEncoder):
+    """An encoder group left out whole (``ABLATIONS`` entries without parameters)."""
+
+    def fit(self, prepared: pd.DataFrame, y: object = None) -> _NoFeatures:
+        self.feature_names_out_: list[str] = []
+        return self
+
+    def encode(self, rows: Any) -> dict[str, Any]:
+        return {}
+
+
+def ablate(group: str) -> None:
+    """Build ``PrefixPipeline``'s encoder of ``group`` with that group switched off (for
+    this process: the benchmark's ablation rows, never the product)."""
+    import features.pipeline as pipeline
+
+    name, off = ABLATIONS[group]
+    build = getattr(pipeline, name)
+
+    def switched_off(*args: Any, **kwargs: Any) -> Any:
+        return _NoFeatures() if off is None else build(*args, **{**kwargs, **off})
+
+    setattr(pipeline, name, switched_off)
+
+
 # ------------------------------------------------------------------------- running
-def run_target(prep: Prepared, target: Target, config: TrainConfig,
-               peer: PeerData | None) -> dict[str, Any]:
-    """Our model, our baselines and (if built) the peer, for one target of one log."""
+def run_ours(prep: Prepared, target: Target, config: TrainConfig
+             ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Our model and our baselines on one target: the figures and the test predictions."""
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn/LightGBM chatter on feature names
@@ -416,7 +613,8 @@ def run_target(prep: Prepared, target: Target, config: TrainConfig,
     fit_s = time.perf_counter() - started
     test = result.test
     pred_col = "p_win" if target.kind == "classification" else "prediction"
-    k, y, pred = test["prefix_len"].to_numpy(), test["y"].to_numpy(), test[pred_col].to_numpy()
+    test = test.assign(pred=test[pred_col])
+    k, y, pred = test["prefix_len"].to_numpy(), test["y"].to_numpy(), test["pred"].to_numpy()
     out: dict[str, Any] = {
         "metric": target.main_metric,
         "ours": result.metrics[target.main_metric],
@@ -434,20 +632,71 @@ def run_target(prep: Prepared, target: Target, config: TrainConfig,
         "train_prefixes": int(target.rows(prep.data.train_labels).sum()),
         "fit_s": round(fit_s, 2),
     }
+    out["ours_mean_1_5"] = mean_over_lengths(out["ours_per_length"])
     if target.kind == "classification":
         out["positive_rate_test"] = float(np.mean(y))
-    if peer is not None:
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p_pred, p_y, p_k = fit_peer(prep, peer, target, config)
-        out["peer"] = main_metric(target, p_y, p_pred)
-        low, high = paired_difference_ci(target, test["case_id"].to_numpy(), y, pred, p_pred,
-                                         config.seed)
-        out["ours_minus_peer_ci95"] = [round(low, 4), round(high, 4)]
-        out["peer_per_length"] = per_length(p_k, p_y, p_pred, target.kind)
-        out["peer_fit_s"] = round(time.perf_counter() - started, 2)
+    return out, test
+
+
+def peer_predictions(prep: Prepared, target: Target, peer: PeerData | CachedPeer,
+                     config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The peer's test predictions, labels and lengths (stored ones when cached), and
+    the seconds its model took."""
+    started = time.perf_counter()
+    cached = _cache_file(prep, target, peer.name, config)
+    if isinstance(peer, CachedPeer):
+        stored = np.load(cached)
+        return stored["pred"], stored["y"], stored["k"], 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p_pred, p_y, p_k = fit_peer(prep, peer, target, config)
+    if cached is not None:
+        np.savez(cached, pred=p_pred, y=p_y, k=p_k)
+    return p_pred, p_y, p_k, time.perf_counter() - started
+
+
+def compare(out: dict[str, Any], test: pd.DataFrame, target: Target,
+            predictions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]],
+            config: TrainConfig) -> dict[str, Any]:
+    """Each peer's figures beside ours, the best peer, and the paired intervals.
+
+    ``best_peer`` is the peer with the best test figure (the hardest comparison for us);
+    ``diff_ci_low``/``diff_ci_high`` bound ours - best peer (AUC: above 0 = we lead;
+    MAE: below 0 = we lead).
+    """
+    k, y, pred = test["prefix_len"].to_numpy(), test["y"].to_numpy(), test["pred"].to_numpy()
+    cases = test["case_id"].to_numpy()
+    out["peers"] = {}
+    for name, (p_pred, p_y, p_k, fit_s) in predictions.items():
+        if not (np.array_equal(p_y, y) and np.array_equal(p_k, k)):
+            raise RuntimeError(f"{name}'s test rows are not ours: no paired comparison")
+        low, high = paired_difference_ci(target, cases, y, pred, p_pred, config.seed)
+        figures = per_length(p_k, p_y, p_pred, target.kind)
+        out["peers"][name] = {
+            "metric": main_metric(target, p_y, p_pred), "per_length": figures,
+            "mean_1_5": mean_over_lengths(figures),
+            "ours_minus_peer_ci95": [round(low, 4), round(high, 4)],
+            "fit_s": round(fit_s, 2)}
+    best = best_of(target, {n: p["metric"] for n, p in out["peers"].items()})
+    if best is not None:
+        chosen = out["peers"][best]
+        out["best_peer"] = {"name": best, "metric": _r(chosen["metric"])}
+        out["diff_ci_low"], out["diff_ci_high"] = chosen["ours_minus_peer_ci95"]
+        # the names of the first version of this benchmark (one peer)
+        out["peer"], out["ours_minus_peer_ci95"] = chosen["metric"], chosen["ours_minus_peer_ci95"]
+        out["peer_per_length"] = chosen["per_length"]
     return out
+
+
+def run_target(prep: Prepared, target: Target, config: TrainConfig,
+               peers: dict[str, PeerData | CachedPeer] | PeerData | None) -> dict[str, Any]:
+    """Our model, our baselines and every peer given, for one target of one log."""
+    out, test = run_ours(prep, target, config)
+    if isinstance(peers, PeerData):
+        peers = {peers.name: peers}
+    predictions = {name: peer_predictions(prep, target, peer, config)
+                   for name, peer in (peers or {}).items()}
+    return compare(out, test, target, predictions, config)
 
 
 def _worse_than_baseline(result: TargetResult) -> bool:
@@ -470,8 +719,9 @@ def _worse_than_baseline(result: TargetResult) -> bool:
     return False
 
 
-def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, with_peer: bool,
-            config: TrainConfig) -> dict[str, Any]:
+def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, peer_names: list[str],
+            config: TrainConfig, targets: list[str] | None = None,
+            peers_only: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     log = load(spec, data_dir, max_cases)
     read_s = time.perf_counter() - started
@@ -479,15 +729,30 @@ def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, with_peer: boo
     prep = prepare(spec, log, config)
     err.print(f"[{spec.name}] our features in {prep.features_s:.1f}s "
               f"(prefixes 1..{prep.max_prefix_len}, horizon {prep.horizon_days})")
-    peer = None
-    if with_peer:
-        peer = build_peer(prep, config.seed)
-        err.print(f"[{spec.name}] pm4py features in {peer.features_s:.1f}s")
-    targets = {}
-    for name in spec.targets:
-        targets[name] = run_target(prep, TARGETS[name], config, peer)
-        err.print(f"[{spec.name}] {name}: {targets[name]['ours']:.4f} "
-                  f"(peer {targets[name].get('peer')})")
+    chosen = [BENCH_TARGETS[t] for t in spec.targets if not targets or t in targets]
+    ours = {}
+    for target in [] if peers_only else chosen:
+        ours[target.name] = run_ours(prep, target, config)
+        err.print(f"[{spec.name}] {target.name}: ours {ours[target.name][0]['ours']:.4f}")
+    # one peer at a time: its features, its models on every target, then freed
+    predictions: dict[str, dict[str, Any]] = {t.name: {} for t in chosen}
+    timed = {}
+    for name in peer_names:
+        peer = build_one_peer(prep, name, chosen, config.seed)
+        timed[name] = round(peer.features_s, 2)
+        for target in chosen:
+            p_pred, p_y, p_k, fit_s = peer_predictions(prep, target, peer, config)
+            predictions[target.name][name] = (p_pred, p_y, p_k, fit_s)
+            err.print(f"[{spec.name}] {target.name}: {name} "
+                      f"{main_metric(target, p_y, p_pred):.4f}")
+        del peer
+    results = {}
+    for target in [] if peers_only else chosen:
+        out, test = ours[target.name]
+        results[target.name] = compare(out, test, target, predictions[target.name], config)
+        best = results[target.name].get("best_peer")
+        err.print(f"[{spec.name}] {target.name}: ours {out['ours']:.4f}, best peer {best}, "
+                  f"ours - best peer {results[target.name].get('ours_minus_peer_ci95')}")
     split = prep.split
     return {
         "cases": int(log.events["case_id"].nunique()), "events": len(log.events),
@@ -498,10 +763,10 @@ def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, with_peer: boo
         "split_time": split.split_time.isoformat(),
         "max_prefix_len": prep.max_prefix_len,
         "read_s": round(read_s, 2), "features_s": round(prep.features_s, 2),
-        "peer_features_s": None if peer is None else round(peer.features_s, 2),
-        "peer_train_cases": None if peer is None else peer.train_cases,
-        "peer_sampled": None if peer is None else peer.sampled,
-        "targets": targets,
+        "peers_features_s": timed,
+        "fastest_peer_features_s": min(timed.values()) if timed else None,
+        "peer_features_s": timed.get("pm4py"),
+        "targets": results,
     }
 
 
@@ -511,56 +776,56 @@ def _r(value: float | None, digits: int = 4) -> float | None:
 
 
 def summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The issue's JSON keys per log, plus per-length figures and the run's facts."""
+    """Per log and target: ours, the best peer (name, metric) and the interval of ours -
+    best peer, every peer's figure, the mean over prefix lengths 1-5; then the details."""
     out: dict[str, Any] = {}
     for name, res in results.items():
-        t = res["targets"]
-        row: dict[str, Any] = {}
-        if name == "bpic2012":
-            o = t["outcome"]
-            row |= {"auc": _r(o["ours"]), "baseline_auc": _r(max(o["baselines"].values())),
-                    "peer_auc": _r(o.get("peer")),
-                    "stage_rate_auc": _r(o["baselines"]["stage_rate"]),
-                    "logreg_auc": _r(o["baselines"]["logreg"])}
-        elif name == "helpdesk":
-            r = t["remaining_time"]
-            row |= {"mae_days": _r(r["ours"]),
-                    "baseline_mae_days": _r(r["baselines"]["historical"]),
-                    "peer_mae_days": _r(r.get("peer"))}
-        elif name == "traffic_fines":
-            p, o = t["payment_delay"], t["outcome"]
-            row |= {"payment_delay_mae_days": _r(p["ours"]),
-                    "payment_delay_baseline_mae_days": _r(p["baselines"]["historical"]),
-                    "peer_payment_delay_mae_days": _r(p.get("peer")),
-                    "outcome_auc": _r(o["ours"]), "peer_outcome_auc": _r(o.get("peer")),
-                    "outcome_baseline_auc": _r(max(o["baselines"].values()))}
-        row |= {"features_s": res["features_s"], "peer_features_s": res["peer_features_s"]}
+        row: dict[str, Any] = {"targets": {}}
+        for target, t in res["targets"].items():
+            row["targets"][target] = {
+                "metric": t["metric"], "ours": _r(t["ours"]),
+                "best_baseline": _r((max if t["metric"] == "auc" else min)(
+                    t["baselines"].values())),
+                "best_peer": t.get("best_peer"),
+                "diff_ci_low": t.get("diff_ci_low"), "diff_ci_high": t.get("diff_ci_high"),
+                "peers": {n: _r(p["metric"]) for n, p in t["peers"].items()},
+                "ours_mean_1_5": t["ours_mean_1_5"],
+                "peers_mean_1_5": {n: p["mean_1_5"] for n, p in t["peers"].items()},
+                "ours_per_length": t["ours_per_length"],
+                "best_peer_per_length": t.get("peer_per_length"),
+            }
+        row |= {"features_s": res["features_s"],
+                "fastest_peer_features_s": res["fastest_peer_features_s"],
+                "peers_features_s": res["peers_features_s"]}
         row["details"] = {k: v for k, v in res.items() if k != "targets"} | {
             target: {k: v for k, v in values.items() if k not in ("metric",)}
-            for target, values in t.items()}
+            for target, values in res["targets"].items()}
         out[name] = row
     return out
 
 
 def table(results: dict[str, dict[str, Any]]) -> Table:
-    grid = Table(title="Real public logs: ours vs baselines vs pm4py features "
-                       "(same split, prefixes, labels, LightGBM)")
-    for column in ("log", "target", "metric", "shipped", "ours", "best baseline", "pm4py peer",
-                   "ours-peer 95% CI", "test prefixes", "features s", "pm4py s", "speed-up"):
-        grid.add_column(column, justify="left" if column in ("log", "target", "metric")
-                        else "right")
+    grid = Table(title="Real public logs: ours vs baselines vs peers' features "
+                       "(same split, prefixes, labels, models)")
+    for column in ("log", "target", "metric", "method", "pooled", "mean k=1-5",
+                   "ours - it, 95% CI", "features s"):
+        grid.add_column(column, justify="left" if column in ("log", "target", "metric",
+                                                             "method") else "right")
     for name, res in results.items():
-        ours_s, peer_s = res["features_s"], res["peer_features_s"]
-        speed = f"{peer_s / ours_s:.1f}x" if peer_s else "-"
         for target, t in res["targets"].items():
             best = (max if t["metric"] == "auc" else min)(t["baselines"].values())
-            peer, ci = t.get("peer"), t.get("ours_minus_peer_ci95")
-            grid.add_row(name, target, t["metric"], t["shipped_kind"], f"{t['ours']:.3f}",
-                         f"{best:.3f}",
-                         "-" if peer is None else f"{peer:.3f}",
-                         "-" if ci is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]",
-                         str(t["test_prefixes"]),
-                         f"{ours_s:.1f}", "-" if peer_s is None else f"{peer_s:.1f}", speed)
+            mean = t["ours_mean_1_5"]
+            grid.add_row(name, target, t["metric"], f"ours ({t['shipped_kind']})",
+                         f"{t['ours']:.4f}", "-" if mean is None else f"{mean:.4f}", "",
+                         f"{res['features_s']:.1f}")
+            grid.add_row("", "", "", "best own baseline", f"{best:.4f}", "", "", "")
+            for peer, p in t["peers"].items():
+                ci = p["ours_minus_peer_ci95"]
+                star = " (best)" if t.get("best_peer", {}).get("name") == peer else ""
+                grid.add_row("", "", "", peer + star, f"{p['metric']:.4f}",
+                             "-" if p["mean_1_5"] is None else f"{p['mean_1_5']:.4f}",
+                             f"[{ci[0]:+.4f}, {ci[1]:+.4f}]",
+                             f"{res['peers_features_s'][peer]:.1f}")
     return grid
 
 
@@ -570,9 +835,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="folder with the logs (default: ../shared/data)")
     parser.add_argument("--logs", nargs="+", choices=list(LOGS), default=list(LOGS),
                         help="which logs to run (default: all three)")
+    parser.add_argument("--targets", nargs="+", choices=list(BENCH_TARGETS), default=None,
+                        help="only these targets (default: each log's own)")
     parser.add_argument("--max-cases", type=int, default=None,
                         help="keep only the earliest N cases of each log (smoke runs)")
-    parser.add_argument("--no-peer", action="store_true", help="skip the pm4py peer")
+    parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS),
+                        help="which peers to run (default: all)")
+    parser.add_argument("--no-peer", action="store_true", help="skip every peer")
+    parser.add_argument("--peers-only", action="store_true",
+                        help="with --peer-cache: only store the peers' predictions")
+    parser.add_argument("--peer-cache", type=Path, default=None,
+                        help="store peers' test predictions here, and reuse them when "
+                             "stored (runs that change only our features)")
+    parser.add_argument("--seed", type=int, default=0, help="models' seed (default 0)")
+    parser.add_argument("--without", nargs="+", choices=list(ABLATIONS), default=[],
+                        help="leave these of our feature groups out (ablation)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object as the last line")
     return parser.parse_args(argv)
@@ -584,14 +861,22 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         err.print(f"missing log file(s) under {args.data_dir}: {missing}")
         return 2
-    with_peer = not args.no_peer and pm4py_available()
-    if not args.no_peer and not with_peer:
-        err.print("pm4py is not installed (pip install -e '.[benchmark]'): peer skipped",
-                  markup=False)
-    config = TrainConfig(learning_curve=False)  # the shipped models are measured
+    peer_names = [] if args.no_peer else available_peers(args.peers)
+    for group in args.without:
+        ablate(group)
+    if args.peer_cache is not None:
+        args.peer_cache.mkdir(parents=True, exist_ok=True)
+        PEER_CACHE.update({"dir": args.peer_cache, "max_cases": args.max_cases})
+    config = TrainConfig(learning_curve=False, seed=args.seed)  # the shipped models
     started = time.perf_counter()
-    results = {name: run_log(LOGS[name], args.data_dir, args.max_cases, with_peer, config)
+    if args.peers_only and args.peer_cache is None:
+        err.print("--peers-only needs --peer-cache (where the predictions are stored)")
+        return 2
+    results = {name: run_log(LOGS[name], args.data_dir, args.max_cases, peer_names, config,
+                             args.targets, args.peers_only)
                for name in args.logs}
+    if args.peers_only:
+        return 0
     wall_s = time.perf_counter() - started
     Console(width=170).print(table(results))
     print(f"wall time {wall_s:.0f} s")

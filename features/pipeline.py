@@ -55,7 +55,9 @@ from features.prefixes import (
     prepare_rows,
     select_prefixes,
 )
+from features.pruning import without_unread
 from features.schema import CORE_COLUMNS, LABEL_ONLY_COLUMNS, ROW_COLUMN
+from features.sequence import AbsoluteTimeEncoder, ChangingAttributeEncoder, SequenceEncoder
 
 FRAME_KEYS = (*KEY_COLUMNS, "case_start")
 #: read by dedicated encoders (last state, cross-case) rather than as plain attributes
@@ -107,12 +109,17 @@ class PrefixPipeline(BaseEstimator):
             TimeEncoder(invoice_activities=roles.invoice,
                         fiscal_year_start_month=self.fiscal_year_start_month),
             ConformanceEncoder(expected_order=roles.expected_order, stage_order=roles.stage_order),
+            SequenceEncoder(min_frequency=self.min_frequency, max_categories=self.max_categories),
+            ChangingAttributeEncoder(columns=["resource", *categorical],
+                                     min_frequency=self.min_frequency),
+            AbsoluteTimeEncoder(),
             CrossCaseEncoder(roles=roles, recent_days=self.recent_days),
         ]
 
     def fit(self, events: pd.DataFrame, y: object = None) -> PrefixPipeline:
         prepared = prepare_events(events)
-        self.encoders_ = [enc.fit(prepared) for enc in self._encoders(events)]
+        built = without_unread(self._encoders(events), events)  # features.pruning
+        self.encoders_ = [enc.fit(prepared) for enc in built]
         self.feature_names_out_ = [n for enc in self.encoders_ for n in enc.feature_names_out_]
         repeated = sorted({n for n in self.feature_names_out_
                            if self.feature_names_out_.count(n) > 1})

@@ -1,0 +1,26 @@
+"""Feature groups a log gives nothing to read are not built (features.pruning)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.pipeline import PrefixPipeline
+from tests.features.test_pipeline_properties import ROLES, canonical_frame
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+
+def _log(**attrs: object) -> pd.DataFrame:
+    rows = [{"case_id": f"C{i % 4}", "activity": "Lead Captured" if i < 4 else "Quote Sent",
+             "timestamp": T0 + pd.Timedelta(days=i), **attrs} for i in range(8)]
+    return canonical_frame(rows)
+
+
+def test_cross_case_features_only_where_a_rep_region_or_account_is_given() -> None:
+    without = PrefixPipeline(roles=ROLES, min_frequency=1).fit(_log())
+    assert not [n for n in without.feature_names_out_ if n.startswith(("rep_", "account_"))]
+    frame = without.transform(_log())
+    assert len(frame) == 8 and "n_events" in frame
+    with_rep = PrefixPipeline(roles=ROLES, min_frequency=1).fit(_log(rep="R1"))
+    assert "rep_win_rate" in with_rep.feature_names_out_
+    assert "account_prior_cases" in with_rep.feature_names_out_
