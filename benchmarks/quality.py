@@ -11,8 +11,9 @@ run is written. Every figure is measured on the temporal test set.
 
 With ``--json`` the last line of stdout is one JSON object with the headline figures;
 with ``--sizes`` it also holds ``by_size.<N>``: per size, the worst seed's AUC ratio to
-the oracle (overall and on prefixes of length 1-2), ECE, the regressions' MAE ratio to
-their baseline and 10-90% coverage, and the kinds of model shipped.
+the oracle (overall and on prefixes of length 1-2, where also to the at-creation oracle,
+see ``early_ratios``), ECE and the oracle's own ECE, the regressions' MAE ratio to their
+baseline and 10-90% coverage, and the kinds of model shipped.
 Targets: win/loss AUC at least 0.95 x the oracle's, ECE at most 0.03, AUC and log loss
 better than both baselines (stage win rate, logistic regression); both regressions'
 MAE below their baseline's; 10-90% intervals covering 75-85% of test prefixes.
@@ -79,6 +80,9 @@ def run(cases: int, seed: int) -> tuple[dict[str, TargetResult], dict[str, float
             warnings.simplefilter("ignore")  # sklearn/LightGBM chatter on feature names
             results[name] = fit_target(data, target, config)
         timings[name] = time.perf_counter() - started
+    test = results["outcome"].test
+    if data.truth is not None and "p_win_at_creation" in data.truth:
+        test["p_creation"] = data.truth["p_win_at_creation"].reindex(test["case_id"]).to_numpy()
     return results, timings
 
 
@@ -165,21 +169,38 @@ def print_report(results: dict[str, TargetResult], timings: dict[str, float],
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
 
 
+def early_ratios(test: Any) -> dict[str, float]:
+    """On prefixes of length 1-2: our AUC over the oracle's, over the at-creation
+    oracle's (``p_win_at_creation``: all that exists before the first event, known
+    exactly), and the at-creation oracle's over the oracle's, the ceiling of the first
+    ratio for a model that cannot see a deal's own health before its events show it."""
+    nan = float("nan")
+    out = {"auc_ratio_to_oracle_k1_2": nan, "auc_ratio_to_creation_oracle_k1_2": nan,
+           "creation_oracle_ratio_k1_2": nan}
+    early = test["prefix_len"].to_numpy() <= 2
+    if "p_oracle" not in test or early.sum() < 20 or test.loc[early, "y"].nunique() < 2:
+        return out
+    y = test.loc[early, "y"]
+    ours = roc_auc_score(y, test.loc[early, "p_win"])
+    oracle = roc_auc_score(y, test.loc[early, "p_oracle"])
+    out["auc_ratio_to_oracle_k1_2"] = float(ours / oracle)
+    if "p_creation" in test:
+        creation = roc_auc_score(y, test.loc[early, "p_creation"])
+        out["auc_ratio_to_creation_oracle_k1_2"] = float(ours / creation)
+        out["creation_oracle_ratio_k1_2"] = float(creation / oracle)
+    return out
+
+
 def sweep_figures(results: dict[str, TargetResult]) -> dict[str, dict[str, float]]:
     """One seed's figures of the size sweep: AUC ratio to the oracle overall and on
-    prefixes of length 1-2, ECE, the kind shipped; MAE ratio and coverage per regression."""
+    prefixes of length 1-2 (``early_ratios``), ECE beside the oracle's own ECE on the same
+    test prefixes (how far from 0 sampling alone puts a perfectly calibrated model), the
+    kind shipped; MAE ratio and coverage per regression."""
     out = results["outcome"]
-    test = out.test
-    early = test["prefix_len"].to_numpy() <= 2
-    ratio_k12 = float("nan")
-    if "p_oracle" in test and early.sum() >= 20 and test.loc[early, "y"].nunique() == 2:
-        ours = roc_auc_score(test.loc[early, "y"], test.loc[early, "p_win"])
-        oracle = roc_auc_score(test.loc[early, "y"], test.loc[early, "p_oracle"])
-        ratio_k12 = float(ours / oracle)
     figures: dict[str, dict[str, Any]] = {"outcome": {
         "auc_ratio_to_oracle": out.metrics["auc"] / out.oracle.get("auc", float("nan")),
-        "auc_ratio_to_oracle_k1_2": ratio_k12, "ece": out.metrics["ece"],
-        "kind": out.kind}}
+        **early_ratios(out.test), "ece": out.metrics["ece"],
+        "oracle_ece": out.oracle.get("ece", float("nan")), "kind": out.kind}}
     for name in ("remaining_time", "payment_delay"):
         res = results[name]
         figures[name] = {
@@ -199,7 +220,7 @@ def worst_of(seeds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]
             values = [s[target][key] for s in seeds]
             if key == "kind":
                 out[target][key] = sorted(set(values))
-            elif key in ("ece", "mae_ratio_to_baseline"):
+            elif key in ("ece", "oracle_ece", "mae_ratio_to_baseline"):
                 out[target][key] = max(values)
             elif key == "coverage_80":
                 out[target][key] = max(values, key=lambda v: abs(v - 0.8))
@@ -255,7 +276,10 @@ def _print_sweep(size: int, worst: dict[str, Any], console: Console) -> None:
     console.print(
         f"[bold]{size:,} cases[/] (worst of seeds {worst['seeds']}): AUC/oracle "
         f"{o['auc_ratio_to_oracle']:.3f}, at prefix lengths 1-2 "
-        f"{o['auc_ratio_to_oracle_k1_2']:.3f}, ECE {o['ece']:.4f}, shipped {o['kind']}; "
+        f"{o['auc_ratio_to_oracle_k1_2']:.3f} (to the at-creation oracle "
+        f"{o['auc_ratio_to_creation_oracle_k1_2']:.3f}; its own ratio "
+        f"{o['creation_oracle_ratio_k1_2']:.3f}), ECE {o['ece']:.4f} (oracle's "
+        f"{o['oracle_ece']:.4f}), shipped {o['kind']}; "
         + "; ".join(f"{n}: MAE/baseline {worst[n]['mae_ratio_to_baseline']:.3f}, "
                     f"coverage {worst[n]['coverage_80']:.3f}, shipped {worst[n]['kind']}"
                     for n in ("remaining_time", "payment_delay")))

@@ -36,6 +36,14 @@ Generative design (the truth frame is exact for it):
   date (``start + round(365.25 * years)`` days) after which events are dropped, leaving
   open cases that keep their prefix.
 
+``p_win_at_creation`` is the win probability given all that exists before the deal's
+first event, known exactly: lead source, product, amount, the rep's skill and workload,
+the account's relationship; only the deal's own share of its health and the noise are
+integrated out. No model can know those parts exactly (a rep's skill and an account's
+relationship are only revealed by their earlier deals), so at a case's first events it is
+a ceiling above any honest model and below ``p_win``, which also knows the deal's own
+health (later events reveal it).
+
 Truth notes: ``won``, ``cycle_days`` and ``payment_delay_days`` are the realised values
 of the full simulation, also for cases the extraction cut (``open_at_extraction``).
 ``expected_cycle_days`` is the expectation at creation over the gates, repeats, stalls
@@ -123,6 +131,7 @@ EVENT_COLUMNS: Final[tuple[str, ...]] = (
 TRUTH_COLUMNS: Final[tuple[str, ...]] = (
     "opportunity_id",
     "p_win",
+    "p_win_at_creation",
     *(f"p_win_from_{s.lower()}" for s in SALES_STAGES),
     "won",
     "expected_payment_delay_days",
@@ -202,6 +211,7 @@ _MAX_SALES_GAP_DAYS = 90.0
 # uniform times); used by the analytic expected cycle time only.
 _BUSINESS_SHIFT_DAYS = 0.62
 _HEALTH_WEIGHT = 0.7  # weight of the latent deal health in the win logit
+_LOGIT_NOISE = 0.3  # sd of the deal's own noise in the win logit
 _RAPPORT_SHARE = 0.7  # correlation of a deal's health with its account's relationship
 _RESPONSE_SLOPE = 0.7  # engaged buyers (high health) take the first call sooner
 _SIZE_DELAY = 2.0  # days of payment delay per log-unit of deal size (e^1 x larger)
@@ -248,6 +258,15 @@ class ProcessEffects:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _expected_win(known_logit: np.ndarray, sd: float, nodes: int = 40) -> np.ndarray:
+    """E[prod_j sigmoid(known_logit + e + c_j)] over e ~ N(0, sd^2): the win probability
+    of a deal whose logit is known up to a normal part (Gauss-Hermite quadrature)."""
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)  # weight exp(-x^2 / 2)
+    w = w / w.sum()
+    logits = known_logit[:, None, None] + sd * x[None, :, None] + _GATE_CONST[None, None, :]
+    return (np.prod(_sigmoid(logits), axis=2) * w[None, :]).sum(axis=1)
 
 
 def _norm_cdf(x: np.ndarray) -> np.ndarray:
@@ -450,6 +469,7 @@ def simulate_log(
     # this deal's own; still N(0, 1)
     u = (_RAPPORT_SHARE * acc_rapport[account]
          + np.sqrt(1.0 - _RAPPORT_SHARE**2) * rng.normal(0.0, 1.0, n))
+    noise = rng.normal(0.0, _LOGIT_NOISE, n)
     logit = (
         _BASE_LOGIT
         + _LEAD_SOURCE_LOGIT[lead_source]
@@ -458,10 +478,15 @@ def simulate_log(
         + rep_skill[owner]
         - 0.8 * excess
         + _HEALTH_WEIGHT * u
-        + rng.normal(0.0, 0.3, n)
+        + noise
     )
     q = _sigmoid(logit[:, None] + _GATE_CONST[None, :])  # (n, 5) gate pass probabilities
     p_from = np.cumprod(q[:, ::-1], axis=1)[:, ::-1]
+    # what could be known before the deal's first event: all of the logit but the deal's
+    # own share of its health and the noise, which are integrated out
+    known_logit = (logit - noise - _HEALTH_WEIGHT * (u - _RAPPORT_SHARE * acc_rapport[account]))
+    p_at_creation = _expected_win(known_logit, np.sqrt(
+        (_HEALTH_WEIGHT**2) * (1.0 - _RAPPORT_SHARE**2) + _LOGIT_NOISE**2))
 
     pace = (
         _SALES_PACE
@@ -784,6 +809,7 @@ def simulate_log(
         {
             "opportunity_id": _str_column(opp_ids, np.arange(n)),
             "p_win": p_from[:, 0],
+            "p_win_at_creation": p_at_creation,
             **{f"p_win_from_{s.lower()}": p_from[:, j] for j, s in enumerate(SALES_STAGES)},
             "won": won,
             "expected_payment_delay_days": np.where(won, expected_delay, np.nan),

@@ -181,15 +181,27 @@ class LogisticBaseline:
     Fitted with scikit-learn; scored from tables. The model is linear in its encoded
     columns and every encoded column (one-hot level, scaled number, missing indicator)
     belongs to one feature, so each feature adds a log-odds term that depends on its own
-    value only: a lookup per category code, ``a + b * x`` per number (a constant when
-    missing). The tables are read off the fitted encoder itself (``_compile``), so they
-    equal scikit-learn's answers, and one row scores in microseconds instead of the
-    milliseconds a ``ColumnTransformer`` takes. ``terms`` also gives the explanation.
+    value only: a lookup per category code, ``a + b * x`` per number (``x`` on a log scale
+    for skewed ones, below; a constant when missing). The tables are read off the fitted
+    encoder itself (``_compile``), so they equal scikit-learn's answers, and one row
+    scores in microseconds instead of the milliseconds a ``ColumnTransformer`` takes.
+    ``terms`` also gives the explanation.
 
     Numbers beyond the training range are held at its edge when scored: a linear term
     grows without bound, so an amount typed with three zeros too many would swing the
     win probability to certainty (trees just use their last split).
+
+    A number that is never negative and strongly right-skewed on the training rows (deal
+    amounts, durations, counts of earlier deals; ``SKEWED``) enters on a log scale,
+    ``a + b * log1p(x)``: win odds move with a deal's size in proportion, not per dollar,
+    and a linear term fitted on the bulk of such a column is driven by its tail. Counts
+    of an account's or rep's earlier deals grow with the age of the log, so on new
+    cases they lie beyond most training values; on a linear scale that drift moved the
+    predicted win rate of new deals away from the truth, on a log scale much less.
     """
+
+    #: sample skewness above which a non-negative number is taken on a log scale
+    SKEWED = 1.0
 
     def __init__(self, C: float = 1.0, seed: int = 0) -> None:
         self.C = C
@@ -203,6 +215,8 @@ class LogisticBaseline:
         numbers = X[self.numeric_].astype("float64")
         self.numeric_low_ = numbers.min().fillna(-np.inf).to_numpy()
         self.numeric_high_ = numbers.max().fillna(np.inf).to_numpy()
+        skewed = (numbers.min() >= 0) & (numbers.skew() > self.SKEWED)
+        self.log_columns_ = [c for c in self.numeric_ if bool(skewed[c])]
         encode = ColumnTransformer([
             ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20,
                                   sparse_output=True), self.categorical_),
@@ -211,14 +225,20 @@ class LogisticBaseline:
                                   StandardScaler()), self.numeric_),
         ])
         self.model_ = make_pipeline(encode, LogisticRegression(C=self.C, max_iter=2000))
-        self.model_.fit(self._frame(X), np.asarray(y, dtype=int))
+        self.model_.fit(self._frame(X, scaled=True), np.asarray(y, dtype=int))
         self._compile()
         return self
 
-    def _frame(self, X: pd.DataFrame) -> pd.DataFrame:
+    def _frame(self, X: pd.DataFrame, scaled: bool = False) -> pd.DataFrame:
+        """What scikit-learn's pipeline reads: missing categories named; with ``scaled``,
+        the skewed numbers on their log scale (the probe rows of ``_compile`` are
+        already on it)."""
         out = X.copy()
         for c in self.categorical_:
             out[c] = out[c].astype("object").where(out[c].notna(), "(missing)")
+        if scaled:
+            for c in self.log_columns_:
+                out[c] = np.log1p(out[c].astype("float64").clip(lower=0.0))
         return out
 
     def _compile(self) -> None:
@@ -269,6 +289,8 @@ class LogisticBaseline:
             out[:, layout.categorical] = layout.terms[picks]
         numeric = layout.numeric
         values = np.clip(M[:, numeric], self.numeric_low_, self.numeric_high_)
+        if len(layout.logged):
+            values[:, layout.logged] = np.log1p(values[:, layout.logged])
         out[:, numeric] = np.where(np.isnan(values), self.numeric_missing_,
                                    self.numeric_at_zero_ + self.numeric_slope_ * values)
         return out
@@ -285,7 +307,10 @@ class LogisticBaseline:
                 numeric=np.array([position[c] for c in self.numeric_], dtype=np.int64),
                 terms=(np.concatenate(self.category_terms_) if len(sizes) else np.zeros(0)),
                 offsets=np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64),
-                missing=sizes - 1)
+                missing=sizes - 1,
+                logged=np.array([i for i, c in enumerate(self.numeric_)
+                                 if c in set(getattr(self, "log_columns_", ()))],
+                                dtype=np.int64))
             self._term_layout = layout
         return layout
 
@@ -310,6 +335,7 @@ class _TermLayout:
     terms: np.ndarray  # every categorical column's term table, end to end
     offsets: np.ndarray  # where each column's table starts in ``terms``
     missing: np.ndarray  # per column, the code of its missing term (its table's last)
+    logged: np.ndarray  # positions among the numeric columns of those on a log scale
 
 
 def _encoded_owners(encode: ColumnTransformer, columns: list[str]) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 
@@ -155,3 +156,39 @@ def test_matrix_predictions_equal_lightgbm_on_the_frame() -> None:
                                   model.model_.predict(Xt, raw_score=True))
     np.testing.assert_array_equal(model.tree_contributions(Xt),
                                   model.booster.predict(Xt, pred_contrib=True))
+
+
+def test_logistic_takes_skewed_non_negative_numbers_on_a_log_scale() -> None:
+    """Deal amounts: win odds fall with the amount in proportion; a log scale fits that
+    and the tables still equal scikit-learn's answers on the log-scaled frame."""
+    rng = np.random.default_rng(31)
+    n = 6000
+    amount = np.exp(rng.normal(10.0, 1.0, n))
+    X = pd.DataFrame({"amount": amount, "a": rng.normal(size=n),
+                      "shifted": rng.exponential(1.0, n) - 0.5})  # skewed but negative too
+    logit = -0.9 * (np.log(amount) - 10.0) + 0.5 * X["a"].to_numpy()
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    fit, test = slice(None, 4000), slice(4000, None)
+    base = LogisticBaseline().fit(X[fit], y[fit])
+    assert base.log_columns_ == ["amount"]
+
+    class Linear(LogisticBaseline):
+        SKEWED = np.inf
+
+    linear = Linear().fit(X[fit], y[fit])
+    assert linear.log_columns_ == []
+    from sklearn.metrics import log_loss
+    assert log_loss(y[test], base.predict_proba(X[test])) < log_loss(
+        y[test], linear.predict_proba(X[test])) - 0.01
+    Xt = X[test].copy()
+    Xt.iloc[0, 0] = amount.max() * 1000  # beyond the training range: held at its edge
+    Xt.iloc[1, 0] = np.nan
+    clipped = Xt.assign(amount=Xt["amount"].clip(upper=X["amount"][fit].max()))
+    expected = base.model_.predict_proba(base._frame(clipped, scaled=True))[:, 1]
+    np.testing.assert_allclose(base.predict_proba(Xt), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(base.predict_proba(as_matrix(Xt)), expected, rtol=1e-9,
+                               atol=1e-12)
+    # a model saved before the log scale existed scores as it did (linear)
+    old = copy.deepcopy(linear)
+    del old.log_columns_
+    np.testing.assert_allclose(old.predict_proba(Xt), linear.predict_proba(Xt))
