@@ -48,7 +48,8 @@ async def forecast_upload(snapshot: SnapshotDep, settings: SettingsDep,
     """The same forecast for the open cases of an uploaded event log."""
     require_forecast_models(snapshot)  # before reading the file: say what is missing first
     name = file.filename or "upload.csv"
-    log = read_uploaded_log(name, await file.read(), snapshot)
+    # read as the outcome model reads an export: its training log is the forecast's too
+    log = read_uploaded_log(name, await file.read(), snapshot.get("outcome").bundle.mapping)
     answer = await _run(snapshot, settings, log, name, group_by, months, simulations)
     ignored = log.quarantine
     if len(ignored):
