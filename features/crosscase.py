@@ -341,6 +341,10 @@ class CrossCaseEncoder(PrefixEncoder):
         self.feature_names_out_ = names
         return self
 
+    def resolved_roles(self) -> Roles:
+        """The roles given, or the default ones (also for the Dask path's key join)."""
+        return self._roles()
+
     def _roles(self) -> Roles:
         return self.roles if self.roles is not None else Roles()
 
@@ -397,11 +401,11 @@ class CrossCaseEncoder(PrefixEncoder):
                 whole_history_given=whole,
                 q=q, q_given=q_given, now=t)
             column_features(out, column, at, roles, t, recent,
-                            lambda v=query_values: self._self_counted(rows, current, v, t))
+                            lambda v=query_values: self.self_counted(rows, current, v, t))
         return {name: out[name] for name in self.feature_names_out_}
 
     @staticmethod
-    def _self_counted(rows: EventRows, current: CaseFacts, now_account: np.ndarray,
+    def self_counted(rows: EventRows, current: CaseFacts, now_account: np.ndarray,
                       t: np.ndarray) -> np.ndarray:
         """1 where the prefix's own case is among its account's counted cases."""
         position = rows.cases.case_number()

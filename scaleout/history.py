@@ -130,7 +130,7 @@ def needs(encoder: CrossCaseEncoder) -> dict[str, list[Need]]:
     """The lookups each key column's features make, found by running the encoder's
     rule (``column_features``) once on a probe: so a change in that rule changes what
     the buckets answer, rather than silently reading a lookup nobody computed."""
-    roles = encoder._roles()
+    roles = encoder.resolved_roles()
     recent = int(encoder.recent_days * DAY_SECONDS)
     t = np.array([10 * TIME_SPAN // 11], dtype=np.int64)
     out: dict[str, list[Need]] = {}
@@ -293,7 +293,7 @@ def encode_answered(encoder: CrossCaseEncoder, rows: EventRows, kept: np.ndarray
     """Step 3: the cross-case features of the kept prefixes from the buckets' answers,
     by the encoder's own rule; equal to ``encoder.encode`` of the whole log (with the
     whole log as history) at those prefixes, bit for bit."""
-    roles = encoder._roles()
+    roles = encoder.resolved_roles()
     loaded = [take(a) for a in answers]
     current = case_facts(rows, roles)
     t = rows.sec[kept] + TIME_OFFSET
@@ -319,6 +319,6 @@ def encode_answered(encoder: CrossCaseEncoder, rows: EventRows, kept: np.ndarray
 
         query_values = rows.last_known(column)
         column_features(out, column, at, roles, t, recent,
-                        lambda q_values=query_values: CrossCaseEncoder._self_counted(
+                        lambda q_values=query_values: CrossCaseEncoder.self_counted(
                             rows, current, q_values, rows.sec + TIME_OFFSET)[kept])
     return {name: out[name] for name in encoder.feature_names_out_}
