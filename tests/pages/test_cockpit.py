@@ -189,15 +189,21 @@ def test_process_of_an_uploaded_log(live, small_log) -> None:
 
 
 def test_models_page_refuses_a_worse_model_with_the_reason(tab: Watched, live, small_log,
-                                                           trained) -> None:
+                                                           trained, monkeypatch) -> None:
     from mlflow.tracking import MlflowClient
 
     from models.registry import current_champion
     from training.config import TrainConfig
     from training.train import train
 
-    weak = train(small_log, None, "outcome", TrainConfig(lgbm={"n_estimators": 1,
-                                                                "num_leaves": 2}))
+    # a one-tree LightGBM alone (no logistic base to boost from, no selection: else the
+    # run ships its logistic base); the honesty gates relaxed, so the refusal is the
+    # champion comparison's
+    monkeypatch.setenv("L2C_PROMOTE_AUC_TOLERANCE", "1")
+    monkeypatch.setenv("L2C_PROMOTE_MAX_ECE", "1")
+    weak = train(small_log, None, "outcome", TrainConfig(
+        lgbm={"n_estimators": 1, "num_leaves": 2}, win_base=None, calibration="none",
+        select_kind=False))
     version = weak.versions["outcome"]
     champion = current_champion(MlflowClient(), "l2c-outcome")
     log_in(tab, live, "/models")
