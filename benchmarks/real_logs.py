@@ -573,7 +573,6 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "transitions": ("SequenceEncoder", {"max_transitions": 0}),
     "recency": ("SequenceEncoder", {"max_recency": 0}),
     "changing": ("ChangingAttributeEncoder", {"columns": ()}),
-    "date": ("AbsoluteTimeEncoder", None),
 }
 
 
