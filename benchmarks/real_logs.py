@@ -49,7 +49,6 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from benchmarks.skpm_peer import ENCODINGS as SKPM_ENCODINGS  # noqa: E402
 from benchmarks.skpm_peer import SkpmEncoding, skpm_available  # noqa: E402
-from features.encoders import PrefixEncoder  # noqa: E402
 from features.log import EventLog, read_log  # noqa: E402
 from features.outcomes import outcome_events  # noqa: E402
 from features.schema import LABEL_ONLY_COLUMNS, ROW_COLUMN  # noqa: E402
@@ -568,23 +567,13 @@ def best_of(target: Target, figures: dict[str, float]) -> str | None:
 # ------------------------------------------------------------------------ ablation
 #: our feature groups the ablation can leave out: (encoder class in features.pipeline,
 #: the parameters that switch the group off)
-ABLATIONS: dict[str, tuple[str, dict[str, Any] | None]] = {
+ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "lags": ("SequenceEncoder", {"lags": ()}),
     "transitions": ("SequenceEncoder", {"max_transitions": 0}),
     "recency": ("SequenceEncoder", {"max_recency": 0}),
     "changing": ("ChangingAttributeEncoder", {"columns": ()}),
 }
 
-
-class _NoFeatures(PrefixEncoder):
-    """An encoder group left out whole (``ABLATIONS`` entries without parameters)."""
-
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> _NoFeatures:
-        self.feature_names_out_: list[str] = []
-        return self
-
-    def encode(self, rows: Any) -> dict[str, Any]:
-        return {}
 
 
 def ablate(group: str) -> None:
@@ -596,7 +585,7 @@ def ablate(group: str) -> None:
     build = getattr(pipeline, name)
 
     def switched_off(*args: Any, **kwargs: Any) -> Any:
-        return _NoFeatures() if off is None else build(*args, **{**kwargs, **off})
+        return build(*args, **{**kwargs, **off})
 
     setattr(pipeline, name, switched_off)
 
