@@ -49,7 +49,6 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from benchmarks.skpm_peer import ENCODINGS as SKPM_ENCODINGS  # noqa: E402
 from benchmarks.skpm_peer import SkpmEncoding, skpm_available  # noqa: E402
-from features.encoders import PrefixEncoder  # noqa: E402
 from features.log import EventLog, read_log  # noqa: E402
 from features.outcomes import outcome_events  # noqa: E402
 from features.schema import LABEL_ONLY_COLUMNS, ROW_COLUMN  # noqa: E402
@@ -568,24 +567,13 @@ def best_of(target: Target, figures: dict[str, float]) -> str | None:
 # ------------------------------------------------------------------------ ablation
 #: our feature groups the ablation can leave out: (encoder class in features.pipeline,
 #: the parameters that switch the group off)
-ABLATIONS: dict[str, tuple[str, dict[str, Any] | None]] = {
+ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "lags": ("SequenceEncoder", {"lags": ()}),
     "transitions": ("SequenceEncoder", {"max_transitions": 0}),
     "recency": ("SequenceEncoder", {"max_recency": 0}),
     "changing": ("ChangingAttributeEncoder", {"columns": ()}),
-    "date": ("AbsoluteTimeEncoder", None),
 }
 
-
-class _NoFeatures(PrefixEncoder):
-    """An encoder group left out whole (``ABLATIONS`` entries without parameters)."""
-
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> _NoFeatures:
-        self.feature_names_out_: list[str] = []
-        return self
-
-    def encode(self, rows: Any) -> dict[str, Any]:
-        return {}
 
 
 def ablate(group: str) -> None:
@@ -597,7 +585,7 @@ def ablate(group: str) -> None:
     build = getattr(pipeline, name)
 
     def switched_off(*args: Any, **kwargs: Any) -> Any:
-        return _NoFeatures() if off is None else build(*args, **{**kwargs, **off})
+        return build(*args, **{**kwargs, **off})
 
     setattr(pipeline, name, switched_off)
 
@@ -719,6 +707,10 @@ def _worse_than_baseline(result: TargetResult) -> bool:
     return False
 
 
+#: ``--partial-json``: after each peer, the comparisons so far are appended here
+PARTIAL: dict[str, Path | None] = {"file": None}
+
+
 def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, peer_names: list[str],
             config: TrainConfig, targets: list[str] | None = None,
             peers_only: bool = False) -> dict[str, Any]:
@@ -746,6 +738,12 @@ def run_log(spec: LogSpec, data_dir: Path, max_cases: int | None, peer_names: li
             err.print(f"[{spec.name}] {target.name}: {name} "
                       f"{main_metric(target, p_y, p_pred):.4f}")
         del peer
+        if PARTIAL["file"] is not None and not peers_only:  # what is done so far
+            done = {t.name: compare(dict(ours[t.name][0]), ours[t.name][1], t,
+                                    predictions[t.name], config) for t in chosen}
+            with PARTIAL["file"].open("a") as handle:
+                handle.write(json.dumps({spec.name: {"targets": done, "peers_features_s":
+                                                     timed}}, default=float) + "\n")
     results = {}
     for target in [] if peers_only else chosen:
         out, test = ours[target.name]
@@ -842,6 +840,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS),
                         help="which peers to run (default: all)")
     parser.add_argument("--no-peer", action="store_true", help="skip every peer")
+    parser.add_argument("--partial-json", type=Path, default=None,
+                        help="append each log's comparisons so far here after every peer")
     parser.add_argument("--peers-only", action="store_true",
                         help="with --peer-cache: only store the peers' predictions")
     parser.add_argument("--peer-cache", type=Path, default=None,
@@ -869,6 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         PEER_CACHE.update({"dir": args.peer_cache, "max_cases": args.max_cases})
     config = TrainConfig(learning_curve=False, seed=args.seed)  # the shipped models
     started = time.perf_counter()
+    PARTIAL["file"] = args.partial_json
     if args.peers_only and args.peer_cache is None:
         err.print("--peers-only needs --peer-cache (where the predictions are stored)")
         return 2

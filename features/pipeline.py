@@ -57,7 +57,7 @@ from features.prefixes import (
 )
 from features.pruning import without_unread
 from features.schema import CORE_COLUMNS, LABEL_ONLY_COLUMNS, ROW_COLUMN
-from features.sequence import AbsoluteTimeEncoder, ChangingAttributeEncoder, SequenceEncoder
+from features.sequence import ChangingAttributeEncoder, SequenceEncoder
 
 FRAME_KEYS = (*KEY_COLUMNS, "case_start")
 #: read by dedicated encoders (last state, cross-case) rather than as plain attributes
@@ -112,7 +112,6 @@ class PrefixPipeline(BaseEstimator):
             SequenceEncoder(min_frequency=self.min_frequency, max_categories=self.max_categories),
             ChangingAttributeEncoder(columns=["resource", *categorical],
                                      min_frequency=self.min_frequency),
-            AbsoluteTimeEncoder(),
             CrossCaseEncoder(roles=roles, recent_days=self.recent_days),
         ]
 

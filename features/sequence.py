@@ -219,24 +219,3 @@ class ChangingAttributeEncoder(PrefixEncoder):
         """An attribute's value counts read together (they sum to the events so far)."""
         return {n: (f"{column}_counts", f"how often each {column.replace('_', ' ')} so far")
                 for column in self.values_ for n in self.count_names_[column]}
-
-
-class AbsoluteTimeEncoder(PrefixEncoder):
-    """When the prefix ends, as days since 1970 (the literature's "absolute time").
-
-    Outcome rates and durations drift: policies change, queues grow, the most recent
-    cases of an extract are cut short. Trees split the date into eras, and a case
-    scored after the training period falls into the latest one, so the model answers
-    with the latest regime rather than the average of all past ones.
-    """
-
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> AbsoluteTimeEncoder:
-        self.feature_names_out_ = ["date_days"] if len(prepared) else []
-        return self
-
-    def encode(self, rows: EventRows) -> Encoded:
-        return {name: rows.sec / 86400.0 for name in self.feature_names_out_}
-
-    def readable_names(self) -> dict[str, str]:
-        return {"date_days": "date of the latest event"}
-
