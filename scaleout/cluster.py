@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -94,3 +94,12 @@ def dashboard_link(client: object) -> str | None:
         return client.dashboard_link  # type: ignore[attr-defined]
     except (AttributeError, KeyError):
         return None
+
+
+def announce_cluster(client: object, announce: Callable[[str], None] | None) -> None:
+    """Tell the user how many workers the job got and where its dashboard is."""
+    if announce is None:
+        return
+    link = dashboard_link(client)
+    workers = len(client.scheduler_info().get("workers", {}))  # type: ignore[attr-defined]
+    announce(f"Dask cluster with {workers} worker(s)" + (f"; dashboard: {link}" if link else ""))

@@ -107,16 +107,12 @@ def insight_on_cluster(log: str | Path, mapping: str | Path | Mapping | None, sp
     """``insight.analyze(read_log(log, mapping), **analyze_options)`` with the log read,
     validated and made compact on a Dask cluster."""
     from insight import analyze
-    from scaleout.cluster import dashboard_link, dask_client
+    from scaleout.cluster import announce_cluster, dask_client
     from scaleout.input import read_partitioned
 
     step = progress or (lambda _m: None)
     with dask_client(spec) as client:
-        link = dashboard_link(client)
-        if announce is not None:
-            workers = len(client.scheduler_info().get("workers", {}))
-            announce(f"Dask cluster with {workers} worker(s)"
-                     + (f"; dashboard: {link}" if link else ""))
+        announce_cluster(client, announce)
         step("reading, shuffling by case and validating the log")
         scaled = read_partitioned(log, client, mapping, partitions=partitions, store=store)
         step("ordering each partition's events for the insight")

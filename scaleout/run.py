@@ -22,7 +22,7 @@ from features.log import EventLog
 from features.mapping import Mapping
 from features.split import TemporalSplit
 from scaleout.build import PrefixPart, ScaledTrainingData, build_scaled_training_data
-from scaleout.cluster import ClusterSpec, dashboard_link, dask_client
+from scaleout.cluster import ClusterSpec, announce_cluster, dask_client
 from scaleout.input import read_partitioned
 from scaleout.train import SAMPLE_CASES, fit_target_scaled
 from training.config import TrainConfig
@@ -82,11 +82,7 @@ def train_on_cluster(log: str | Path, mapping: str | Path | Mapping | None, targ
     step = progress or (lambda _m: None)
     targets = resolve_targets(target)
     with dask_client(spec) as client:
-        link = dashboard_link(client)
-        if announce is not None:
-            workers = len(client.scheduler_info().get("workers", {}))
-            announce(f"Dask cluster with {workers} worker(s)"
-                     + (f"; dashboard: {link}" if link else ""))
+        announce_cluster(client, announce)
         step("reading, shuffling by case and validating the log")
         scaled_log = read_partitioned(log, client, mapping, partitions=partitions,
                                       store=store)
@@ -148,8 +144,6 @@ def score_log(log: str | Path, mapping: str | Path | Mapping | None, bundles: li
         read = read_log(log, mapping)
         return score_in_process(read.events, bundles), read.report
     with dask_client(spec) as client:
-        link = dashboard_link(client)
-        if announce is not None:
-            announce("Dask cluster" + (f"; dashboard: {link}" if link else ""))
+        announce_cluster(client, announce)
         scaled = read_partitioned(log, client, mapping, partitions=partitions)
         return score_open_cases(scaled, bundles), scaled.report

@@ -4,29 +4,18 @@ skpm, the optional ``benchmark`` extra, is not installed)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.benchmarks.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _real_logs():  # the benchmark script, as tests/benchmarks/test_real_logs.py loads it
-    if "real_logs" in sys.modules:
-        return sys.modules["real_logs"]
-    spec = importlib.util.spec_from_file_location("real_logs", ROOT / "benchmarks" / "real_logs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["real_logs"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-real_logs = _real_logs()
+real_logs = load_script("real_logs")
 DAY = pd.Timestamp("2010-01-01", tz="UTC")
 
 

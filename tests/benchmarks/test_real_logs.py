@@ -6,33 +6,22 @@ Skipped when ``../shared/data`` is absent; the peer test also needs the optional
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from models.targets import TARGETS
+from tests.benchmarks.scripts import load_script
 from training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 HELPDESK_CASES = 800
 
 
-def _load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("real_logs", ROOT / "benchmarks" / "real_logs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["real_logs"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-real_logs = _load_module()
+real_logs = load_script("real_logs")
 
 
 @pytest.fixture(scope="module")
