@@ -63,6 +63,15 @@ MappingOption = Annotated[
     Path | None,
     typer.Option("--mapping", "-m", help="YAML mapping of the export; default: simulator's."),
 ]
+# the same Dask options on every command that can run on a cluster (docs/scale.md)
+ClusterOption = Annotated[str | None, typer.Option(
+    help="Run on Dask: local:N starts N local workers (see docs/scale.md). LOG may then "
+    "also be a directory of Parquet files.")]
+SchedulerOption = Annotated[str | None, typer.Option(
+    help="Run on an existing Dask cluster, e.g. tcp://HOST:8786 (default: "
+    "$DASK_SCHEDULER_ADDRESS).")]
+PartitionsOption = Annotated[int | None, typer.Option(
+    min=1, help="Dask: partitions of cases (default: ~500k rows each).")]
 
 
 @app.command()
@@ -189,14 +198,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed of the models.")] = 0,
     test_fraction: Annotated[float, typer.Option(
         min=0.05, max=0.5, help="Share of the latest cases held out as the test set.")] = 0.2,
-    cluster: Annotated[str | None, typer.Option(
-        help="Run on Dask: local:N starts N local workers (see docs/scale.md). LOG may "
-        "then also be a directory of Parquet files.")] = None,
-    scheduler: Annotated[str | None, typer.Option(
-        help="Run on an existing Dask cluster, e.g. tcp://HOST:8786 (default: "
-        "$DASK_SCHEDULER_ADDRESS).")] = None,
-    partitions: Annotated[int | None, typer.Option(
-        min=1, help="Dask: partitions of cases (default: ~500k rows each).")] = None,
+    cluster: ClusterOption = None,
+    scheduler: SchedulerOption = None,
+    partitions: PartitionsOption = None,
     sample_cases: Annotated[int, typer.Option(
         min=100, help="Dask: training cases of the driver's run that picks the number of "
         "trees, the bases and the calibration.")] = 20_000,
@@ -263,12 +267,9 @@ def score(
     mapping: MappingOption = None,
     target: Annotated[str, typer.Option(
         help="all, outcome, remaining_time or payment_delay (their champions).")] = "all",
-    cluster: Annotated[str | None, typer.Option(help="Run on Dask: local:N workers.")] = None,
-    scheduler: Annotated[str | None, typer.Option(
-        help="Existing Dask scheduler, e.g. tcp://HOST:8786 (default: "
-        "$DASK_SCHEDULER_ADDRESS).")] = None,
-    partitions: Annotated[int | None, typer.Option(min=1, help="Dask: partitions of cases.")
-                          ] = None,
+    cluster: ClusterOption = None,
+    scheduler: SchedulerOption = None,
+    partitions: PartitionsOption = None,
 ) -> None:
     """Score every open case of a log (its latest prefix) with the champion models."""
     from models.targets import resolve_targets
@@ -432,14 +433,9 @@ def insight(
     happy_path: Annotated[str | None, typer.Option(
         help="Expected order to check cases against, activities separated by commas "
              "(default: the mapping's expected_order).")] = None,
-    cluster: Annotated[str | None, typer.Option(
-        help="Read and validate on Dask: local:N starts N local workers (see "
-        "docs/scale.md). LOG may then also be a directory of Parquet files.")] = None,
-    scheduler: Annotated[str | None, typer.Option(
-        help="Existing Dask scheduler, e.g. tcp://HOST:8786 (default: "
-        "$DASK_SCHEDULER_ADDRESS).")] = None,
-    partitions: Annotated[int | None, typer.Option(min=1, help="Dask: partitions of cases.")
-                          ] = None,
+    cluster: ClusterOption = None,
+    scheduler: SchedulerOption = None,
+    partitions: PartitionsOption = None,
 ) -> None:
     """Describe the actual process: map, variants, funnel, bottlenecks, rework,
     conformance, discounts, payments; writes a self-contained HTML report.
