@@ -336,21 +336,18 @@ class CrossCaseEncoder(PrefixEncoder):
         names = ["rep_started_recent", "rep_decided_cases", "rep_win_rate",
                  "rep_mean_cycle_days", "account_prior_cases", "account_won_cases",
                  "account_paid_cases", "account_mean_payment_delay_days"]
-        if self._roles().end_activities:
+        if self.resolved_roles().end_activities:
             names = ["rep_open_cases", "region_open_cases", *names]
         self.feature_names_out_ = names
         return self
 
     def resolved_roles(self) -> Roles:
         """The roles given, or the default ones (also for the Dask path's key join)."""
-        return self._roles()
-
-    def _roles(self) -> Roles:
         return self.roles if self.roles is not None else Roles()
 
     def set_history(self, prepared: pd.DataFrame) -> CrossCaseEncoder:
         """Remember these cases' facts for scoring cases that arrive without history."""
-        self.facts_ = case_facts(EventRows(prepared), self._roles())
+        self.facts_ = case_facts(EventRows(prepared), self.resolved_roles())
         self.cases_ = Lookup(self.facts_.ids)
         self.groups_: dict[str, Lookup] = {}
         self.index_: dict[str, dict[str, AsOf]] = {}
@@ -370,7 +367,7 @@ class CrossCaseEncoder(PrefixEncoder):
 
     def encode(self, rows: EventRows) -> Encoded:
         check_is_fitted(self, "index_")
-        roles = self._roles()
+        roles = self.resolved_roles()
         current = case_facts(rows, roles)
         found = self.cases_.positions(current.ids)
         given_stored = np.flatnonzero(found >= 0)  # given cases the history holds too

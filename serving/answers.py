@@ -7,7 +7,7 @@ was not a number); dates are computed on microsecond integers for all rows at on
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,8 +16,10 @@ from features.log import EventLog
 from features.mapping import Mapping
 from features.outcomes import first_time_of, terms_at_invoice
 from models.targets import TARGETS
-from serving.scoring import ScoredCases
 from serving.store import Snapshot
+
+if TYPE_CHECKING:
+    from serving.scoring import ScoredCases
 
 
 def assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,

@@ -21,6 +21,7 @@ from features.log import EventLog
 from features.mapping import Mapping
 from features.outcomes import case_outcomes
 from models.bundle import CasesRead, Scores
+from serving.answers import assemble
 from serving.errors import ModelMismatchError
 from serving.events import cases_to_frame, read_request_events
 from serving.schemas import CaseIn, PredictRequest
@@ -163,8 +164,6 @@ def _add_notes(notes: dict[str, list[str]], more: dict[str, list[str]]) -> None:
 
 def predict_one(snapshot: Snapshot, request: PredictRequest) -> dict[str, Any]:
     """The answer to one ``/v1/predict`` request."""
-    from serving.answers import assemble
-
     scored = score_cases(snapshot, [request], explain=request.explain, each_case_alone=True)
     return assemble(scored, snapshot, request.explain, request.top_k)[0]
 
@@ -190,8 +189,6 @@ def predict_together(snapshot: Snapshot, requests: Sequence[PredictRequest]
 
 def _predict_in_one_pass(snapshot: Snapshot, requests: Sequence[PredictRequest]
                          ) -> list[dict[str, Any] | Exception]:
-    from serving.answers import assemble
-
     first = requests[0]
     scored = score_cases(snapshot, requests, explain=first.explain, each_case_alone=True)
     answers = {a["case_id"]: a for a in assemble(scored, snapshot, first.explain, first.top_k)}
