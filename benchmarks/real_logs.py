@@ -615,6 +615,7 @@ def run_ours(prep: Prepared, target: Target, config: TrainConfig
                          for kind, values in result.selection.items()},
         "shipped_worse_than_a_baseline_on_latest_block": _worse_than_baseline(result),
         "ece": _r(result.metrics.get("ece")),
+        "ece_sampling_floor": _r(result.metrics.get("ece_sampling_floor")),
         "ours_per_length": per_length(k, y, pred, target.kind),
         "test_prefixes": len(test), "test_cases": int(test["case_id"].nunique()),
         "train_prefixes": int(target.rows(prep.data.train_labels).sum()),

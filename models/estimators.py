@@ -181,6 +181,13 @@ class WinProbabilityModel(_Boosted):
     a constant log-odds shift (``shift_``; a later base rate), then as above.
     ``calibration_used_`` says what was applied.
 
+    A drifting win rate: the refit on all blocks predicts their average level, while new
+    cases follow the latest one. Whether the level moves on is checked on cases the model
+    has not seen: the model of 1. moved to the valid block's level (a log-odds shift) must
+    lower the cal block's log loss by ``MIN_CALIBRATION_GAIN``. Then the final model's
+    probabilities are moved to the cal block's level (``drift_``, a log-odds shift applied
+    last) and ``calibration_used_`` ends in "+drift".
+
     Explanations: ``booster.predict(X, pred_contrib=True)`` explains the trees only, i.e.
     the correction to the logistic regression. Per row, the uncalibrated log-odds are::
 
@@ -192,6 +199,9 @@ class WinProbabilityModel(_Boosted):
     terms in log-odds, centred on its training rows, with its mean log-odds in the last
     column) to the trees' contributions, column by column: the sum is ``raw_margin(X)``.
     """
+
+    #: models pickled before the drift correction have none
+    drift_: float = 0.0
 
     def __init__(self, params: dict[str, Any] | None = None, calibration: str = "isotonic",
                  seed: int = 0, base: str | None = "logistic", refit: bool = True,
@@ -216,17 +226,17 @@ class WinProbabilityModel(_Boosted):
         self.model_ = _fit_lgbm(lgb.LGBMClassifier(**self.params, random_state=self.seed),
                                 X, y, X_valid, y_valid, *init)
         self.n_trees_ = int(self.model_.best_iteration_ or self.params["n_estimators"])
-        self.shift_ = 0.0
+        self.shift_ = self.drift_ = 0.0
         self.kind_ = "lightgbm"
         margin_cal = self.raw_margin(X_cal)
+        drifting = self.refit and self._level_moves_on(X_valid, y_valid, margin_cal, y_cal)
         self.calibrator_, self.calibration_used_ = self._fit_calibrator(
             margin_cal, y_cal, shift=not self.refit)
         if self.select:
             self.choice_ = self._choose(X, y, X_valid, y_valid, X_cal, y_cal, margin_cal)
             if self.choice_.kind != "lightgbm":
                 self._ship_simpler(self.choice_.kind, X, y, X_valid, y_valid, X_cal, y_cal)
-                return self
-        if self.refit:
+        if self.refit and self.kind_ == "lightgbm":
             X_all = pd.concat([X, X_valid, X_cal])
             y_all = np.concatenate([y, y_valid, y_cal])
             self._fit_base(X_all, y_all)
@@ -234,7 +244,22 @@ class WinProbabilityModel(_Boosted):
             extra = {} if self.base_ is None else {"init_score": self.base_margin(X_all)}
             self.model_ = lgb.LGBMClassifier(**params, random_state=self.seed)
             self.model_.fit(X_all, y_all, **extra)
+        if drifting:
+            self.drift_ = _fit_shift(_logit(self.calibrate(self.raw_proba(X_cal))), y_cal)
+            self.calibration_used_ += "+drift"
         return self
+
+    def _level_moves_on(self, X_valid: pd.DataFrame, y_valid: np.ndarray,
+                        margin_cal: np.ndarray, y_cal: np.ndarray) -> bool:
+        """Whether the win rate's level drifts on: the model fitted on the fit block,
+        moved to the valid block's level, predicts the later cal block better."""
+        if len(set(y_valid)) < 2 or len(y_cal) == 0:
+            return False
+        moved = _fit_shift(self.raw_margin(X_valid), y_valid)
+        clip = (1e-6, 1 - 1e-6)
+        before = log_loss(y_cal, np.clip(_sigmoid(margin_cal), *clip), labels=[0, 1])
+        after = log_loss(y_cal, np.clip(_sigmoid(margin_cal + moved), *clip), labels=[0, 1])
+        return after < before - MIN_CALIBRATION_GAIN
 
     def _choose(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame,
                 y_valid: np.ndarray, X_cal: pd.DataFrame, y_cal: np.ndarray,
@@ -357,9 +382,11 @@ class WinProbabilityModel(_Boosted):
         return self.calibrate(self.raw_proba(X))
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
-        """Uncalibrated -> calibrated probabilities (shift, then the calibrator if any)."""
+        """Uncalibrated -> calibrated probabilities (shift, then the calibrator if any,
+        then the latest level when the win rate drifts)."""
         shifted = _sigmoid(_logit(raw) + self.shift_) if self.shift_ else raw
-        return shifted if self.calibrator_ is None else _apply(self.calibrator_, shifted)
+        out = shifted if self.calibrator_ is None else _apply(self.calibrator_, shifted)
+        return _sigmoid(_logit(out) + self.drift_) if self.drift_ else out
 
 
 class IntervalRegressor(_Boosted):

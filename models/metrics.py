@@ -38,6 +38,26 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -
     return float(total / len(y)) if len(y) else float("nan")
 
 
+def ece_sampling_floor(p: np.ndarray, cases: np.ndarray, draws: int = 100,
+                       seed: int = 0) -> float:
+    """The ECE a perfectly calibrated model with these probabilities would show on this
+    many test prefixes, from sampling alone (median over ``draws``).
+
+    A binned ECE is never 0 on a finite test set, and the prefixes of one case share its
+    label, so a few hundred test cases leave it far above 0 however good the model: this
+    says how far. Labels are drawn with one uniform number per case (a prefix is won when
+    its case's number is below its probability), so each prefix is won with exactly its
+    probability and a case's prefixes mostly agree, as real labels do."""
+    p = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
+    if len(p) == 0:
+        return float("nan")
+    case = pd.factorize(np.asarray(cases))[0]
+    rng = np.random.default_rng(seed)
+    found = [expected_calibration_error(rng.random(case.max() + 1)[case] < p, p)
+             for _ in range(draws)]
+    return float(np.median(found))
+
+
 def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     y = np.asarray(y, dtype=float)
     p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)

@@ -17,7 +17,12 @@ from models.baselines import (
 )
 from models.bundle import TargetBundle
 from models.estimators import IntervalRegressor, WinProbabilityModel
-from models.metrics import by_bucket, classification_metrics, regression_metrics
+from models.metrics import (
+    by_bucket,
+    classification_metrics,
+    ece_sampling_floor,
+    regression_metrics,
+)
 from models.selection import BASELINE_KINDS, KIND_LABELS
 from models.targets import Target
 from training.config import TrainConfig
@@ -84,6 +89,7 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
         p = model.predict_proba(X_test)
         metrics = classification_metrics(y_test, p)
         metrics["ece_uncalibrated"] = classification_metrics(y_test, model.raw_proba(X_test))["ece"]
+        metrics["ece_sampling_floor"] = ece_sampling_floor(p, test_frame["case_id"].to_numpy())
         baselines = {
             "stage_rate": classification_metrics(
                 y_test, stage_win_rate().fit(X_train, y_train).predict(X_test)),

@@ -160,9 +160,16 @@ def _log_everything(data: TrainingData, results: list[TargetResult], config: Tra
 
 
 def _kind_tags(result: TargetResult, prefix: str = "") -> dict[str, str]:
-    """What was shipped and why, and the low-data flag (MLflow tags hold 8000 chars)."""
-    return {f"{prefix}kind": result.kind, f"{prefix}kind_reason": result.kind_reason[:7000],
+    """What was shipped and why, the low-data flag and, for a win model, the calibration
+    applied (MLflow tags hold 8000 chars)."""
+    tags = {f"{prefix}kind": result.kind, f"{prefix}kind_reason": result.kind_reason[:7000],
             f"{prefix}low_data": result.low_data or "no"}
+    model = result.bundle.model
+    if getattr(model, "calibration_used_", None):
+        drift = getattr(model, "drift_", 0.0)
+        tags[f"{prefix}calibration"] = model.calibration_used_ + (
+            f" (the latest block's level: {drift:+.3f} log-odds)" if drift else "")
+    return tags
 
 
 def _log_learning_curve(result: TargetResult) -> None:

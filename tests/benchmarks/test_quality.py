@@ -56,7 +56,7 @@ def test_a_small_sweep_reports_every_figure(quality: ModuleType) -> None:
     figures = quality.sweep_figures(results)["outcome"]
     for key in ("auc_ratio_to_oracle", "auc_ratio_to_oracle_k1_2",
                 "auc_ratio_to_creation_oracle_k1_2", "creation_oracle_ratio_k1_2", "ece",
-                "oracle_ece"):
+                "oracle_ece", "ece_sampling_floor"):
         assert np.isfinite(figures[key]), key
     assert 0.5 < figures["creation_oracle_ratio_k1_2"] < 1.0
     assert 0.0 <= figures["oracle_ece"] < 0.1

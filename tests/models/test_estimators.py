@@ -14,7 +14,7 @@ from models.baselines import LogisticBaseline, PaymentDelayBaseline
 from models.bundle import TargetBundle
 from models.estimators import IntervalRegressor, WinProbabilityModel, treeshap_booster
 from models.matrix import as_matrix
-from models.metrics import expected_calibration_error
+from models.metrics import ece_sampling_floor, expected_calibration_error
 
 
 def synthetic(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -46,6 +46,38 @@ def test_calibration_lowers_the_calibration_error() -> None:
     assert ece_raw > 0.1
     assert ece_cal < ece_raw / 3
     assert calibrated.calibration_used_ != "none"
+
+
+def drifting(level: float, n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The synthetic cases with every log-odds moved by ``level`` (a later win rate)."""
+    X, _, p = synthetic(n, seed)
+    moved = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + level)))
+    return X, (np.random.default_rng(seed + 100).random(n) < moved).astype(int)
+
+
+@pytest.mark.parametrize("select", [False, True])
+def test_a_win_rate_that_fell_is_followed_to_its_new_level(select: bool) -> None:
+    """Blocks in time order: the win rate falls after the fit block and stays down. The
+    refit on all blocks would predict their average level; the drift check (on blocks
+    the first model has not seen) finds the new level holds, and the model follows it."""
+    (X, y), (Xv, yv), (Xc, yc), (Xt, yt) = (drifting(level, n, 20 + i) for i, (level, n) in
+                                            enumerate(((0.0, 4000), (-0.8, 3000),
+                                                       (-0.8, 3000), (-0.8, 4000))))
+    model = WinProbabilityModel({"n_estimators": 100}, select=select).fit(
+        X, y, Xv, yv, Xc, yc)
+    assert model.calibration_used_.endswith("+drift") and model.drift_ != 0.0
+    unmoved = copy.copy(model)
+    unmoved.drift_ = 0.0
+    moved_ece = expected_calibration_error(yt, model.predict_proba(Xt))
+    assert moved_ece < 0.03
+    assert moved_ece < expected_calibration_error(yt, unmoved.predict_proba(Xt))
+    assert abs(model.predict_proba(Xc).mean() - yc.mean()) < 0.01
+
+
+def test_a_steady_win_rate_is_not_moved() -> None:
+    (X, y), (Xv, yv), (Xc, yc), _ = folds(3)
+    model = WinProbabilityModel({"n_estimators": 100}).fit(X, y, Xv, yv, Xc, yc)
+    assert model.drift_ == 0.0 and not model.calibration_used_.endswith("+drift")
 
 
 def test_win_model_explanations_add_up_with_the_logistic_base() -> None:
@@ -192,3 +224,20 @@ def test_logistic_takes_skewed_non_negative_numbers_on_a_log_scale() -> None:
     old = copy.deepcopy(linear)
     del old.log_columns_
     np.testing.assert_allclose(old.predict_proba(Xt), linear.predict_proba(Xt))
+
+
+def test_the_sampling_floor_is_the_ece_a_calibrated_model_shows_on_that_many_cases() -> None:
+    """Probabilities that are exactly right, labels drawn from them: on 300 cases of ten
+    prefixes each their ECE is far from 0 and about the floor; on 30,000 cases both
+    shrink; a floor never depends on the labels."""
+    rng = np.random.default_rng(4)
+    for n_cases, shrinks_to in ((300, None), (30_000, 0.02)):
+        cases = np.repeat(np.arange(n_cases), 10)
+        p = np.repeat(rng.uniform(0.05, 0.95, n_cases), 10)
+        y = rng.random(n_cases)[cases] < p  # each case's prefixes share its label
+        floor = ece_sampling_floor(p, cases)
+        seen = expected_calibration_error(y, p)
+        if shrinks_to is None:
+            assert floor > 0.02 and 0.3 * floor < seen < 3 * floor
+        else:
+            assert floor < shrinks_to and seen < shrinks_to

@@ -135,6 +135,8 @@ def test_two_processes_keep_their_own_models_and_all_trains_what_it_can(
     run = client.get_run(north.run_id)
     assert run.data.tags["l2c.process"] == "North Sales"
     assert run.data.tags["outcome.kind"] in {"lightgbm", "logistic", "stage_rate", "base_rate"}
+    assert run.data.tags["outcome.calibration"].split(" ")[0] == (
+        north.results[0].bundle.model.calibration_used_)
     assert "skipped.payment_delay" in run.data.tags
     for outcome, name in ((north, "l2c-north-sales-outcome"), (south, "l2c-south-outcome")):
         result = promote("outcome", outcome.run_id, force=True)
