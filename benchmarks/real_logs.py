@@ -27,6 +27,7 @@ last line of stdout is one JSON object. The protocol and the figures: docs/bench
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import re
@@ -401,12 +402,26 @@ class CachedPeer:
 PEER_CACHE: dict[str, Path | int | None] = {"dir": None, "max_cases": None}
 
 
+#: the code that turns a peer's features into predictions: stored predictions made by
+#: other model code (a changed estimator, baseline or fit) are not reused
+MODEL_SOURCES = ("models/estimators.py", "models/baselines.py", "models/selection.py",
+                 "training/fit.py")
+
+
+def model_fingerprint() -> str:
+    """A short hash of :data:`MODEL_SOURCES`, part of every stored prediction's name."""
+    digest = hashlib.sha256()
+    for source in MODEL_SOURCES:
+        digest.update((ROOT / source).read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def _cache_file(prep: Prepared, target: Target, name: str, config: TrainConfig) -> Path | None:
     folder = PEER_CACHE["dir"]
     if not isinstance(folder, Path):
         return None
     return folder / (f"{prep.spec.name}-{target.name}-{name}-seed{config.seed}-"
-                     f"cases{PEER_CACHE['max_cases']}.npz")
+                     f"cases{PEER_CACHE['max_cases']}-models{model_fingerprint()}.npz")
 
 
 def _timing_file(prep: Prepared, name: str) -> Path | None:
