@@ -210,7 +210,7 @@ class ActivityCountEncoder(PrefixEncoder):
         activity = rows["activity"]
         codes = coded(activity, self.activities_).codes
         width = len(self.activities_) + 1
-        onehot = np.zeros((n, width), dtype=np.int32)
+        onehot = np.zeros((n, width), dtype=np.int32, order="F")  # see cumulative_within_case
         onehot[np.arange(n), np.where(codes < 0, width - 1, codes)] = 1
         counts = cumulative_within_case(onehot, cases.start)
         out: Encoded = dict(zip([*self.count_names_, "n_other_activity"], counts.T,

@@ -214,10 +214,19 @@ class CaseRows:
 
 
 def cumulative_within_case(matrix: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Cumsum down the rows, restarted at every case start (exact for integers)."""
-    total = np.cumsum(matrix, axis=0)
-    before = np.vstack([np.zeros((1, matrix.shape[1]), dtype=total.dtype), total])[starts]
-    return total - before
+    """Cumsum down the rows, restarted at every case start (exact for integers).
+
+    Computed column by column on a column-major (Fortran-order) copy: a cumsum down the
+    rows of a row-major matrix strides across memory at every step. The result is
+    column-major too, so each feature column taken from it is contiguous.
+    """
+    total = np.cumsum(np.asfortranarray(matrix), axis=0)
+    before = starts - 1  # the row whose running total a row's case starts after
+    later = before >= 0  # rows of every case but the first one
+    previous = before[later]
+    for column in total.T:  # views into total, one contiguous column each
+        column[later] -= column[previous]
+    return total
 
 
 def _as_values(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:

@@ -56,7 +56,7 @@ def _lagged(rows: EventRows, codes: np.ndarray, steps: int) -> np.ndarray:
 
 def _counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndarray:
     """Running count per code within the case (codes < 0 counted nowhere)."""
-    onehot = np.zeros((len(codes), width + 1), dtype=np.int32)
+    onehot = np.zeros((len(codes), width + 1), dtype=np.int32, order="F")
     onehot[np.arange(len(codes)), np.where(codes < 0, width, codes)] = 1
     return cumulative_within_case(onehot, starts)[:, :width]
 
