@@ -286,7 +286,10 @@ class Lookup:
         if self._at is None:
             self._index = pd.Index(list(table), dtype=object)  # distinct values
             self._at = np.fromiter(table.values(), dtype=np.int64, count=len(table))
-        found = self._index.get_indexer(np.asarray(queries, dtype=object))
+        # an object Index as is: from a plain array pandas would first infer a text
+        # dtype and convert every query to it and back, several times the lookup itself
+        found = self._index.get_indexer(pd.Index(np.asarray(queries, dtype=object),
+                                                 dtype=object, copy=False))
         out = np.full(len(found), -1, dtype=np.int64)
         hit = (found >= 0) & ~pd.isna(queries)
         out[hit] = self._at[found[hit]]
