@@ -229,6 +229,24 @@ def cumulative_within_case(matrix: np.ndarray, starts: np.ndarray) -> np.ndarray
     return total
 
 
+def running_counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndarray:
+    """Per row and per code 0 .. width-1, how many rows of its case so far carry that code
+    (codes outside that range, such as -1 for missing, are counted nowhere).
+
+    What ``cumulative_within_case`` of a one-hot matrix gives, column by column without
+    the one-hot matrix: a comparison and a cumsum per code into a column-major result.
+    """
+    out = np.empty((len(codes), width), dtype=np.int64, order="F")
+    before = starts - 1
+    later = before >= 0
+    previous = before[later]
+    for code in range(width):
+        column = out[:, code]  # a contiguous view
+        np.cumsum(codes == code, out=column)
+        column[later] -= column[previous]
+    return out
+
+
 def _as_values(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
     """A column (or its array) as numpy; long text columns as objects shared per
     distinct value.

@@ -33,7 +33,7 @@ from features.encoders import (
     learn_categories,
     unique_slugs,
 )
-from features.prefixes import EventRows, cumulative_within_case
+from features.prefixes import EventRows, running_counts
 
 
 def _codes(rows: EventRows, column: str, categories: Sequence[str]) -> np.ndarray:
@@ -56,9 +56,7 @@ def _lagged(rows: EventRows, codes: np.ndarray, steps: int) -> np.ndarray:
 
 def _counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndarray:
     """Running count per code within the case (codes < 0 counted nowhere)."""
-    onehot = np.zeros((len(codes), width + 1), dtype=np.int32, order="F")
-    onehot[np.arange(len(codes)), np.where(codes < 0, width, codes)] = 1
-    return cumulative_within_case(onehot, starts)[:, :width]
+    return running_counts(codes, width, starts)
 
 
 class SequenceEncoder(PrefixEncoder):
