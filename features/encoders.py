@@ -214,7 +214,7 @@ class ActivityCountEncoder(PrefixEncoder):
         out: Encoded = dict(zip([*self.count_names_, "n_other_activity"], counts.T,
                                 strict=True))
         # an event repeats a step when its (case, activity) occurred before in the case
-        names, _ = pd.factorize(activity)  # per name, listed or not
+        names, _ = rows.factorized("activity")  # per name, listed or not
         names = np.where(names < 0, names.max(initial=-1) + 1, names)  # missing: own code
         key = cases.case_number() * (int(names.max(initial=0)) + 1) + names
         _, first, inverse = np.unique(key, return_index=True, return_inverse=True)

@@ -309,7 +309,9 @@ class Lookup:
         found = self._index.get_indexer(pd.Index(np.asarray(queries, dtype=object),
                                                  dtype=object, copy=False))
         out = np.full(len(found), -1, dtype=np.int64)
-        hit = (found >= 0) & ~pd.isna(queries)
+        hit = found >= 0  # a missing query finds nothing unless a listed value is missing
+        if self._index.hasnans:
+            hit &= ~pd.isna(queries)
         out[hit] = self._at[found[hit]]
         return out
 
@@ -334,6 +336,7 @@ class EventRows:
         self.cases = CaseRows(np.asarray(self._source("prefix_len")))
         self.sec = seconds(self._source("timestamp"))
         self._columns: dict[str, np.ndarray] = {}
+        self._factorized: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -357,6 +360,25 @@ class EventRows:
         if column not in self._columns:
             self._columns[column] = _as_values(self._source(column))
         return self._columns[column]
+
+    def factorized(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """``pd.factorize(rows[column])``: codes (-1 where missing) and the distinct values
+        as objects, computed once per transform (several encoders code the same column).
+
+        A long text column is factorized as pandas holds it, which is also how
+        ``rows[column]`` is built (see ``_as_values``): the objects are not hashed again.
+        """
+        if column not in self._factorized:
+            source = self._source(column)
+            if (column not in self._columns and len(source) > SMALL_FRAME_ROWS
+                    and not isinstance(source, np.ndarray)
+                    and pd.api.types.is_string_dtype(source.dtype)):
+                codes, uniques = pd.factorize(source)
+                self._columns[column] = decoded(codes, uniques)  # what _as_values gives
+            else:
+                codes, uniques = pd.factorize(self[column])
+            self._factorized[column] = (codes, np.asarray(uniques, dtype=object))
+        return self._factorized[column]
 
     def array(self, column: str) -> ExtensionArray | np.ndarray:
         """The column as pandas holds it (times keep their dtype; ``rows[c]`` is numpy)."""

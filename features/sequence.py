@@ -39,7 +39,7 @@ from features.prefixes import EventRows, running_counts
 def _codes(rows: EventRows, column: str, categories: Sequence[str]) -> np.ndarray:
     """Each row's position in ``categories`` (-1: missing or not listed), looked up once
     per distinct value rather than per row."""
-    names, uniques = pd.factorize(rows[column])
+    names, uniques = rows.factorized(column)
     if not len(uniques):
         return np.full(len(rows), -1, dtype=np.int64)
     at = coded(np.asarray(uniques, dtype=object), categories).codes.astype(np.int64)
@@ -164,7 +164,7 @@ class ChangingAttributeEncoder(PrefixEncoder):
         for column in self.columns:
             if column not in prepared:
                 continue
-            names, _ = pd.factorize(rows[column])
+            names, _ = rows.factorized(column)
             if not self._changes(rows, names).any():
                 continue
             self.values_[column] = learn_categories(rows[column], self.min_frequency,
@@ -191,7 +191,7 @@ class ChangingAttributeEncoder(PrefixEncoder):
         out: Encoded = {}
         cases = rows.cases
         for column, values in self.values_.items():
-            names, _ = pd.factorize(rows[column])  # every value, listed or not
+            names, _ = rows.factorized(column)  # every value, listed or not
             out[f"n_{column}_changes"] = cases.count(self._changes(rows, names))
             width = int(names.max(initial=-1)) + 1
             key = cases.case_number() * (width + 1) + names
