@@ -1,4 +1,4 @@
-"""Benchmark on three real public event logs, side by side with pm4py's feature extraction.
+"""Benchmark on three real public event logs, side by side with pm4py's and skpm's features.
 
 Runs, per log, the pipeline of ``l2c train`` (the log's mapping, ``PrefixPipeline``,
 ``training.fit.fit_target`` with its LightGBM models and baselines; no MLflow run) on
@@ -11,11 +11,12 @@ outcome-oriented and Verenich et al.'s remaining-time benchmarks):
 - outcome: ROC AUC pooled over all test prefixes and per prefix length; times: MAE in
   days pooled and per prefix length.
 
-The peer is pm4py's own prefix and feature extraction (``pm4py.ml.get_prefixes_from_log``
-and ``pm4py.ml.extract_features_dataframe``) on the same split, the same prefixes and the
-same labels, feeding the same model classes and LightGBM settings. Both feature builds
-are timed. pm4py is the ``benchmark`` extra (``pip install -e '.[dev,benchmark]'``);
-without it the peer columns are left empty.
+The peers are pm4py's own prefix and feature extraction (``pm4py.ml.get_prefixes_from_log``
+and ``pm4py.ml.extract_features_dataframe``) and skpm's aggregation and window encodings
+(``benchmarks.skpm_peer``), on the same split, the same prefixes and the same labels,
+feeding the same model classes and LightGBM settings. Every feature build is timed.
+pm4py and skpm are the ``benchmark`` extra (``pip install -e '.[dev,benchmark]'``);
+without them their peers are skipped.
 
     .venv/bin/python benchmarks/real_logs.py --json
     .venv/bin/python benchmarks/real_logs.py --logs helpdesk --max-cases 1000
