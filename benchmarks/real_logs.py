@@ -1,4 +1,4 @@
-"""Benchmark on three real public event logs, side by side with pm4py's feature extraction.
+"""Benchmark on three real public event logs, side by side with pm4py's and skpm's features.
 
 Runs, per log, the pipeline of ``l2c train`` (the log's mapping, ``PrefixPipeline``,
 ``training.fit.fit_target`` with its LightGBM models and baselines; no MLflow run) on
@@ -11,11 +11,12 @@ outcome-oriented and Verenich et al.'s remaining-time benchmarks):
 - outcome: ROC AUC pooled over all test prefixes and per prefix length; times: MAE in
   days pooled and per prefix length.
 
-The peer is pm4py's own prefix and feature extraction (``pm4py.ml.get_prefixes_from_log``
-and ``pm4py.ml.extract_features_dataframe``) on the same split, the same prefixes and the
-same labels, feeding the same model classes and LightGBM settings. Both feature builds
-are timed. pm4py is the ``benchmark`` extra (``pip install -e '.[dev,benchmark]'``);
-without it the peer columns are left empty.
+The peers are pm4py's own prefix and feature extraction (``pm4py.ml.get_prefixes_from_log``
+and ``pm4py.ml.extract_features_dataframe``) and skpm's aggregation and window encodings
+(``benchmarks.skpm_peer``), on the same split, the same prefixes and the same labels,
+feeding the same model classes and LightGBM settings. Every feature build is timed.
+pm4py and skpm are the ``benchmark`` extra (``pip install -e '.[dev,benchmark]'``);
+without them their peers are skipped.
 
     .venv/bin/python benchmarks/real_logs.py --json
     .venv/bin/python benchmarks/real_logs.py --logs helpdesk --max-cases 1000
@@ -27,6 +28,7 @@ last line of stdout is one JSON object. The protocol and the figures: docs/bench
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import re
@@ -401,12 +403,26 @@ class CachedPeer:
 PEER_CACHE: dict[str, Path | int | None] = {"dir": None, "max_cases": None}
 
 
+#: the code that turns a peer's features into predictions: stored predictions made by
+#: other model code (a changed estimator, baseline or fit) are not reused
+MODEL_SOURCES = ("models/estimators.py", "models/baselines.py", "models/selection.py",
+                 "training/fit.py")
+
+
+def model_fingerprint() -> str:
+    """A short hash of :data:`MODEL_SOURCES`, part of every stored prediction's name."""
+    digest = hashlib.sha256()
+    for source in MODEL_SOURCES:
+        digest.update((ROOT / source).read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def _cache_file(prep: Prepared, target: Target, name: str, config: TrainConfig) -> Path | None:
     folder = PEER_CACHE["dir"]
     if not isinstance(folder, Path):
         return None
     return folder / (f"{prep.spec.name}-{target.name}-{name}-seed{config.seed}-"
-                     f"cases{PEER_CACHE['max_cases']}.npz")
+                     f"cases{PEER_CACHE['max_cases']}-models{model_fingerprint()}.npz")
 
 
 def _timing_file(prep: Prepared, name: str) -> Path | None:

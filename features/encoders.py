@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.prefixes import EventRows, Lookup, cumulative_within_case, seconds
+from features.prefixes import EventRows, Lookup, running_counts, seconds
 
 
 def slug(name: str) -> str:
@@ -209,14 +209,12 @@ class ActivityCountEncoder(PrefixEncoder):
         cases, n = rows.cases, len(rows)
         activity = rows["activity"]
         codes = coded(activity, self.activities_).codes
-        width = len(self.activities_) + 1
-        onehot = np.zeros((n, width), dtype=np.int32)
-        onehot[np.arange(n), np.where(codes < 0, width - 1, codes)] = 1
-        counts = cumulative_within_case(onehot, cases.start)
+        width = len(self.activities_) + 1  # the last column: unlisted activities
+        counts = running_counts(np.where(codes < 0, width - 1, codes), width, cases.start)
         out: Encoded = dict(zip([*self.count_names_, "n_other_activity"], counts.T,
                                 strict=True))
         # an event repeats a step when its (case, activity) occurred before in the case
-        names, _ = pd.factorize(activity)  # per name, listed or not
+        names, _ = rows.factorized("activity")  # per name, listed or not
         names = np.where(names < 0, names.max(initial=-1) + 1, names)  # missing: own code
         key = cases.case_number() * (int(names.max(initial=0)) + 1) + names
         _, first, inverse = np.unique(key, return_index=True, return_inverse=True)

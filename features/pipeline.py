@@ -171,7 +171,6 @@ class PrefixPipeline(BaseEstimator):
         check_is_fitted(self, "schema_")
         self._check_input(events)
         rows = prepare_rows(events, each_case_alone)  # columns converted once for all encoders
-        encoded = self._encoded(rows)
         if last_only:
             ids = rows["case_id"]
             keep = np.r_[ids[1:] != ids[:-1], True] if len(ids) else np.zeros(0, dtype=bool)
@@ -181,11 +180,12 @@ class PrefixPipeline(BaseEstimator):
         # times stay pandas datetime arrays (to_numpy would box every one as a Timestamp)
         if keep.all():  # every prefix kept (training): no copies of a large matrix
             keep = slice(None)
+        kept_rows = keep if isinstance(keep, slice) else np.flatnonzero(keep)
+        features: Encoded = {}
+        for enc in self.encoders_:  # cut to the kept prefixes encoder by encoder
+            features.update(_kept(enc.encode(rows), kept_rows))
         keys = {key: (rows.array(key) if key in ("prefix_end", "case_start") else rows[key]
                       )[keep] for key in FRAME_KEYS}
-        features = {name: Coded(value.codes[keep], value.categories)
-                    if isinstance(value, Coded) else value[keep]
-                    for name, value in encoded.items()}
         return EncodedPrefixes(keys=keys, features=features, rows=rows, kept=keep)
 
     def fit_transform(self, events: pd.DataFrame, y: object = None) -> pd.DataFrame:
@@ -247,6 +247,21 @@ class PrefixPipeline(BaseEstimator):
                 f"event log lacks column(s) {missing} that the pipeline was trained with")
         if not isinstance(events["timestamp"].dtype, pd.DatetimeTZDtype):
             raise FeatureSchemaError("column 'timestamp' must be tz-aware (canonical log)")
+
+
+def _kept(encoded: Encoded, rows: np.ndarray | slice) -> Encoded:
+    """One encoder's features of the kept prefixes (``rows``: their positions, or every
+    row). Each column of every event is let go as soon as its kept rows are copied, so
+    the features of all events never exist at once: a transform's peak memory is about
+    one copy of the kept features."""
+    if isinstance(rows, slice):
+        return encoded
+    out: Encoded = {}
+    for name in list(encoded):
+        value = encoded.pop(name)
+        out[name] = (Coded(value.codes[rows], value.categories) if isinstance(value, Coded)
+                     else value[rows])
+    return out
 
 
 @dataclass

@@ -214,10 +214,37 @@ class CaseRows:
 
 
 def cumulative_within_case(matrix: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Cumsum down the rows, restarted at every case start (exact for integers)."""
-    total = np.cumsum(matrix, axis=0)
-    before = np.vstack([np.zeros((1, matrix.shape[1]), dtype=total.dtype), total])[starts]
-    return total - before
+    """Cumsum down the rows, restarted at every case start (exact for integers).
+
+    Computed column by column on a column-major (Fortran-order) copy: a cumsum down the
+    rows of a row-major matrix strides across memory at every step. The result is
+    column-major too, so each feature column taken from it is contiguous.
+    """
+    total = np.cumsum(np.asfortranarray(matrix), axis=0)
+    before = starts - 1  # the row whose running total a row's case starts after
+    later = before >= 0  # rows of every case but the first one
+    previous = before[later]
+    for column in total.T:  # views into total, one contiguous column each
+        column[later] -= column[previous]
+    return total
+
+
+def running_counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndarray:
+    """Per row and per code 0 .. width-1, how many rows of its case so far carry that code
+    (codes outside that range, such as -1 for missing, are counted nowhere).
+
+    What ``cumulative_within_case`` of a one-hot matrix gives, column by column without
+    the one-hot matrix: a comparison and a cumsum per code into a column-major result.
+    """
+    out = np.empty((len(codes), width), dtype=np.int64, order="F")
+    before = starts - 1
+    later = before >= 0
+    previous = before[later]
+    for code in range(width):
+        column = out[:, code]  # a contiguous view
+        np.cumsum(codes == code, out=column)
+        column[later] -= column[previous]
+    return out
 
 
 def _as_values(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
@@ -277,9 +304,14 @@ class Lookup:
         if self._at is None:
             self._index = pd.Index(list(table), dtype=object)  # distinct values
             self._at = np.fromiter(table.values(), dtype=np.int64, count=len(table))
-        found = self._index.get_indexer(np.asarray(queries, dtype=object))
+        # an object Index as is: from a plain array pandas would first infer a text
+        # dtype and convert every query to it and back, several times the lookup itself
+        found = self._index.get_indexer(pd.Index(np.asarray(queries, dtype=object),
+                                                 dtype=object, copy=False))
         out = np.full(len(found), -1, dtype=np.int64)
-        hit = (found >= 0) & ~pd.isna(queries)
+        hit = found >= 0  # a missing query finds nothing unless a listed value is missing
+        if self._index.hasnans:
+            hit &= ~pd.isna(queries)
         out[hit] = self._at[found[hit]]
         return out
 
@@ -304,6 +336,7 @@ class EventRows:
         self.cases = CaseRows(np.asarray(self._source("prefix_len")))
         self.sec = seconds(self._source("timestamp"))
         self._columns: dict[str, np.ndarray] = {}
+        self._factorized: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -327,6 +360,25 @@ class EventRows:
         if column not in self._columns:
             self._columns[column] = _as_values(self._source(column))
         return self._columns[column]
+
+    def factorized(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """``pd.factorize(rows[column])``: codes (-1 where missing) and the distinct values
+        as objects, computed once per transform (several encoders code the same column).
+
+        A long text column is factorized as pandas holds it, which is also how
+        ``rows[column]`` is built (see ``_as_values``): the objects are not hashed again.
+        """
+        if column not in self._factorized:
+            source = self._source(column)
+            if (column not in self._columns and len(source) > SMALL_FRAME_ROWS
+                    and not isinstance(source, np.ndarray)
+                    and pd.api.types.is_string_dtype(source.dtype)):
+                codes, uniques = pd.factorize(source)
+                self._columns[column] = decoded(codes, uniques)  # what _as_values gives
+            else:
+                codes, uniques = pd.factorize(self[column])
+            self._factorized[column] = (codes, np.asarray(uniques, dtype=object))
+        return self._factorized[column]
 
     def array(self, column: str) -> ExtensionArray | np.ndarray:
         """The column as pandas holds it (times keep their dtype; ``rows[c]`` is numpy)."""

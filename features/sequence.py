@@ -33,13 +33,13 @@ from features.encoders import (
     learn_categories,
     unique_slugs,
 )
-from features.prefixes import EventRows, cumulative_within_case
+from features.prefixes import EventRows, running_counts
 
 
 def _codes(rows: EventRows, column: str, categories: Sequence[str]) -> np.ndarray:
     """Each row's position in ``categories`` (-1: missing or not listed), looked up once
     per distinct value rather than per row."""
-    names, uniques = pd.factorize(rows[column])
+    names, uniques = rows.factorized(column)
     if not len(uniques):
         return np.full(len(rows), -1, dtype=np.int64)
     at = coded(np.asarray(uniques, dtype=object), categories).codes.astype(np.int64)
@@ -56,9 +56,7 @@ def _lagged(rows: EventRows, codes: np.ndarray, steps: int) -> np.ndarray:
 
 def _counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndarray:
     """Running count per code within the case (codes < 0 counted nowhere)."""
-    onehot = np.zeros((len(codes), width + 1), dtype=np.int32)
-    onehot[np.arange(len(codes)), np.where(codes < 0, width, codes)] = 1
-    return cumulative_within_case(onehot, starts)[:, :width]
+    return running_counts(codes, width, starts)
 
 
 class SequenceEncoder(PrefixEncoder):
@@ -166,7 +164,7 @@ class ChangingAttributeEncoder(PrefixEncoder):
         for column in self.columns:
             if column not in prepared:
                 continue
-            names, _ = pd.factorize(rows[column])
+            names, _ = rows.factorized(column)
             if not self._changes(rows, names).any():
                 continue
             self.values_[column] = learn_categories(rows[column], self.min_frequency,
@@ -193,7 +191,7 @@ class ChangingAttributeEncoder(PrefixEncoder):
         out: Encoded = {}
         cases = rows.cases
         for column, values in self.values_.items():
-            names, _ = pd.factorize(rows[column])  # every value, listed or not
+            names, _ = rows.factorized(column)  # every value, listed or not
             out[f"n_{column}_changes"] = cases.count(self._changes(rows, names))
             width = int(names.max(initial=-1)) + 1
             key = cases.case_number() * (width + 1) + names

@@ -5,12 +5,14 @@ skpm, the optional ``benchmark`` extra, is not installed)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from tests.benchmarks.scripts import load_script
+from training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,3 +117,23 @@ def test_skpm_encodings_see_only_the_prefix(encoding: str) -> None:
     early = (full["case_id"] == "c3") & (full["prefix_len"] <= 2)
     pd.testing.assert_frame_equal(full[early], changed[early])
     assert not full[full["case_id"] == "c3"].equals(changed[changed["case_id"] == "c3"])
+
+
+def test_stored_peer_predictions_are_named_after_the_model_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run after a change of the model code must not reuse predictions of the old code:
+    the stored file's name carries a hash of the sources that make predictions."""
+    source = tmp_path / "estimators.py"
+    source.write_text("one model\n")
+    monkeypatch.setattr(real_logs, "ROOT", tmp_path)
+    monkeypatch.setattr(real_logs, "MODEL_SOURCES", ("estimators.py",))
+    monkeypatch.setitem(real_logs.PEER_CACHE, "dir", tmp_path)
+    monkeypatch.setitem(real_logs.PEER_CACHE, "max_cases", None)
+    prep = SimpleNamespace(spec=SimpleNamespace(name="helpdesk"))
+    target = real_logs.BENCH_TARGETS["remaining_time"]
+    before = real_logs._cache_file(prep, target, "skpm_window", TrainConfig(seed=1))
+    assert before.parent == tmp_path and "seed1" in before.name
+    assert before == real_logs._cache_file(prep, target, "skpm_window", TrainConfig(seed=1))
+    source.write_text("another model\n")
+    after = real_logs._cache_file(prep, target, "skpm_window", TrainConfig(seed=1))
+    assert after != before and after.name.split("-models")[0] == before.name.split("-models")[0]
