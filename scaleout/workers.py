@@ -2,12 +2,11 @@
 
 Reading Parquet, Dask's p2p shuffle (which moves shards as Arrow tables) and the
 partitions written to the store all allocate through pyarrow's default memory pool,
-mimalloc in pyarrow's wheels. mimalloc keeps the pages a task frees for its next
-allocations instead of returning them, so a worker's resident set after a shuffle of
-many input blocks is the worst overlap any task ever had, not what it holds: it rose
-with the number of blocks read (docs/scale.md, "Memory"). The system allocator gives
-freed memory back (Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_`` for that), so a
-worker's peak follows the partition it works on.
+mimalloc in pyarrow's wheels. mimalloc keeps pages a task has freed for later
+allocations, so they still count in the worker's resident set while the next tasks
+allocate beside them, and the worker's peak is higher than what it ever used at once
+(measured in docs/scale.md, "Memory"). The system allocator gives freed memory back
+(Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_`` for that).
 
 The pool is set by a worker plugin rather than an environment variable so that it also
 reaches the workers of a cluster someone else started (``--scheduler``) and any worker
