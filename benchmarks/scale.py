@@ -70,17 +70,27 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _phase_peak_mb() -> float:
-    """Peak resident set since the last ``_reset_phase_peak`` (Linux's VmHWM); 0 where
-    /proc does not say."""
+def _status_mb(field: str) -> float:
+    """A field of Linux's /proc/self/status in MB (VmHWM, VmRSS); 0 where /proc does not
+    say."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def _rss_mb() -> float:
+    """The resident set now (after a phase: what the worker still holds)."""
+    return _status_mb("VmRSS")
+
+
+def _phase_peak_mb() -> float:
+    """Peak resident set since the last ``_reset_phase_peak`` (Linux's VmHWM)."""
+    return _status_mb("VmHWM")
 
 
 def _reset_phase_peak() -> None:
@@ -108,6 +118,7 @@ def run_dask(folder: Path, workers: int, memory_limit: str, fit_cases: int) -> d
         log = read_partitioned(folder, client, store=folder.with_name(folder.name + "-store"))
         read_s = time.perf_counter() - started
         read_peaks = client.run(_phase_peak_mb)
+        read_held = client.run(_rss_mb)  # what the workers still hold once it is done
         client.run(_reset_phase_peak)
         data = build_scaled_training_data(log, TrainConfig(), fit_cases=fit_cases,
                                           keep_prefixes=False)
@@ -124,6 +135,8 @@ def run_dask(folder: Path, workers: int, memory_limit: str, fit_cases: int) -> d
                 "peak_mb_workers": sorted(peaks.values()), "driver_peak_mb": _peak_mb(),
                 # the same peak, per phase: read, shuffle and validate; then the rest
                 "read_peak_mb_per_worker": max(read_peaks.values()),
+                "read_peak_mb_workers": sorted(read_peaks.values()),
+                "read_held_mb_workers": sorted(read_held.values()),
                 "features_peak_mb_per_worker": max(feature_peaks.values()),
                 "fit_cases": data.fit_cases}
 

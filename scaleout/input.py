@@ -190,6 +190,9 @@ def read_partitioned(path: str | Path, client: Any, mapping: Mapping | str | Pat
     """
     import dask
 
+    from scaleout.workers import prepare_workers
+
+    prepare_workers(client)  # Arrow's allocator on every worker, before the first read
     if mapping is None:
         mapping = default_mapping()
     elif not isinstance(mapping, Mapping):

@@ -59,6 +59,12 @@ def dirty_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _arrow_pool() -> str:
+    import pyarrow as pa
+
+    return pa.default_memory_pool().backend_name
+
+
 def _in_log_order(frame: pd.DataFrame) -> pd.DataFrame:
     order = np.lexsort([frame["prefix_len"].to_numpy(), sort_key(frame["case_id"])])
     return frame.iloc[order].reset_index(drop=True)
@@ -85,6 +91,8 @@ def test_quarantine_books_equal_the_single_process_reader(client, dirty_log, whi
     scaled = read_partitioned(source, client, partitions=3, blocksize=40_000, store=store)
     if store is not None:
         assert len(list(store.glob("*.parquet"))) == 3
+    # the workers' Arrow memory comes from the allocator that gives it back (workers.py)
+    assert set(client.run(_arrow_pool).values()) == {"system"}
     report = scaled.report
     assert report.rows_in == single.report.rows_in == len(single.events) + 4
     assert report.rows_kept + report.rows_quarantined == report.rows_in
