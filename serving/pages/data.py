@@ -116,7 +116,12 @@ def open_deals(snapshot: Snapshot) -> Deals:
         p = table["win_probability"].astype(float)
         table["at_risk"] = (1.0 - p) * table["value"].astype(float).fillna(0.0)
         table = table.sort_values("at_risk", ascending=False, kind="stable")
-        return Deals(table.reset_index(drop=True), events["timestamp"].max())
+        as_of = events["timestamp"].max()
+        # the remaining time counts from a deal's own last event: a deal quiet for long
+        # can be due before the list's date, which the list must say, not show as ahead
+        due = pd.to_datetime(table["expected_close"], utc=True, format="ISO8601")
+        table["overdue"] = (due < as_of).to_numpy()
+        return Deals(table.reset_index(drop=True), as_of)
 
     return kept(("deals", served_key(snapshot)), compute)
 

@@ -117,6 +117,12 @@ def test_deal_list_and_deal_page_agree_with_the_predict_api(tab: Watched, live,
     first = page.locator("#deals tbody tr").first
     case_id = first.get_attribute("data-case")
     listed = first.locator("td.prob").inner_text()
+    # a deal due before the list's date (its last event long ago) says it is overdue
+    as_of = pd.Timestamp(page.inner_text(".line").split("As of ")[1].split(" ·")[0])
+    for cell in page.locator("#deals tbody tr td:nth-child(7)").all_inner_texts():
+        if cell != "–":
+            due = pd.Timestamp(cell.removeprefix("overdue: "))
+            assert due <= as_of if cell.startswith("overdue") else due >= as_of, cell
     body = case_request(trained.data.log.events, case_id)
     predicted = api(live, "POST", "/v1/predict", json=body)
     assert predicted["status"] == "open"
