@@ -115,7 +115,8 @@ def run_dask(folder: Path, workers: int, memory_limit: str, fit_cases: int) -> d
         client.run(lambda: None)  # workers up before the clock starts
         client.run(_reset_phase_peak)
         started = time.perf_counter()
-        log = read_partitioned(folder, client, store=folder.with_name(folder.name + "-store"))
+        store = folder.with_name(folder.name + "-store")
+        log = read_partitioned(folder, client, store=store)
         read_s = time.perf_counter() - started
         read_peaks = client.run(_phase_peak_mb)
         read_held = client.run(_rss_mb)  # what the workers still hold once it is done
@@ -129,16 +130,18 @@ def run_dask(folder: Path, workers: int, memory_limit: str, fit_cases: int) -> d
         peaks = {w: max(p, read_peaks[w], feature_peaks[w])
                  for w, p in client.run(_peak_mb).items()}
         events = log.report.rows_kept
-        return {"events": events, "seconds": seconds, "events_per_s": events / seconds,
-                "read_s": read_s, **{k: v for k, v in data.timings.items()},
-                "partitions": len(log.parts), "peak_mb_per_worker": max(peaks.values()),
-                "peak_mb_workers": sorted(peaks.values()), "driver_peak_mb": _peak_mb(),
-                # the same peak, per phase: read, shuffle and validate; then the rest
-                "read_peak_mb_per_worker": max(read_peaks.values()),
-                "read_peak_mb_workers": sorted(read_peaks.values()),
-                "read_held_mb_workers": sorted(read_held.values()),
-                "features_peak_mb_per_worker": max(feature_peaks.values()),
-                "fit_cases": data.fit_cases}
+        result = {"events": events, "seconds": seconds, "events_per_s": events / seconds,
+                 "read_s": read_s, **{k: v for k, v in data.timings.items()},
+                 "partitions": len(log.parts), "peak_mb_per_worker": max(peaks.values()),
+                 "peak_mb_workers": sorted(peaks.values()), "driver_peak_mb": _peak_mb(),
+                 # the same peak, per phase: read, shuffle and validate; then the rest
+                 "read_peak_mb_per_worker": max(read_peaks.values()),
+                 "read_peak_mb_workers": sorted(read_peaks.values()),
+                 "read_held_mb_workers": sorted(read_held.values()),
+                 "features_peak_mb_per_worker": max(feature_peaks.values()),
+                 "fit_cases": data.fit_cases}
+    shutil.rmtree(store, ignore_errors=True)  # the partitions as files: as large as the log
+    return result
 
 
 def run_single(folder: Path) -> dict:
