@@ -184,9 +184,11 @@ class WinProbabilityModel(_Boosted):
     A drifting win rate: the refit on all blocks predicts their average level, while new
     cases follow the latest one. Whether the level moves on is checked on cases the model
     has not seen: the model of 1. moved to the valid block's level (a log-odds shift) must
-    lower the cal block's log loss by ``MIN_CALIBRATION_GAIN``. Then the final model's
+    predict the cal block better, by ``MIN_CALIBRATION_GAIN`` of log loss, than moved to
+    its own fit block's level. Then the final model's
     probabilities are moved to the cal block's level (``drift_``, a log-odds shift applied
-    last) and ``calibration_used_`` ends in "+drift".
+    last) and ``calibration_used_`` ends in "+drift". Part of calibration: never with
+    ``calibration='none'``.
 
     Explanations: ``booster.predict(X, pred_contrib=True)`` explains the trees only, i.e.
     the correction to the logistic regression. Per row, the uncalibrated log-odds are::
@@ -229,7 +231,8 @@ class WinProbabilityModel(_Boosted):
         self.shift_ = self.drift_ = 0.0
         self.kind_ = "lightgbm"
         margin_cal = self.raw_margin(X_cal)
-        drifting = self.refit and self._level_moves_on(X_valid, y_valid, margin_cal, y_cal)
+        drifting = (self.refit and self.calibration != "none"
+                    and self._level_moves_on(X, y, X_valid, y_valid, margin_cal, y_cal))
         self.calibrator_, self.calibration_used_ = self._fit_calibrator(
             margin_cal, y_cal, shift=not self.refit)
         if self.select:
@@ -249,15 +252,19 @@ class WinProbabilityModel(_Boosted):
             self.calibration_used_ += "+drift"
         return self
 
-    def _level_moves_on(self, X_valid: pd.DataFrame, y_valid: np.ndarray,
-                        margin_cal: np.ndarray, y_cal: np.ndarray) -> bool:
+    def _level_moves_on(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame,
+                        y_valid: np.ndarray, margin_cal: np.ndarray, y_cal: np.ndarray
+                        ) -> bool:
         """Whether the win rate's level drifts on: the model fitted on the fit block,
-        moved to the valid block's level, predicts the later cal block better."""
-        if len(set(y_valid)) < 2 or len(y_cal) == 0:
+        moved to the valid block's level, predicts the later cal block better than moved
+        to the fit block's own level (so a model that is merely off everywhere, which the
+        calibrator is for, is not taken for a drift)."""
+        if len(set(y_valid)) < 2 or len(set(y)) < 2 or len(y_cal) == 0:
             return False
+        own = _fit_shift(self.raw_margin(X), y)
         moved = _fit_shift(self.raw_margin(X_valid), y_valid)
         clip = (1e-6, 1 - 1e-6)
-        before = log_loss(y_cal, np.clip(_sigmoid(margin_cal), *clip), labels=[0, 1])
+        before = log_loss(y_cal, np.clip(_sigmoid(margin_cal + own), *clip), labels=[0, 1])
         after = log_loss(y_cal, np.clip(_sigmoid(margin_cal + moved), *clip), labels=[0, 1])
         return after < before - MIN_CALIBRATION_GAIN
 

@@ -4,7 +4,10 @@ Each open case (no end event yet) gets its latest prefix scored by every given b
 as the API scores a running case. The cross-case features read the scored log itself
 (every partition's cases, as of each prefix's end), as ``refresh_history(log)`` would
 set them: a new extract's history replaces the training one's. The features are those
-of ``bundle.pipeline.transform(whole log, last_only=True)``, bit for bit.
+of ``bundle.pipeline.transform(whole log, last_only=True)``, bit for bit. The input
+checks are the API's (``TargetBundle.checked``): a case whose input is not a finite
+number gets no prediction, and every case's notes (unknown categories, values far
+outside the training range, why a case was not predicted) are in a ``notes`` column.
 """
 
 from __future__ import annotations
@@ -43,11 +46,20 @@ def score_partition(events: pd.DataFrame, pipelines: list[PrefixPipeline],
     first = encoded[0]
     out = pd.DataFrame({key: first.keys[key] for key in FRAME_KEYS})
     read: dict[int, CasesRead] = {}
+    notes: dict[str, list[str]] = {}
     for which, bundle in bundles:
         if which not in read:  # one reading per distinct pipeline, every bundle of it
             read[which] = bundle.checked(encoded[which])
+            for case, messages in read[which].notes.items():
+                kept = notes.setdefault(case, [])
+                kept += [m for m in messages if m not in kept]
+        # as the API: a case whose input is not a finite number gets no prediction
+        refused = np.isin(read[which].case_ids, list(read[which].refused))
         for column, values in bundle.score(read[which]).predictions.items():
-            out[f"{bundle.target_name}.{column}"] = values
+            out[f"{bundle.target_name}.{column}"] = pd.Series(values).mask(refused)
+    said = pd.Series({case: "; ".join(messages) for case, messages in notes.items()
+                      if messages}, dtype=object)
+    out["notes"] = out["case_id"].map(said).fillna("").astype(object)
     return out
 
 

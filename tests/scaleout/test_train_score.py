@@ -129,3 +129,28 @@ def test_batch_scoring_by_partition_equals_the_bundle(dask_run, log_file):
     assert found["case_id"].tolist() == expected["case_id"].tolist()
     in_process = score_in_process(events, bundles)
     pd.testing.assert_frame_equal(in_process, found, check_exact=True)
+
+
+def test_batch_scoring_gives_no_prediction_for_an_input_that_is_not_a_number(dask_run,
+                                                                              log_file):
+    """As the API: a case whose amount is infinite is not predicted, and says why; the
+    other cases' scores are untouched."""
+    from scaleout.input import read_partitioned
+    from scaleout.score import score_in_process
+
+    outcome, _ = dask_run
+    bundles = [r.bundle for r in outcome.results]
+    with dask_client(SPEC) as client:
+        events = read_partitioned(log_file, client, partitions=2).events()
+    before = score_in_process(events, bundles)
+    victim = before["case_id"].iloc[0]
+    broken = events.copy()
+    broken.loc[broken["case_id"].eq(victim).to_numpy(), "value"] = np.inf
+    after = score_in_process(broken, bundles)
+    row = after[after["case_id"].eq(victim)].iloc[0]
+    assert np.isnan(row["outcome.p_win"]) and np.isnan(row["remaining_time.prediction_days"])
+    assert "not a finite number" in row["notes"]
+    others = after[~after["case_id"].eq(victim)].reset_index(drop=True)
+    expected = before[~before["case_id"].eq(victim)].reset_index(drop=True)
+    pd.testing.assert_series_equal(others["outcome.p_win"], expected["outcome.p_win"],
+                                   check_exact=True)
