@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.io import write_frame
 from features.log import canonicalize, read_log
 from features.mapping import default_mapping
 from features.pipeline import PrefixPipeline
@@ -28,6 +27,7 @@ from scaleout.cluster import ClusterError, ClusterSpec, dask_client
 from scaleout.history import needs
 from scaleout.input import read_partitioned, scatter_events
 from scaleout.prefixes import for_workers
+from tests.scaleout.logs import simulated_csv, write_with_parts
 from training.config import TrainConfig
 from training.data import build_training_data, evaluation_horizon
 
@@ -42,20 +42,11 @@ def client() -> Iterator[object]:
 def dirty_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A simulated CSV with an unparseable time, a negative amount and two exact
     duplicates, and the same rows as a directory of three Parquet files."""
-    folder = tmp_path_factory.mktemp("scale")
-    events, _ = simulate_log(n_cases=500, seed=5)
-    path = folder / "log.csv"
-    write_frame(events, path, case_column="opportunity_id", activity_column="activity",
-                timestamp_column="event_time", resource_column="user")
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    path, raw = simulated_csv(tmp_path_factory.mktemp("scale"), 500, 5)
     raw.loc[7, "event_time"] = "31/02/2024 10:00"
     raw.loc[raw.index[raw["amount"].notna()][3], "amount"] = "-5"
     raw = pd.concat([raw, raw.iloc[[100, 2000]]], ignore_index=True)
-    raw.to_csv(path, index=False)
-    parquet = folder / "parquet"
-    parquet.mkdir()
-    for i, rows in enumerate(np.array_split(np.arange(len(raw)), 3)):
-        raw.iloc[rows].to_parquet(parquet / f"part-{i}.parquet", index=False)
+    write_with_parts(raw, path)
     return path
 
 

@@ -10,13 +10,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.io import write_frame
 from features.log import read_log
-from features.simulate import simulate_log
 from insight import analyze
 from l2c.cli import app
 from scaleout.cluster import ClusterSpec
 from scaleout.insight import insight_on_cluster
+from tests.scaleout.logs import simulated_csv, write_with_parts
 
 SPEC = ClusterSpec(workers=2, processes=False)
 
@@ -25,19 +24,10 @@ SPEC = ClusterSpec(workers=2, processes=False)
 def logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A simulated CSV with an unparseable time and a duplicate row, and the same rows
     as a directory of three Parquet files."""
-    folder = tmp_path_factory.mktemp("scale-insight")
-    events, _ = simulate_log(n_cases=400, seed=17)
-    path = folder / "log.csv"
-    write_frame(events, path, case_column="opportunity_id", activity_column="activity",
-                timestamp_column="event_time", resource_column="user")
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    path, raw = simulated_csv(tmp_path_factory.mktemp("scale-insight"), 400, 17)
     raw.loc[11, "event_time"] = "not a time"
     raw = pd.concat([raw, raw.iloc[[300]]], ignore_index=True)
-    raw.to_csv(path, index=False)
-    parquet = folder / "parquet"
-    parquet.mkdir()
-    for i, rows in enumerate(np.array_split(np.arange(len(raw)), 3)):
-        raw.iloc[rows].to_parquet(parquet / f"part-{i}.parquet", index=False)
+    parquet = write_with_parts(raw, path)
     return path, parquet
 
 
