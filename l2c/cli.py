@@ -299,8 +299,7 @@ def score(
     console.print(f"scored {len(scores):,} open case(s) of {report.rows_kept:,} event(s) "
                   f"({report.rows_quarantined:,} row(s) quarantined) into "
                   f"[bold]{escape(str(out))}[/]")
-    refused = int(scores["notes"].str.contains("not predicted", regex=False).sum()) if len(
-        scores) else 0
+    refused = int((~scores["predicted"]).sum())
     if refused:
         console.print(f"{refused:,} case(s) not predicted: an input is not a finite number "
                       "(their notes column says which)")

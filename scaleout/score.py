@@ -6,8 +6,9 @@ as the API scores a running case. The cross-case features read the scored log it
 set them: a new extract's history replaces the training one's. The features are those
 of ``bundle.pipeline.transform(whole log, last_only=True)``, bit for bit. The input
 checks are the API's (``TargetBundle.checked``): a case whose input is not a finite
-number gets no prediction, and every case's notes (unknown categories, values far
-outside the training range, why a case was not predicted) are in a ``notes`` column.
+number gets no prediction (``predicted`` is False), and every case's notes (unknown
+categories, values far outside the training range, why a case was not predicted) are
+in a ``notes`` column.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def score_partition(events: pd.DataFrame, pipelines: list[PrefixPipeline],
     out = pd.DataFrame({key: first.keys[key] for key in FRAME_KEYS})
     read: dict[int, CasesRead] = {}
     notes: dict[str, list[str]] = {}
+    out["predicted"] = True
     for which, bundle in bundles:
         if which not in read:  # one reading per distinct pipeline, every bundle of it
             read[which] = bundle.checked(encoded[which])
@@ -55,6 +57,7 @@ def score_partition(events: pd.DataFrame, pipelines: list[PrefixPipeline],
                 kept += [m for m in messages if m not in kept]
         # as the API: a case whose input is not a finite number gets no prediction
         refused = np.isin(read[which].case_ids, list(read[which].refused))
+        out["predicted"] &= ~refused
         for column, values in bundle.score(read[which]).predictions.items():
             out[f"{bundle.target_name}.{column}"] = pd.Series(values).mask(refused)
     said = pd.Series({case: "; ".join(messages) for case, messages in notes.items()

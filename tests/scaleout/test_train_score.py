@@ -149,7 +149,8 @@ def test_batch_scoring_gives_no_prediction_for_an_input_that_is_not_a_number(das
     after = score_in_process(broken, bundles)
     row = after[after["case_id"].eq(victim)].iloc[0]
     assert np.isnan(row["outcome.p_win"]) and np.isnan(row["remaining_time.prediction_days"])
-    assert "not a finite number" in row["notes"]
+    assert "not a finite number" in row["notes"] and not row["predicted"]
+    assert after["predicted"].sum() == len(after) - 1
     others = after[~after["case_id"].eq(victim)].reset_index(drop=True)
     expected = before[~before["case_id"].eq(victim)].reset_index(drop=True)
     pd.testing.assert_series_equal(others["outcome.p_win"], expected["outcome.p_win"],
