@@ -133,7 +133,7 @@ def analyze(log: EventLog | Context, by: str | None = None, *,
             strict_conformance: bool = False, rework_activities: list[str] | None = None,
             discount_threshold: float | None = None,
             approval_activities: tuple[str, ...] | list[str] | None = None,
-            as_of: pd.Timestamp | None = None) -> Insight:
+            as_of: pd.Timestamp | None = None, context: Context | None = None) -> Insight:
     """The whole insight of a read log (``features.log.read_log``).
 
     ``by``: a case attribute (region, rep, lead_source, product, contract_type, an
@@ -142,8 +142,12 @@ def analyze(log: EventLog | Context, by: str | None = None, *,
     the threshold need one of these activities); ``milestones`` / ``happy_path``
     override the funnel's steps and the conformance path; ``as_of``: when "now" is for
     open cases (default: the log's last event). Policy arguments left None come from
-    the mapping's ``process`` section, else the built-in defaults.
+    the mapping's ``process`` section, else the built-in defaults. ``context``: the
+    log's ``Context`` when it was built elsewhere (from partitions on Dask), with its
+    own ``as_of``; ``log`` then gives the mapping and the source.
     """
+    if context is not None and as_of is not None:
+        raise ValueError("as_of belongs to the context when a context is given")
     policy = log.mapping.process if isinstance(log, EventLog) else None
     if milestones is None and policy is not None and policy.milestones:
         milestones = [(label, list(acts)) for label, acts in policy.milestones.items()]
@@ -156,7 +160,8 @@ def analyze(log: EventLog | Context, by: str | None = None, *,
     options = Options(tuple(coverage_levels), top_variants, milestones, happy_path,
                       strict_conformance, rework_activities, discount_threshold,
                       tuple(approval_activities))
-    ctx = log if isinstance(log, Context) else Context.from_log(log, as_of)
+    ctx = (context if context is not None else log if isinstance(log, Context)
+           else Context.from_log(log, as_of))
     result = _analyze_context(ctx, options)
     result.source = log.report.source if isinstance(log, EventLog) else ""
     if by is not None:

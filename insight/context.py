@@ -60,8 +60,17 @@ class Context:
 
     @classmethod
     def from_events(cls, events: pd.DataFrame, roles: Roles,
-                    as_of: pd.Timestamp | None = None) -> Context:
-        """Sort (stable: ties keep the file's order), code and summarise per case."""
+                    as_of: pd.Timestamp | None = None,
+                    cases: pd.DataFrame | None = None,
+                    every_attribute: bool = False) -> Context:
+        """Sort (stable: ties keep the file's order), code and summarise per case.
+
+        ``cases``: the case table, when it was made elsewhere (``case_table`` of each
+        partition of whole cases, on Dask workers) for events already in case-time
+        order; ``events`` then need only the columns the sections read event by event,
+        and ``case_id`` may be any key numbering the cases in that order.
+        ``every_attribute``: see ``case_table``.
+        """
         if len(events) == 0:
             raise InsightError("the log has no events to analyse")
         case_codes, _ = pd.factorize(events["case_id"])  # on the column: arrow encodes it
@@ -79,16 +88,29 @@ class Context:
         ctx = cls(events=events, roles=roles, as_of=as_of, case=case_codes.astype(np.int64),
                   act=act.astype(np.int64), activity_names=np.asarray(names, dtype=object),
                   t=t, cases=pd.DataFrame())
-        ctx.cases = ctx._case_table()
+        if not roles.measure_end_activities:  # see case_table's "completed"
+            ctx.notes.append("the mapping names no end activities (roles.case_end, "
+                             "measure_end): every case counts as completed, none as open "
+                             "or stuck")
+        if cases is None:
+            ctx.cases = ctx.case_table(every_attribute)
+        elif len(cases) != ctx.n_cases:
+            raise ValueError(f"{len(cases)} rows in the case table for {ctx.n_cases} cases")
+        else:
+            ctx.cases = cases.reset_index(drop=True)
         return ctx
 
     def subset(self, case_mask: np.ndarray) -> Context:
-        """The same analysis restricted to some cases (a segment, a detail level)."""
-        keep = np.asarray(case_mask, dtype=bool)[self.case]
+        """The same analysis restricted to some cases (a segment, a detail level): their
+        events, and their rows of the case table without the attributes none of them
+        has (as the case table of their events alone would be)."""
+        case_mask = np.asarray(case_mask, dtype=bool)
+        keep = case_mask[self.case]
         if not keep.any():
             raise InsightError("no case in this selection")
         return Context.from_events(self.events[keep].reset_index(drop=True), self.roles,
-                                   self.as_of)
+                                   self.as_of, cases=without_empty_attributes(
+                                       self.cases[case_mask]))
 
     # ---------------------------------------------------------------- basic facts
     @property
@@ -170,7 +192,11 @@ class Context:
         return [c for c in self.cases.columns if c not in _CASE_FACTS]
 
     # ---------------------------------------------------------------- the case table
-    def _case_table(self) -> pd.DataFrame:
+    def case_table(self, every_attribute: bool = False) -> pd.DataFrame:
+        """One row per case (see the class docstring). The case attributes and ``value``
+        are columns when some event has them, or always with ``every_attribute`` (a
+        partition's table, whose empty columns ``without_empty_attributes`` drops once
+        the partitions are together)."""
         first, last = self.first_rows, self.last_rows
         ids = self.events["case_id"].take(first).to_numpy()
         start = self.t[first]
@@ -183,9 +209,6 @@ class Context:
             completed[self.case[np.isin(self.act, self.codes_of(ends))]] = True
         else:  # an undecided case may well be over (BPIC 2012's early rejections)
             completed = np.ones(self.n_cases, dtype=bool)
-            self.notes.append("the mapping names no end activities (roles.case_end, "
-                              "measure_end): every case counts as completed, none as open "
-                              "or stuck")
         start_ts = pd.to_datetime(start, unit="us", utc=True)
         table = pd.DataFrame({
             "case_id": ids,
@@ -199,11 +222,12 @@ class Context:
         })
         extras = [c for c in self.events.columns if c not in _EVENT_LEVEL]
         for name in [*SEGMENT_ATTRIBUTES, *[c for c in extras if c not in SEGMENT_ATTRIBUTES]]:
-            if name in self.events.columns and name not in table.columns and self.has_column(name):
+            if name in self.events.columns and name not in table.columns and (
+                    every_attribute or self.has_column(name)):
                 if pd.api.types.is_numeric_dtype(self.events[name].dtype):
                     continue  # numbers are not segments
                 table[name] = self.case_value(name).to_numpy()
-        if self.has_column("value"):
+        if "value" in self.events.columns and (every_attribute or self.has_column("value")):
             table["value"] = self.case_value("value", how="last").to_numpy(dtype="float64")
         return table
 
@@ -227,6 +251,14 @@ _CASE_FACTS = frozenset({"case_id", "start", "end", "cycle_days", "events", "out
 _EVENT_LEVEL = frozenset({"case_id", "activity", "timestamp", "resource", "value", "stage",
                           "discount_pct", "lost_reason", "payment_terms_days", ROW_COLUMN,
                           "lifecycle"})
+
+
+def without_empty_attributes(cases: pd.DataFrame) -> pd.DataFrame:
+    """A case table without the attribute columns (and ``value``) no case has a value
+    of: those ``case_table`` leaves out, as no event gives them."""
+    optional = [c for c in cases.columns if c not in _CASE_FACTS or c == "value"]
+    empty = [c for c in optional if not cases[c].notna().any()]
+    return cases.drop(columns=empty).reset_index(drop=True)
 
 
 def _in_case_time_order(case_codes: np.ndarray, t: np.ndarray) -> bool:

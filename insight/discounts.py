@@ -178,7 +178,7 @@ def _policy(ctx: Context, result: Discounts, disc: np.ndarray, q_rows: np.ndarra
     }])
     bad = q_rows[above & ~approved & decided]
     result.violations = pd.DataFrame({
-        "case_id": ctx.events["case_id"].take(bad).to_numpy(),
+        "case_id": ctx.cases["case_id"].to_numpy()[ctx.case[bad]],
         "time": pd.to_datetime(ctx.t[bad], unit="us", utc=True),
         "discount_pct": disc[bad],
         "rep": ctx.cases["rep"].to_numpy()[ctx.case[bad]] if "rep" in ctx.cases else None,

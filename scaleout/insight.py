@@ -3,25 +3,28 @@
 What runs where:
 
 - **workers**, per partition of whole cases: read, number, shuffle by case and
-  validate (``read_partitioned``, the same books as ``read_log``), then put the
-  partition in the form the insight reads (``compact``): events in case-time order,
-  only the columns a section reads, each case attribute (rep, region, account, ...)
-  kept on the case's first event that gives it (the insight reads a case's first value
-  of an attribute, ``Context.case_value``), text in Arrow storage;
-- **driver**: the partitions' compact events in one frame, cases in the order
-  ``read_log`` gives them (sorted by case id), and the unchanged ``insight.analyze``
-  on it, so every section, headline and segment equals the single-process insight.
+  validate (``read_partitioned``, the same books as ``read_log``); then the partition's
+  part of the insight's ``Context`` (``insight_part``): its **case table** (one row per
+  case: start, end, cycle time, outcome, completion, month, every case attribute, value:
+  what the overview, funnel, segments and every per-case figure read), and its events
+  reduced to what the sections read event by event (activity and stage as categories,
+  time, discount, payment terms: no case id, no text);
+- **driver**: the parts put together in ``read_log``'s case order (cases sorted by
+  id, each case's events in their order), the cases numbered, and the unchanged
+  ``insight.analyze`` on the ``Context`` they make, so every section, headline and
+  segment equals the single-process insight.
 
-The sections' aggregates are not combined from per-partition partials: medians and
-P90s (of waits, stays, cycle times) are exact only over all values, and a mergeable
-quantile sketch would not equal the single-process figures. The driver therefore holds
-the compact events (measured in ``docs/scale.md``), a fraction of what ``read_log``
-holds, not a per-group summary.
+The sections' event-level aggregates are not combined from per-partition partials:
+the medians and P90s (of waits, stays, cycle times) are exact only over all values,
+and a mergeable quantile sketch would not equal the single-process figures. So the
+driver holds the reduced events (a fixed few bytes per event, measured in
+``docs/scale.md``) and one row per case, not the log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,74 +32,77 @@ import numpy as np
 import pandas as pd
 
 from features.log import EventLog
-from features.mapping import Mapping
+from features.mapping import Mapping, Roles
 from features.prefixes import sort_key
 from features.schema import ROW_COLUMN
+from insight.context import Context, without_empty_attributes
 
-#: columns the insight reads event by event; every other text column is a case attribute
-EVENT_COLUMNS = ("case_id", "activity", "timestamp", "value", "stage", "discount_pct",
-                 "payment_terms_days", ROW_COLUMN)
-#: event-level columns no section reads
-UNREAD = ("resource", "lost_reason", "lifecycle")
-
-
-def _arrow_text(values: pd.Series) -> pd.Series:
-    return values.astype(pd.StringDtype("pyarrow", na_value=np.nan))
+#: the columns the sections read event by event (besides case and activity codes and
+#: time); every case attribute is read from the case table instead
+EVENT_COLUMNS = ("activity", "timestamp", "stage", "discount_pct", "payment_terms_days")
+#: event columns coded as categories for the driver (few distinct names, many events)
+CODED = ("activity", "stage")
 
 
-def compact(events: pd.DataFrame) -> pd.DataFrame:
-    """A partition's canonical events as the insight reads them (see the module's
-    docstring): sorted by case, time and file row; unread columns dropped; each text
-    case attribute only on its first event that has it."""
-    events = events.drop(columns=[c for c in UNREAD if c in events.columns])
+@dataclass
+class InsightPart:
+    """A partition's share of the insight's ``Context``: ``cases`` (its case table with
+    every attribute column, cases sorted by id) and ``events`` (the ``EVENT_COLUMNS``
+    the log has, in case-time order; ``cases["events"]`` rows per case)."""
+
+    cases: pd.DataFrame
+    events: pd.DataFrame
+
+
+def insight_part(events: pd.DataFrame, roles: Roles) -> InsightPart:
+    """A partition's case table and reduced events (see the module's docstring)."""
+    if len(events) == 0:
+        return InsightPart(pd.DataFrame(), pd.DataFrame())
     events = events.sort_values(["case_id", "timestamp", ROW_COLUMN], kind="stable"
                                 ).reset_index(drop=True)
-    case = pd.factorize(events["case_id"])[0]
-    out = {}
-    for name in events.columns:
-        column = events[name]
-        if name not in EVENT_COLUMNS and not pd.api.types.is_numeric_dtype(column.dtype):
-            given = np.flatnonzero(column.notna().to_numpy())
-            first = given[np.r_[True, case[given][1:] != case[given][:-1]]] if len(
-                given) else given
-            kept = np.zeros(len(column), dtype=bool)
-            kept[first] = True
-            column = column.where(kept)
-        if pd.api.types.is_string_dtype(column.dtype) and not isinstance(
-                column.dtype, pd.CategoricalDtype):
-            column = _arrow_text(column)
-        out[name] = column
-    return pd.DataFrame(out)
+    cases = Context.from_events(events, roles, every_attribute=True).cases
+    reduced = events[[c for c in EVENT_COLUMNS if c in events.columns]].copy()
+    for name in CODED:
+        if name in reduced.columns:
+            reduced[name] = reduced[name].astype("category")
+    return InsightPart(cases=cases, events=reduced)
 
 
-def _case_runs(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Each case's id and its number of events (the frame is sorted by case)."""
-    ids = events["case_id"].to_numpy()
-    if len(ids) == 0:
-        return ids, np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    return ids[starts], np.diff(np.r_[starts, len(ids)])
+def _same_categories(frames: list[pd.DataFrame]) -> None:
+    """Code each categorical column alike in every frame (the union of their names,
+    sorted), so the frames concatenate as categories, not as text."""
+    for name in CODED:
+        if name not in frames[0].columns:
+            continue
+        names = sorted(set().union(*(f[name].cat.categories for f in frames)))
+        for frame in frames:
+            frame[name] = frame[name].cat.set_categories(names)
 
 
-def combined_events(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """The partitions' compact events as one frame, cases in ``read_log``'s order
-    (sorted by case id; each case's events stay in their order). Empties ``parts``:
-    each partition is let go once joined, so the driver holds two copies at most."""
-    kept = [p for p in parts if len(p)]
+def combined(parts: list[InsightPart]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The partitions' reduced events and case table, cases in ``read_log``'s order
+    (sorted by case id as text, or as numbers) and numbered 0.. in ``case_id``. Empties
+    ``parts``: each is let go once joined, so the driver holds two copies at most."""
+    kept = [p for p in parts if len(p.cases)]
     parts.clear()
     if not kept:
-        return pd.DataFrame()
-    runs = [_case_runs(p) for p in kept]
-    ids = np.concatenate([r[0] for r in runs])
-    lengths = np.concatenate([r[1] for r in runs])
+        return pd.DataFrame(), pd.DataFrame()
+    ids = pd.concat([p.cases["case_id"] for p in kept], ignore_index=True)
+    lengths = np.concatenate([p.cases["events"].to_numpy() for p in kept])
+    by_case = np.argsort(sort_key(ids), kind="stable")  # the cases in read_log's order
     rank = np.empty(len(ids), dtype=np.int64)
-    # the same key read_log's order follows: case ids sorted as text (or as numbers)
-    rank[np.argsort(sort_key(pd.Series(ids, dtype=kept[0]["case_id"].dtype)),
-                    kind="stable")] = np.arange(len(ids))
+    rank[by_case] = np.arange(len(ids))
     order = np.argsort(np.repeat(rank, lengths), kind="stable")
-    frame = pd.concat(kept, ignore_index=True)
-    kept.clear()  # the partitions, joined: let them go before the take
-    return frame.take(order).reset_index(drop=True)
+    cases = pd.concat([p.cases for p in kept], ignore_index=True)
+    frames = [p.events for p in kept]
+    kept.clear()
+    _same_categories(frames)
+    events = pd.concat(frames, ignore_index=True)
+    frames.clear()
+    events = events.take(order).reset_index(drop=True)
+    events.insert(0, "case_id", np.repeat(np.arange(len(ids)), lengths[by_case]))
+    cases = without_empty_attributes(cases.take(by_case))
+    return events, cases
 
 
 def insight_on_cluster(log: str | Path, mapping: str | Path | Mapping | None, spec: Any,
@@ -105,19 +111,25 @@ def insight_on_cluster(log: str | Path, mapping: str | Path | Mapping | None, sp
                        announce: Callable[[str], None] | None = None,
                        progress: Callable[[str], None] | None = None) -> Any:
     """``insight.analyze(read_log(log, mapping), **analyze_options)`` with the log read,
-    validated and made compact on a Dask cluster."""
-    from insight import analyze
+    validated and each partition's case table made on a Dask cluster."""
+    from insight import InsightError, analyze
     from scaleout.cluster import announce_cluster, dask_client
     from scaleout.input import read_partitioned
 
+    options = dict(analyze_options)
+    as_of = options.pop("as_of", None)
     step = progress or (lambda _m: None)
     with dask_client(spec) as client:
         announce_cluster(client, announce)
         step("reading, shuffling by case and validating the log")
         scaled = read_partitioned(log, client, mapping, partitions=partitions, store=store)
-        step("ordering each partition's events for the insight")
-        events = combined_events(client.gather(scaled.map(compact)))
+        step("each partition's case table and events for the insight")
+        roles = scaled.mapping.roles
+        events, cases = combined(client.gather(scaled.map(insight_part, roles)))
+    if len(events) == 0:
+        raise InsightError("the log has no events to analyse")
     step("computing the insight")
+    context = Context.from_events(events, roles, as_of, cases=cases)
     read = EventLog(events, quarantine=pd.DataFrame(), report=scaled.report,
                     mapping=scaled.mapping)
-    return analyze(read, **analyze_options)
+    return analyze(read, context=context, **options)

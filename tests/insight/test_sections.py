@@ -9,6 +9,7 @@ import pytest
 from features.log import canonicalize
 from features.mapping import Mapping
 from insight import InsightError, analyze
+from insight.context import Context
 from tests.insight.logs import tiny_frame, tiny_log
 
 
@@ -186,6 +187,24 @@ def test_by_segment_repeats_every_section() -> None:
     assert ins.by_segment["South"].overview.figures.iloc[0]["cases"] == 2
     with pytest.raises(InsightError, match="cannot segment by 'colour'"):
         analyze(tiny_log(), by="colour")
+
+
+def test_a_segment_has_the_case_table_of_its_own_events() -> None:
+    """A segment's cases come from the whole log's case table (the Dask path has no
+    other): it must equal the table its events alone would give, without the
+    attributes none of its cases has."""
+    frame = tiny_frame()
+    frame.loc[frame["case"].isin(["C", "D"]), ["region", "value"]] = None
+    log = tiny_log(frame)
+    ctx = Context.from_log(log)
+    south = ctx.subset((ctx.cases["rep"] == "Cy").to_numpy())
+    alone = Context.from_events(south.events, log.mapping.roles, ctx.as_of)
+    assert {"region", "value"} & set(south.cases.columns) == set()
+    assert "region" in ctx.cases.columns and south.n_cases == 2
+    pd.testing.assert_frame_equal(south.cases, alone.cases, check_exact=True)
+    north = ctx.subset((ctx.cases["rep"] != "Cy").to_numpy())
+    pd.testing.assert_frame_equal(
+        north.cases, Context.from_events(north.events, log.mapping.roles).cases)
 
 
 def test_money_is_never_summed_across_currencies(ins) -> None:

@@ -14,7 +14,7 @@ from features.log import read_log
 from insight import analyze
 from l2c.cli import app
 from scaleout.cluster import ClusterSpec
-from scaleout.insight import insight_on_cluster
+from scaleout.insight import insight_on_cluster, insight_part
 from tests.scaleout.logs import simulated_csv, write_with_parts
 
 SPEC = ClusterSpec(workers=2, processes=False)
@@ -56,6 +56,19 @@ def test_dask_insight_equals_the_single_process_insight(logs, by):
         assert set(found.by_segment) == set(expected.by_segment)
         for value, sub in expected.by_segment.items():
             _same(found.by_segment[value], sub)
+
+
+def test_a_partition_sends_the_driver_one_row_per_case_and_no_text_per_event(logs):
+    csv, _ = logs
+    log = read_log(csv)
+    part = insight_part(log.events, log.mapping.roles)
+    assert len(part.cases) == log.events["case_id"].nunique()
+    assert part.cases["events"].sum() == len(part.events) == len(log.events)
+    assert {"region", "rep", "value"} <= set(part.cases.columns)
+    assert "case_id" not in part.events.columns
+    for name, dtype in part.events.dtypes.items():
+        assert isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_numeric_dtype(
+            dtype) or pd.api.types.is_datetime64_any_dtype(dtype), (name, dtype)
 
 
 def test_cli_insight_on_a_local_cluster(logs, tmp_path, monkeypatch):
