@@ -11,8 +11,13 @@ gets it: ``Context.from_log`` + ``process_map``.
     .venv/bin/python benchmarks/insight.py --json
     .venv/bin/python benchmarks/insight.py --events 200000 --logs helpdesk
 
+With ``--dask N`` the simulated log is also analysed on a LocalCluster of N workers
+(``l2c insight DIR --cluster local:N``), reporting the driver's peak (the workers
+are processes of their own).
+
 With ``--json`` the last line of stdout is one JSON object with ``events_1m``,
-``seconds_1m``, ``peak_mb_1m``, ``bpic2012_map_s`` and the per-log figures. Figures and
+``seconds_1m``, ``peak_mb_1m``, ``bpic2012_map_s`` and the per-log figures (with
+``--dask``: ``dask_seconds_1m`` and ``dask_driver_peak_mb_1m``). Figures and
 method: docs/performance.md.
 """
 
@@ -28,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -71,6 +78,19 @@ def _measure(path: str, mapping: str | None, repeat: int, html: bool,
                "peak_mb": _peak_rss_kb() / 1024.0, "read_peak_mb": read_peak_kb / 1024.0})
 
 
+def _measure_dask(folder: str, workers: int, queue: mp.Queue) -> None:
+    """In the child: the whole insight on a LocalCluster (``l2c insight DIR --cluster``);
+    the peak is the driver's (this process), the workers are processes of their own."""
+    from scaleout.cluster import ClusterSpec
+    from scaleout.insight import insight_on_cluster
+
+    started = time.perf_counter()
+    result = insight_on_cluster(folder, None, ClusterSpec(workers=workers), {})
+    queue.put({"events": int(result.overview.figures["events"].iloc[0]),
+               "seconds": time.perf_counter() - started,
+               "driver_peak_mb": _peak_rss_kb() / 1024.0})
+
+
 def _peak_rss_kb() -> float:
     """Peak resident memory of this process: VmHWM on Linux (per address space, so it
     starts afresh at the child's exec; ``ru_maxrss`` survives exec and would count the
@@ -83,16 +103,22 @@ def _peak_rss_kb() -> float:
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-def measure(path: Path, mapping: Path | None, repeat: int, html: bool = True) -> dict[str, Any]:
+def _in_child(target: Any, args: tuple[Any, ...], what: Path) -> dict[str, Any]:
+    """``target(*args, queue)`` in a fresh spawned process; what it put on the queue."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    child = ctx.Process(target=_measure, args=(str(path), str(mapping) if mapping else None,
-                                               repeat, html, queue))
+    child = ctx.Process(target=target, args=(*args, queue))
     child.start()
     result = queue.get()
     child.join()
     if child.exitcode != 0:
-        raise RuntimeError(f"measuring {path} failed (exit {child.exitcode})")
+        raise RuntimeError(f"measuring {what} failed (exit {child.exitcode})")
+    return result
+
+
+def measure(path: Path, mapping: Path | None, repeat: int, html: bool = True) -> dict[str, Any]:
+    result = _in_child(_measure, (str(path), str(mapping) if mapping else None, repeat, html),
+                       path)
     for key in ("map_s", "insight_s", "html_s"):
         values = result.pop(key)
         if values:
@@ -112,6 +138,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per log")
     parser.add_argument("--logs", nargs="*", default=sorted(REAL), help="real logs to run")
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    parser.add_argument("--dask", type=int, default=0, metavar="WORKERS",
+                        help="also the insight on a LocalCluster of this many workers, "
+                             "the simulated log read as a folder of three Parquet files")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args()
 
@@ -126,8 +155,20 @@ def main() -> None:
         path = Path(tmp) / "sim.parquet"
         write_frame(events, path, case_column="opportunity_id", activity_column="activity",
                     timestamp_column="event_time", resource_column="user")
-        del events
         sim = measure(path, None, args.repeat)
+        if args.dask:
+            folder = Path(tmp) / "sim-parts"
+            folder.mkdir()
+            # the simulator's rows in three files, as an export split by month would be
+            for i, rows in enumerate(np.array_split(np.arange(len(events)), 3)):
+                write_frame(events.iloc[rows], folder / f"part-{i}.parquet",
+                            case_column="opportunity_id", activity_column="activity",
+                            timestamp_column="event_time", resource_column="user")
+            dask = _in_child(_measure_dask, (str(folder), args.dask), folder)
+            print(f"simulated, Dask ({args.dask} workers): {dask}", file=sys.stderr)
+            out.update(dask_workers=args.dask, dask_seconds_1m=round(dask["seconds"], 1),
+                       dask_driver_peak_mb_1m=round(dask["driver_peak_mb"]))
+        del events
     print(f"simulated: {sim}", file=sys.stderr)
     out.update(events_1m=sim["events"], cases_1m=sim["cases"], seconds_1m=sim["insight_s"],
                seconds_1m_min=sim["insight_s_min"], seconds_1m_max=sim["insight_s_max"],
