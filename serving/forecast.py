@@ -9,6 +9,7 @@ independently: a shock that hits all deals at once (a recession) is not in the r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,8 @@ def require_forecast_models(snapshot: Snapshot) -> None:
             "(`l2c train LOG`) and promote them, then POST /v1/models/reload")
 
 _Z90 = 1.2815515655446004  # standard normal 90% point
+#: deals x simulations drawn at once (see ``simulate``)
+CHUNK_CELLS = 1_000_000
 
 
 def _band(samples: np.ndarray) -> dict[str, float]:
@@ -118,33 +121,21 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
             f"value {value[top]:.6g}; correct the amounts")
     lag = float(lags.median()) if len(lags) else 0.0
 
-    rng = np.random.default_rng(seed)
-    n = len(p)
-    won = rng.random((simulations, n)) < p.to_numpy()[None, :]
-    elapsed_since = (as_of - last["timestamp"]).dt.total_seconds().to_numpy() / 86400.0
-    days = draw_remaining(remaining["prediction_days"].to_numpy(),
-                          remaining["lower_days"].to_numpy(),
-                          remaining["upper_days"].to_numpy(),
-                          rng.standard_normal((simulations, n)))
-    cash_day = np.maximum(days - elapsed_since[None, :], 0.0)  # days after as_of
-    booking_day = np.maximum(cash_day - lag, 0.0)
     start = as_of.tz_convert("UTC").tz_localize(None).to_period("M")
     # day offsets (from as_of) at which each following month begins
     ends = np.array([((start + i + 1).to_timestamp() - as_of.tz_localize(None))
                      / pd.Timedelta(days=1) for i in range(months)])
-    booked_month = np.searchsorted(ends, booking_day, side="right")
-    booked_month[:, ~is_open] = months  # booked before as_of: outside the horizon
-    cash_month = np.searchsorted(ends, cash_day, side="right")
-    money = np.where(won, value[None, :], 0.0)
-
-    def monthly(which: np.ndarray) -> np.ndarray:
-        inside = which < months
-        flat = np.where(inside, which + months * np.arange(simulations)[:, None], -1)
-        totals = np.bincount(flat[inside], weights=money[inside],
-                             minlength=months * simulations)
-        return totals.reshape(simulations, months)
-
-    bookings, cash = monthly(booked_month), monthly(cash_month)
+    deals = Deals(p=p.to_numpy(dtype=float), value=value, is_open=is_open,
+                  point=remaining["prediction_days"].to_numpy(dtype=float),
+                  lower=remaining["lower_days"].to_numpy(dtype=float),
+                  upper=remaining["upper_days"].to_numpy(dtype=float),
+                  elapsed=(as_of - last["timestamp"]).dt.total_seconds().to_numpy() / 86400.0)
+    groups = (None if group_by is None
+              else last[group_by].astype("object").fillna("(missing)").to_numpy())
+    group_codes, group_names = (np.zeros(len(p), dtype=np.int64), np.array([None])
+                                ) if groups is None else pd.factorize(groups)
+    sums = simulate(deals, ends, lag, simulations, group_codes, len(group_names), seed)
+    bookings, cash = sums.bookings, sums.cash
     labels = [str(start + i) for i in range(months)]
     result: dict[str, Any] = {
         "source": source, "as_of": as_of, "open_cases": int(is_open.sum()),
@@ -171,15 +162,14 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
             f"{int(without_value.sum())} deal(s) have no value and count as 0: "
             f"e.g. {', '.join(map(str, pending[without_value][:5]))}")
     sd = value * np.sqrt(p.to_numpy() * (1 - p.to_numpy()))
-    if group_by is not None:
-        groups = last[group_by].astype("object").fillna("(missing)").to_numpy()
-        for group in pd.unique(groups):
-            inside = groups == group
+    if groups is not None:
+        for code, group in enumerate(group_names):
+            inside = group_codes == code
             result["groups"].append({
                 "group": str(group), "open_cases": int((inside & is_open).sum()),
                 "won_unpaid_cases": int((inside & ~is_open).sum()),
-                "bookings": _band(bookings_in(money, booked_month, months, inside)),
-                "cash_in": _band(bookings_in(money, cash_month, months, inside))})
+                "bookings": _band(sums.group_bookings[:, code]),
+                "cash_in": _band(sums.group_cash[:, code])})
         result["groups"].sort(key=lambda g: -g["bookings"]["expected"])
     order = np.argsort(-sd)[:top]
     result["movers"] = [{
@@ -189,11 +179,70 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
     return result
 
 
-def bookings_in(money: np.ndarray, month: np.ndarray, months: int,
-                columns: np.ndarray) -> np.ndarray:
-    """Per simulation, the money of the selected deals landing within the horizon."""
-    inside = month[:, columns] < months
-    return np.where(inside, money[:, columns], 0.0).sum(axis=1)
+@dataclass(frozen=True)
+class Deals:
+    """What the simulation reads per deal: win probability (1 for a won deal awaiting
+    payment), value, open or not, the remaining-time prediction's P50 / P10 / P90 in
+    days, and the days since its last event."""
+
+    p: np.ndarray
+    value: np.ndarray
+    is_open: np.ndarray
+    point: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    elapsed: np.ndarray
+
+
+@dataclass(frozen=True)
+class Sums:
+    """Per simulation: bookings and cash per month (simulations x months), and per
+    group within the horizon (simulations x groups)."""
+
+    bookings: np.ndarray
+    cash: np.ndarray
+    group_bookings: np.ndarray
+    group_cash: np.ndarray
+
+
+def simulate(deals: Deals, ends: np.ndarray, lag: float, simulations: int,
+             group_codes: np.ndarray, n_groups: int, seed: int,
+             cells: int = CHUNK_CELLS) -> Sums:
+    """The simulated futures' sums, drawn a few simulations at a time.
+
+    One simulation of every deal at once would hold several arrays of simulations x
+    deals (gigabytes for a pipeline of 100k deals); here at most ``cells`` of each.
+    Wins and remaining times come from two streams of their own, each drawn in order,
+    so the result does not depend on ``cells``.
+    """
+    n, months = len(deals.p), len(ends)
+    won_rng, days_rng = (np.random.default_rng(s)
+                         for s in np.random.SeedSequence(seed).spawn(2))
+    out = Sums(*(np.zeros((simulations, k)) for k in (months, months, n_groups, n_groups)))
+    rows = max(1, cells // max(n, 1))
+    for first in range(0, simulations, rows):
+        count = min(rows, simulations - first)
+        won = won_rng.random((count, n)) < deals.p[None, :]
+        days = draw_remaining(deals.point, deals.lower, deals.upper,
+                              days_rng.standard_normal((count, n)))
+        cash_day = np.maximum(days - deals.elapsed[None, :], 0.0)  # days after as_of
+        del days
+        booked_month = np.searchsorted(ends, np.maximum(cash_day - lag, 0.0), side="right")
+        booked_month[:, ~deals.is_open] = months  # booked before as_of: outside the horizon
+        cash_month = np.searchsorted(ends, cash_day, side="right")
+        money = np.where(won, deals.value[None, :], 0.0)
+        done = slice(first, first + count)
+        for month, by_month, by_group in ((booked_month, out.bookings, out.group_bookings),
+                                          (cash_month, out.cash, out.group_cash)):
+            inside = month < months
+            sim = np.broadcast_to(np.arange(count)[:, None], month.shape)[inside]
+            weights = money[inside]
+            by_month[done] = np.bincount(sim * months + month[inside], weights=weights,
+                                         minlength=count * months).reshape(count, months)
+            by_group[done] = np.bincount(
+                sim * n_groups + np.broadcast_to(group_codes, month.shape)[inside],
+                weights=weights, minlength=count * n_groups).reshape(count, n_groups)
+    return out
 
 
 def _currency_note(last: pd.DataFrame) -> str:
