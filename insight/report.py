@@ -124,10 +124,10 @@ def _process_map(ins: Insight) -> str:
                    f"cases ({m.cases_kept:,} cases, {len(m.activities)} activities, "
                    f"{len(m.edges)} transitions)</summary><div class='mapbox'>{svg}</div>"
                    "</details>")
-    out.append("<p class='note'>Boxes: activities (green border: where cases start, red: "
-               "where they end). Arrows: one activity directly followed by the next, labelled "
-               "with the number of cases and the median time between the two; orange arcs go "
-               "back (loops, rework). Hover for P90 and counts.</p>")
+    out.append("<p class='note'>Boxes: activities (green border: where most of its cases "
+               "start, red: where most of them end). Arrows: one activity directly followed "
+               "by the next, labelled with the number of cases and the median time between "
+               "the two; orange arcs go back (loops, rework). Hover for P90 and counts.</p>")
     out.append(table_html(pm.edges, ["source", "target", "cases", "events", "median_days",
                                      "p90_days", "mean_days"], title="Transitions"))
     out.append(table_html(pm.activities, ["activity", "events", "cases", "case_share",

@@ -140,6 +140,7 @@ def process_map_svg(activities: pd.DataFrame, edges: pd.DataFrame, starts: pd.Da
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
              'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
              'fill="#4a5568"/></marker></defs>']
+    wanted: list[tuple[float, float, str, str]] = []  # edge labels, placed after the nodes
     for e in edges.itertuples(index=False):  # one per edge of the map (tens to hundreds)
         (x1, y1), (x2, y2) = pos[e.source], pos[e.target]
         w = 1.0 + 5.0 * math.log1p(e.events) / math.log1p(heaviest)
@@ -164,17 +165,15 @@ def process_map_svg(activities: pd.DataFrame, edges: pd.DataFrame, starts: pd.Da
                      f'<title>{escape(tip)}</title></path>')
         if e.events / total >= label_share:
             anchor = "end" if (y2 <= y1 and e.source != e.target) else "start"
-            parts.append(f'<text class="edge" x="{lx:.0f}" y="{ly:.0f}" text-anchor="{anchor}">'
-                         f'{e.cases:,} · {escape(days(e.median_days))}</text>')
+            wanted.append((lx, ly, anchor, f"{e.cases:,} · {days(e.median_days)}"))
     start_n = dict(zip(starts["activity"], starts["cases"], strict=True))
     end_n = dict(zip(ends["activity"], ends["cases"], strict=True))
     for a in activities.itertuples(index=False):
         x, y = pos[a.activity]
-        ring = ""
-        if a.activity in start_n:
-            ring = " start"
-        if a.activity in end_n:
-            ring += " end"
+        # coloured where most of its cases start (or end) there: a few cases cut short
+        # end at nearly every activity, and would colour every box
+        ring = (" start" if start_n.get(a.activity, 0) >= 0.5 * a.cases else
+                " end" if end_n.get(a.activity, 0) >= 0.5 * a.cases else "")
         tip = (f"{a.activity}: {a.events:,} events in {a.cases:,} cases; starts "
                f"{start_n.get(a.activity, 0):,}, ends {end_n.get(a.activity, 0):,}")
         parts.append(f'<g class="node{ring}"><rect x="{x - NODE_W / 2:.0f}" '
@@ -183,5 +182,46 @@ def process_map_svg(activities: pd.DataFrame, edges: pd.DataFrame, starts: pd.Da
                      f'{escape(_short(str(a.activity), 26))}</text>'
                      f'<text class="count" x="{x:.0f}" y="{y + 13:.0f}" text-anchor="middle">'
                      f'{a.events:,} events</text><title>{escape(tip)}</title></g>')
+    nodes = [(x - NODE_W / 2, y - NODE_H / 2, x + NODE_W / 2, y + NODE_H / 2)
+             for x, y in pos.values()]
+    for x, y, anchor, text in place_labels(wanted, nodes):
+        parts.append(f'<text class="edge" x="{x:.0f}" y="{y:.0f}" text-anchor="{anchor}">'
+                     f'{escape(text)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+#: an edge label's size in the report's 11px font (a little wider than most glyphs)
+LABEL_CHAR_W, LABEL_H = 6.3, 13.0
+#: vertical moves tried, in order, when a label's own place is taken
+_NUDGES = (0.0, 14.0, -14.0, 28.0, -28.0, 42.0, -42.0)
+
+
+def label_box(x: float, y: float, anchor: str, text: str) -> tuple[float, float, float, float]:
+    """The box (x0, y0, x1, y1) an edge label drawn at (x, y) covers: text baseline at y."""
+    width = LABEL_CHAR_W * len(text)
+    x0 = x - width if anchor == "end" else x
+    return x0, y - LABEL_H + 3, x0 + width, y + 3
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_labels(wanted: list[tuple[float, float, str, str]],
+                 taken: list[tuple[float, float, float, float]]
+                 ) -> list[tuple[float, float, str, str]]:
+    """Edge labels moved up or down until they cover no node and no label placed before
+    them (the busiest edges come first); a label without room is left out, its figures
+    stay in the edge's tooltip and the transitions table. Drawn over the nodes, a label
+    hidden under a box or on another label would be unreadable."""
+    taken = list(taken)
+    placed = []
+    for x, y, anchor, text in wanted:
+        for dy in _NUDGES:
+            box = label_box(x, y + dy, anchor, text)
+            if not any(_overlaps(box, other) for other in taken):
+                taken.append(box)
+                placed.append((x, y + dy, anchor, text))
+                break
+    return placed
