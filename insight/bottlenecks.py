@@ -58,7 +58,7 @@ def bottlenecks(ctx: Context, pmap: ProcessMap) -> Bottlenecks:
 def _stages(ctx: Context, total_cycle: float) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     if ctx.has_column("stage"):
         raw = ctx.events["stage"]
-        state, names = pd.factorize(raw.to_numpy())
+        state, names = pd.factorize(raw)  # on the column: no Python string per event
         # events without a stage stay in the stage before them
         known = state >= 0
         last = np.maximum.accumulate(np.where(known, np.arange(len(state)), -1))
