@@ -118,7 +118,8 @@ class PrefixPipeline(BaseEstimator):
     def fit(self, events: pd.DataFrame, y: object = None) -> PrefixPipeline:
         prepared = prepare_events(events)
         built = without_unread(self._encoders(events), events)  # features.pruning
-        self.encoders_ = [enc.fit(prepared) for enc in built]
+        rows = EventRows(prepared)  # each column converted once for every encoder
+        self.encoders_ = [enc.fit(rows) for enc in built]
         self.feature_names_out_ = [n for enc in self.encoders_ for n in enc.feature_names_out_]
         repeated = sorted({n for n in self.feature_names_out_
                            if self.feature_names_out_.count(n) > 1})

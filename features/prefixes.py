@@ -19,6 +19,8 @@ from features.schema import ROW_COLUMN
 from features.small import FEW_QUERIES, SMALL_FRAME_ROWS
 
 KEY_COLUMNS = ("case_id", "prefix_len", "prefix_end")
+#: a missing value's sort key: after every other
+_MISSING_KEY = np.iinfo(np.int64).max
 
 
 #: a table's columns as arrays, by name (a frame's ``.array``s, or numpy arrays)
@@ -46,8 +48,13 @@ def prepare_rows(events: pd.DataFrame | Columns, each_case_alone: bool = False) 
 def _prepared_columns(events: pd.DataFrame | Columns) -> dict[str, ExtensionArray | np.ndarray]:
     given = table_columns(events)
     tie_break = ROW_COLUMN if ROW_COLUMN in given else "activity"
-    ordered = columns_in_case_time_order(given, tie_break)
-    start_row = case_starts(ordered["case_id"])
+    order, case_key = _case_time_order_and_key(given, tie_break)
+    ordered = given if order is None else {name: values.take(order)
+                                           for name, values in given.items()}
+    if case_key is None or (len(case_key) and case_key.max() == _MISSING_KEY):
+        start_row = case_starts(ordered["case_id"])
+    else:  # the sort's integer key of the case ids, not the ids themselves
+        start_row = case_starts(case_key if order is None else case_key[order])
     times = ordered["timestamp"]
     ordered.update(prefix_len=(np.arange(len(times)) - start_row + 1).astype("int64"),
                    prefix_end=times, case_start=times[start_row])
@@ -92,11 +99,40 @@ def _case_time_order(columns: Columns | dict[str, pd.Series], tie_break: str
                      ) -> np.ndarray | None:
     """The order that sorts the rows by case, time and ``tie_break``; None when they are
     in that order already."""
+    return _case_time_order_and_key(columns, tie_break)[0]
+
+
+def _case_time_order_and_key(columns: Columns | dict[str, pd.Series], tie_break: str
+                             ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``_case_time_order``, and the case ids' sort key in the given row order when it
+    was computed (a small table already in order needs none).
+
+    A log is usually written in this order already: one comparison of each row's keys
+    with the next row's says so, where the lexsort would cost several times more; the
+    lexsort decides whenever that comparison cannot (a key missing, rows out of order).
+    """
     cases, times, ties = (columns[c] for c in ("case_id", "timestamp", tie_break))
     if _visibly_in_order(cases, times, ties):
-        return None
-    order = np.lexsort([sort_key(columns[c]) for c in (tie_break, "timestamp", "case_id")])
-    return None if (order == np.arange(len(order))).all() else order
+        return None, None
+    keys = [sort_key(columns[c]) for c in ("case_id", "timestamp", tie_break)]
+    if _keys_in_order(keys):
+        return None, keys[0]
+    order = np.lexsort(keys[::-1])
+    return (None if (order == np.arange(len(order))).all() else order), keys[0]
+
+
+def _keys_in_order(keys: list[np.ndarray]) -> bool:
+    """Whether every row's keys are lexicographically at most the next row's (a stable
+    sort would then leave the rows where they are). False when a float key is NaN."""
+    if any(key.dtype.kind == "f" and np.isnan(key).any() for key in keys):
+        return False
+    later_equal = np.ones(max(len(keys[0]) - 1, 0), dtype=bool)  # rows equal so far
+    for key in keys:
+        before, after = key[:-1], key[1:]
+        if (later_equal & (after < before)).any():
+            return False
+        later_equal &= after == before
+    return True
 
 
 def _visibly_in_order(cases: pd.Series | ExtensionArray | np.ndarray,
@@ -120,12 +156,15 @@ def sort_key(column: pd.Series | ExtensionArray | np.ndarray) -> np.ndarray:
     if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
             column.dtype):
         key = column.array.asi8.copy()
-        key[column.isna().to_numpy()] = np.iinfo(np.int64).max
+        key[column.isna().to_numpy()] = _MISSING_KEY
         return key
     if pd.api.types.is_numeric_dtype(column.dtype):
         return column.to_numpy(dtype="float64", na_value=np.nan)
-    codes, _ = pd.factorize(column.to_numpy(), sort=True)
-    return np.where(codes < 0, np.iinfo(np.int64).max, codes)
+    # text as pandas holds it: pyarrow ranks its distinct values in UTF-8 byte order,
+    # which is Python's order of the same strings, without a Python object per row
+    codes, _ = pd.factorize(column.array if pd.api.types.is_string_dtype(column.dtype)
+                            else column.to_numpy(), sort=True)
+    return np.where(codes < 0, _MISSING_KEY, codes)
 
 
 def first_row_per_group(groups: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -185,6 +224,12 @@ class CaseRows:
             out = np.full(len(values), np.nan, dtype=np.result_type(values.dtype, np.float64))
         out[found] = values[last[found]]
         return out
+
+    def ffill_codes(self, codes: np.ndarray) -> np.ndarray:
+        """``ffill`` of integer codes (-1: missing): the latest code >= 0 at or before
+        each row in its case, -1 before the first."""
+        last = np.maximum.accumulate(np.where(codes >= 0, np.arange(len(codes)), -1))
+        return np.where(last >= self.start, codes[last], -1)
 
     def scan(self, op: np.ufunc, values: np.ndarray) -> np.ndarray:
         """Inclusive running ``op`` (np.add, np.fmax, np.fmin) restarting at each case.
@@ -379,6 +424,21 @@ class EventRows:
                 codes, uniques = pd.factorize(self[column])
             self._factorized[column] = (codes, np.asarray(uniques, dtype=object))
         return self._factorized[column]
+
+    def filled(self, column: str) -> bool:
+        """Whether the column has any value that is not missing."""
+        if column in self._factorized:
+            return bool((self._factorized[column][0] >= 0).any())
+        return bool(pd.notna(self.array(column)).any())
+
+    def last_known_codes(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """``last_known(column)`` as ``factorized(column)``'s codes (-1: none known yet)
+        and the distinct values: what is looked up per distinct value, not per row."""
+        key = f"last known codes {column}"
+        if key not in self._factorized:
+            codes, uniques = self.factorized(column)
+            self._factorized[key] = (self.cases.ffill_codes(codes), uniques)
+        return self._factorized[key]
 
     def array(self, column: str) -> ExtensionArray | np.ndarray:
         """The column as pandas holds it (times keep their dtype; ``rows[c]`` is numpy)."""

@@ -29,8 +29,9 @@ from features.encoders import (
     Coded,
     Encoded,
     PrefixEncoder,
-    coded,
-    learn_categories,
+    event_rows,
+    learn_coded_categories,
+    recoded,
     unique_slugs,
 )
 from features.prefixes import EventRows, running_counts
@@ -39,11 +40,7 @@ from features.prefixes import EventRows, running_counts
 def _codes(rows: EventRows, column: str, categories: Sequence[str]) -> np.ndarray:
     """Each row's position in ``categories`` (-1: missing or not listed), looked up once
     per distinct value rather than per row."""
-    names, uniques = rows.factorized(column)
-    if not len(uniques):
-        return np.full(len(rows), -1, dtype=np.int64)
-    at = coded(np.asarray(uniques, dtype=object), categories).codes.astype(np.int64)
-    return np.where(names >= 0, at[np.maximum(names, 0)], -1)
+    return recoded(*rows.factorized(column), categories)
 
 
 def _lagged(rows: EventRows, codes: np.ndarray, steps: int) -> np.ndarray:
@@ -84,10 +81,11 @@ class SequenceEncoder(PrefixEncoder):
         width = len(self.activities_)
         return np.where((codes >= 0) & (before >= 0), before * width + codes, -1)
 
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> SequenceEncoder:
-        rows = EventRows(prepared)
-        self.activities_ = learn_categories(rows["activity"], self.min_frequency,
-                                            self.max_categories)
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None) -> SequenceEncoder:
+        rows = event_rows(prepared)
+        activity = rows.factorized("activity")
+        self.activities_ = learn_coded_categories(*activity, self.min_frequency,
+                                                  self.max_categories)
         longest = int(rows.cases.k.max(initial=-1)) + 1
         self.lags_ = [step for step in self.lags if step < longest and self.activities_]
         width = len(self.activities_)
@@ -98,8 +96,8 @@ class SequenceEncoder(PrefixEncoder):
         self.transitions_ = sorted(int(p) for p in ranked)
         self.transition_pairs_ = [(self.activities_[p // width], self.activities_[p % width])
                                   for p in self.transitions_]
-        self.recency_ = learn_categories(rows["activity"], self.min_frequency,
-                                         self.max_recency)
+        self.recency_ = learn_coded_categories(*activity, self.min_frequency,
+                                               self.max_recency)
         self.lag_names_ = [f"activity_lag_{step}" for step in self.lags_]
         self.transition_names_ = unique_slugs(
             [f"{a} then {b}" for a, b in self.transition_pairs_], "n_", taken=self.lag_names_)
@@ -158,17 +156,18 @@ class ChangingAttributeEncoder(PrefixEncoder):
         self.min_frequency = min_frequency
         self.max_values = max_values
 
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> ChangingAttributeEncoder:
-        rows = EventRows(prepared)
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None
+            ) -> ChangingAttributeEncoder:
+        rows = event_rows(prepared)
         self.values_: dict[str, list[str]] = {}
         for column in self.columns:
-            if column not in prepared:
+            if column not in rows:
                 continue
-            names, _ = rows.factorized(column)
-            if not self._changes(rows, names).any():
-                continue
-            self.values_[column] = learn_categories(rows[column], self.min_frequency,
-                                                    self.max_values)
+            names, uniques = rows.factorized(column)
+            if len(uniques) < 2 or not self._changes(rows, names).any():
+                continue  # one value (or none) cannot change
+            self.values_[column] = learn_coded_categories(names, uniques, self.min_frequency,
+                                                          self.max_values)
         self.count_names_ = {}
         names_out: list[str] = []
         for column, values in self.values_.items():
