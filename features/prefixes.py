@@ -279,16 +279,25 @@ def running_counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndar
     (codes outside that range, such as -1 for missing, are counted nowhere).
 
     What ``cumulative_within_case`` of a one-hot matrix gives, column by column without
-    the one-hot matrix: a comparison and a cumsum per code into a column-major result.
+    the one-hot matrix, into a column-major result: per code a comparison, at each case's
+    first row minus the code's count in the case before, and one cumsum that so restarts
+    at every case (no per-row lookup of the total before the case).
     """
-    out = np.empty((len(codes), width), dtype=np.int64, order="F")
-    before = starts - 1
-    later = before >= 0
-    previous = before[later]
+    n = len(codes)
+    out = np.empty((n, width), dtype=np.int64, order="F")
+    is_first = starts == np.arange(n)
+    first = np.flatnonzero(is_first)
+    listed = np.flatnonzero((codes >= 0) & (codes < width))
+    case = np.cumsum(is_first) - 1
+    per_case = np.bincount(case[listed] * width + codes[listed],
+                           minlength=len(first) * width).reshape(len(first), width)
+    later = first[1:]  # first rows of every case but the first one
+    before = np.ascontiguousarray(per_case[:-1].T)  # per code: each earlier case's count
     for code in range(width):
         column = out[:, code]  # a contiguous view
-        np.cumsum(codes == code, out=column)
-        column[later] -= column[previous]
+        np.equal(codes, code, out=column)
+        column[later] -= before[code]
+        np.cumsum(column, out=column)
     return out
 
 

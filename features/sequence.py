@@ -122,12 +122,34 @@ class SequenceEncoder(PrefixEncoder):
             counts = _counts(which, len(self.transitions_), rows.cases.start)
             out.update(zip(self.transition_names_, counts.T, strict=True))
         if self.recency_:
-            sec = rows.sec.astype("float64")
-            codes = _codes(rows, "activity", self.recency_)
-            for j, name in enumerate(self.recency_names_):
-                last_at = rows.cases.ffill(np.where(codes == j, sec, np.nan))
-                out[name] = (sec - last_at) / 86400.0
+            out.update(zip(self.recency_names_, self._days_since(rows), strict=True))
         return out
+
+    def _days_since(self, rows: EventRows) -> list[np.ndarray]:
+        """Per recency activity, days since its latest occurrence in the case at or
+        before each row (NaN before the first): ``(sec - ffill(sec where it occurred))
+        / 86400``, with the latest row found by a running maximum of row numbers into
+        buffers shared by every activity."""
+        n = len(rows)
+        sec = rows.sec.astype("float64")
+        codes = _codes(rows, "activity", self.recency_)
+        positions, start = np.arange(n), rows.cases.start
+        last = np.empty(n, dtype=np.int64)
+        occurred = np.empty(n, dtype=bool)
+        at = np.empty(n, dtype="float64")
+        days = []
+        for j in range(len(self.recency_)):
+            np.equal(codes, j, out=occurred)
+            last.fill(-1)
+            np.copyto(last, positions, where=occurred)
+            np.maximum.accumulate(last, out=last)
+            np.take(sec, last, out=at)  # row -1 (none yet) is masked below
+            since = np.subtract(sec, at)
+            since /= 86400.0
+            np.less(last, start, out=occurred)  # no occurrence in the case yet
+            since[occurred] = np.nan
+            days.append(since)
+        return days
 
     def readable_names(self) -> dict[str, str]:
         names = {name: f"activity {step} steps back"
