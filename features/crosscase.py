@@ -327,6 +327,10 @@ class CrossCaseEncoder(PrefixEncoder):
     facts of those same cases: scoring one running case touches a handful of facts.
     """
 
+    #: facts of other cases, known at the prefix end, some from events after their own
+    #: kept prefixes: the encoder reads every event given
+    reads_other_cases = True
+
     def __init__(self, roles: Roles | None = None, recent_days: float = 30.0) -> None:
         self.roles = roles
         self.recent_days = recent_days

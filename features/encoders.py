@@ -134,6 +134,11 @@ class PrefixEncoder(TransformerMixin, BaseEstimator):
     """Shared plumbing: names out, a check that ``fit`` happened, and ``transform`` as
     a frame of what ``encode`` computes on the prepared table's arrays."""
 
+    #: whether a row's features read other cases (cross-case facts). When they do not,
+    #: they depend only on the row's own case up to the row, and ``PrefixPipeline`` may
+    #: give the encoder only the prefixes it keeps (``EventRows.head``)
+    reads_other_cases: ClassVar[bool] = False
+
     def encode(self, rows: EventRows) -> Encoded:
         """Feature name -> values per row (``Coded`` for categoricals)."""
         raise NotImplementedError

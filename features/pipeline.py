@@ -182,9 +182,18 @@ class PrefixPipeline(BaseEstimator):
         if keep.all():  # every prefix kept (training): no copies of a large matrix
             keep = slice(None)
         kept_rows = keep if isinstance(keep, slice) else np.flatnonzero(keep)
+        # the kept prefixes are each case's first ones (max_prefix_len): encoders that
+        # read only a row's own case encode those rows alone, the others are cut
+        head = (rows.head(kept_rows) if not isinstance(keep, slice)
+                and _first_rows_of_cases(keep, rows.cases.k) else None)
         features: Encoded = {}
         for enc in self.encoders_:  # cut to the kept prefixes encoder by encoder
-            features.update(_kept(enc.encode(rows), kept_rows))
+            if head is not None and not enc.reads_other_cases:
+                features.update(enc.encode(head))
+            else:
+                features.update(_kept(enc.encode(rows), kept_rows))
+        if head is not None:
+            rows, keep = head, slice(None)
         keys = {key: (rows.array(key) if key in ("prefix_end", "case_start") else rows[key]
                       )[keep] for key in FRAME_KEYS}
         return EncodedPrefixes(keys=keys, features=features, rows=rows, kept=keep)
@@ -248,6 +257,12 @@ class PrefixPipeline(BaseEstimator):
                 f"event log lacks column(s) {missing} that the pipeline was trained with")
         if not isinstance(events["timestamp"].dtype, pd.DatetimeTZDtype):
             raise FeatureSchemaError("column 'timestamp' must be tz-aware (canonical log)")
+
+
+def _first_rows_of_cases(keep: np.ndarray, k: np.ndarray) -> bool:
+    """Whether the kept rows are a prefix of every case: no kept row follows a row of
+    its case that is left out (``k``: each row's place in its case, rows by case)."""
+    return not bool(np.any(keep[1:] & ~keep[:-1] & (k[1:] > 0)))
 
 
 def _kept(encoded: Encoded, rows: np.ndarray | slice) -> Encoded:

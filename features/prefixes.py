@@ -8,7 +8,7 @@ depend only on events at or before the prefix end by construction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -392,6 +392,17 @@ class EventRows:
         self._columns: dict[str, np.ndarray] = {}
         self._factorized: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
+    def head(self, positions: np.ndarray) -> EventRows:
+        """The rows at ``positions`` (ascending), which must be the first rows of each
+        case they hold (what ``max_prefix_len`` keeps). A running quantity of a case is
+        then the same at these rows as in the whole table, so an encoder that reads only
+        a row's own case up to the row can encode these rows alone, and never computes
+        the features of the rows left out. Columns are taken when first read."""
+        return EventRows(_TakenColumns(self, positions), self.each_case_alone)
+
+    def column_names(self) -> list[str]:
+        return list(self._arrays) if self._frame is None else list(self._frame.columns)
+
     @property
     def frame(self) -> pd.DataFrame:
         """The prepared table as a frame (built on first use: for one case, no encoder
@@ -468,6 +479,28 @@ class EventRows:
     def micros(self) -> np.ndarray:
         """UTC timestamps as datetime64[us] (sub-second precision kept)."""
         return epoch_micros(self._source("timestamp")).view("datetime64[us]")
+
+
+class _TakenColumns(Mapping[str, "ExtensionArray | np.ndarray"]):
+    """Some rows of an ``EventRows``' columns, each taken on first use (``EventRows.head``)."""
+
+    def __init__(self, rows: EventRows, positions: np.ndarray) -> None:
+        self._rows = rows
+        self._positions = positions
+        self._taken: dict[str, ExtensionArray | np.ndarray] = {}
+
+    def __getitem__(self, column: str) -> ExtensionArray | np.ndarray:
+        if column not in self._taken:
+            if column not in self._rows:
+                raise KeyError(column)
+            self._taken[column] = self._rows.array(column).take(self._positions)
+        return self._taken[column]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows.column_names())
+
+    def __len__(self) -> int:
+        return len(self._rows.column_names())
 
 
 def seconds(ts: pd.Series | ExtensionArray) -> np.ndarray:
