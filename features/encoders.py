@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.prefixes import EventRows, Lookup, running_counts, seconds
+from features.prefixes import EventRows, Lookup, first_occurrences, running_counts, seconds
 
 
 def slug(name: str) -> str:
@@ -251,7 +251,7 @@ class ActivityCountEncoder(PrefixEncoder):
         return self
 
     def encode(self, rows: EventRows) -> Encoded:
-        cases, n = rows.cases, len(rows)
+        cases = rows.cases
         codes = coded_column(rows, "activity", self.activities_).codes
         width = len(self.activities_) + 1  # the last column: unlisted activities
         counts = running_counts(np.where(codes < 0, width - 1, codes), width, cases.start)
@@ -261,8 +261,7 @@ class ActivityCountEncoder(PrefixEncoder):
         names, _ = rows.factorized("activity")  # per name, listed or not
         names = np.where(names < 0, names.max(initial=-1) + 1, names)  # missing: own code
         key = cases.case_number() * (int(names.max(initial=0)) + 1) + names
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        n_repeated = cases.count(first[inverse] != np.arange(n))
+        n_repeated = cases.count(~first_occurrences(key))
         out["n_events"] = cases.k + 1
         out["n_repeated_events"] = n_repeated
         out["n_distinct_activities"] = cases.k + 1 - n_repeated
@@ -423,13 +422,13 @@ class TimeEncoder(PrefixEncoder):
     @staticmethod
     def _days_in_stage(rows: EventRows) -> np.ndarray:
         cases = rows.cases
-        stage = rows.last_known("stage")
-        known = ~pd.isna(stage)
+        stage, _ = rows.last_known_codes("stage")  # -1: no stage known yet
+        known = stage >= 0
         if not known.any():
             return np.full(len(rows), np.nan)
-        before = cases.shift(stage)
+        before = cases.shift(stage, fill=-1)
         # a stage's run starts where the known stage differs from the row before's
-        changed = (cases.k == 0) | ~known | pd.isna(before) | (stage != before)
+        changed = (cases.k == 0) | ~known | (before < 0) | (stage != before)
         entered = rows.sec[np.maximum.accumulate(np.where(changed, np.arange(len(rows)), 0))]
         # no stage known yet: missing, as when the log has no stages at all (a case's
         # feature must not depend on whether other cases have stages)
@@ -448,7 +447,9 @@ class TimeEncoder(PrefixEncoder):
     def _days_since_invoice(self, rows: EventRows) -> np.ndarray:
         if not self.invoice_activities:
             return np.full(len(rows), np.nan)
-        is_invoice = np.isin(rows["activity"], list(self.invoice_activities))
+        activity, names = rows.factorized("activity")
+        listed = np.append(np.isin(names, list(self.invoice_activities)), False)
+        is_invoice = listed[activity]  # code -1 (missing) picks the False at the end
         sec = rows.sec.astype("float64")
         first = rows.cases.scan(np.fmin, np.where(is_invoice, sec, np.nan))
         return (sec - first) / 86400.0

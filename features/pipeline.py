@@ -89,7 +89,9 @@ class PrefixPipeline(BaseEstimator):
     def _roles(self) -> Roles:
         return self.roles if self.roles is not None else Roles()
 
-    def _encoders(self, events: pd.DataFrame) -> list[PrefixEncoder]:
+    def _encoders(self, events: pd.DataFrame, rows: EventRows | None = None
+                  ) -> list[PrefixEncoder]:
+        """The encoders for these (training) events; ``rows``: their ``EventRows``."""
         roles = self._roles()
         attributes = [c for c in events.columns
                       if c not in _NOT_ATTRIBUTES and c not in roles.label_only]
@@ -97,8 +99,10 @@ class PrefixPipeline(BaseEstimator):
         categorical = [c for c in attributes if not pd.api.types.is_numeric_dtype(events[c])
                        and c not in dates]
         numeric = [c for c in attributes if pd.api.types.is_numeric_dtype(events[c])]
-        varying = events.groupby("case_id")[numeric].nunique().gt(1).any()
-        history = [c for c in numeric if bool(varying.get(c, False))]
+        rows = EventRows(prepare_events(events)) if rows is None else rows
+        # numbers that take two values within a case (a case's nunique > 1): one value
+        # differs from the one known before it
+        history = [c for c in numeric if rows.filled(c) and bool(rows.changes(c).any())]
         return [
             AttributeEncoder(categorical=categorical, numeric=numeric,
                              min_frequency=self.min_frequency, max_categories=self.max_categories),
@@ -117,8 +121,8 @@ class PrefixPipeline(BaseEstimator):
 
     def fit(self, events: pd.DataFrame, y: object = None) -> PrefixPipeline:
         prepared = prepare_events(events)
-        built = without_unread(self._encoders(events), events)  # features.pruning
         rows = EventRows(prepared)  # each column converted once for every encoder
+        built = without_unread(self._encoders(events, rows), events)  # features.pruning
         self.encoders_ = [enc.fit(rows) for enc in built]
         self.feature_names_out_ = [n for enc in self.encoders_ for n in enc.feature_names_out_]
         repeated = sorted({n for n in self.feature_names_out_

@@ -215,14 +215,12 @@ class CaseRows:
 
     def ffill(self, values: np.ndarray) -> np.ndarray:
         """The latest non-missing value at or before each row; NaN before the first."""
-        present = ~pd.isna(values)
-        last = np.maximum.accumulate(np.where(present, np.arange(len(values)), -1))
-        found = last >= self.start
-        if values.dtype == object:
-            out = np.full(len(values), np.nan, dtype=object)
-        else:
-            out = np.full(len(values), np.nan, dtype=np.result_type(values.dtype, np.float64))
-        out[found] = values[last[found]]
+        present = ~np.isnan(values) if values.dtype.kind == "f" else ~pd.isna(values)
+        last = np.where(present, np.arange(len(values)), -1)
+        np.maximum.accumulate(last, out=last)
+        dtype = object if values.dtype == object else np.result_type(values.dtype, np.float64)
+        out = values.take(last).astype(dtype, copy=False)  # row -1 (none yet): masked
+        out[last < self.start] = np.nan
         return out
 
     def ffill_codes(self, codes: np.ndarray) -> np.ndarray:
@@ -298,6 +296,28 @@ def running_counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndar
         np.equal(codes, code, out=column)
         column[later] -= before[code]
         np.cumsum(column, out=column)
+    return out
+
+
+def _long_text(column: pd.Series | ExtensionArray | np.ndarray) -> bool:
+    """Text that ``_as_values`` turns into objects through its codes."""
+    return (len(column) > SMALL_FRAME_ROWS and not isinstance(column, np.ndarray)
+            and pd.api.types.is_string_dtype(column.dtype))
+
+
+def _array_of(column: pd.Series | ExtensionArray | np.ndarray) -> ExtensionArray | np.ndarray:
+    return column.array if isinstance(column, pd.Series) else column
+
+
+def first_occurrences(keys: np.ndarray) -> np.ndarray:
+    """Whether each row holds the first occurrence of its key: what ``np.unique``'s
+    ``return_index`` marks, from a hash table instead of a sort (``pd.factorize`` numbers
+    keys in order of first occurrence, so a first occurrence raises the running maximum)."""
+    codes, _ = pd.factorize(keys)
+    out = np.ones(len(codes), dtype=bool)
+    if len(codes) > 1:
+        running = np.maximum.accumulate(codes)
+        np.greater(running[1:], running[:-1], out=out[1:])
     return out
 
 
@@ -423,27 +443,39 @@ class EventRows:
 
     def __getitem__(self, column: str) -> np.ndarray:
         if column not in self._columns:
-            self._columns[column] = _as_values(self._source(column))
+            source = self._source(column)
+            if _long_text(source):  # what _as_values gives, from the codes kept below
+                self._columns[column] = decoded(*self.factorized(column))
+            else:
+                self._columns[column] = _as_values(source)
         return self._columns[column]
 
     def factorized(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """``pd.factorize(rows[column])``: codes (-1 where missing) and the distinct values
         as objects, computed once per transform (several encoders code the same column).
 
-        A long text column is factorized as pandas holds it, which is also how
-        ``rows[column]`` is built (see ``_as_values``): the objects are not hashed again.
+        A long text column is factorized as pandas holds it, and ``rows[column]`` is
+        then built from these codes (see ``_as_values``): the objects are not hashed
+        again, and not made at all when no encoder asks for them. A column with no value
+        (a mapped role the log does not fill) is not hashed either.
         """
         if column not in self._factorized:
             source = self._source(column)
-            if (column not in self._columns and len(source) > SMALL_FRAME_ROWS
-                    and not isinstance(source, np.ndarray)
-                    and pd.api.types.is_string_dtype(source.dtype)):
+            if column not in self._columns and not pd.notna(_array_of(source)).any():
+                codes, uniques = np.full(len(source), -1, dtype=np.intp), []
+            elif column not in self._columns and _long_text(source):
                 codes, uniques = pd.factorize(source)
-                self._columns[column] = decoded(codes, uniques)  # what _as_values gives
             else:
                 codes, uniques = pd.factorize(self[column])
             self._factorized[column] = (codes, np.asarray(uniques, dtype=object))
         return self._factorized[column]
+
+    def changes(self, column: str) -> np.ndarray:
+        """Rows whose value differs from the last value of their case known before them
+        (missing values are skipped, a case's first known value is no change)."""
+        codes, _ = self.factorized(column)
+        before = self.cases.shift(self.cases.ffill_codes(codes), fill=-1)
+        return (codes >= 0) & (before >= 0) & (codes != before)
 
     def filled(self, column: str) -> bool:
         """Whether the column has any value that is not missing."""

@@ -34,7 +34,7 @@ from features.encoders import (
     recoded,
     unique_slugs,
 )
-from features.prefixes import EventRows, running_counts
+from features.prefixes import EventRows, first_occurrences, running_counts
 
 
 def _codes(rows: EventRows, column: str, categories: Sequence[str]) -> np.ndarray:
@@ -186,7 +186,7 @@ class ChangingAttributeEncoder(PrefixEncoder):
             if column not in rows:
                 continue
             names, uniques = rows.factorized(column)
-            if len(uniques) < 2 or not self._changes(rows, names).any():
+            if len(uniques) < 2 or not rows.changes(column).any():
                 continue  # one value (or none) cannot change
             self.values_[column] = learn_coded_categories(names, uniques, self.min_frequency,
                                                           self.max_values)
@@ -199,25 +199,15 @@ class ChangingAttributeEncoder(PrefixEncoder):
         self.feature_names_out_ = names_out
         return self
 
-    @staticmethod
-    def _changes(rows: EventRows, names: np.ndarray) -> np.ndarray:
-        """Rows whose value (a code, -1 missing) differs from the case's last value known
-        before them."""
-        known = np.where(names >= 0, names, np.nan).astype("float64")
-        before = rows.cases.shift(rows.cases.ffill(known))
-        with np.errstate(invalid="ignore"):
-            return (names >= 0) & ~np.isnan(before) & (names != before)
-
     def encode(self, rows: EventRows) -> Encoded:
         out: Encoded = {}
         cases = rows.cases
         for column, values in self.values_.items():
             names, _ = rows.factorized(column)  # every value, listed or not
-            out[f"n_{column}_changes"] = cases.count(self._changes(rows, names))
+            out[f"n_{column}_changes"] = cases.count(rows.changes(column))
             width = int(names.max(initial=-1)) + 1
             key = cases.case_number() * (width + 1) + names
-            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-            new_value = (first[inverse] == np.arange(len(rows))) & (names >= 0)
+            new_value = first_occurrences(key) & (names >= 0)
             out[f"n_distinct_{column}"] = cases.count(new_value)
             if values:
                 counts = _counts(_codes(rows, column, values), len(values), cases.start)
