@@ -276,25 +276,25 @@ def running_counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndar
     """Per row and per code 0 .. width-1, how many rows of its case so far carry that code
     (codes outside that range, such as -1 for missing, are counted nowhere).
 
-    What ``cumulative_within_case`` of a one-hot matrix gives, column by column without
-    the one-hot matrix, into a column-major result: per code a comparison, at each case's
-    first row minus the code's count in the case before, and one cumsum that so restarts
-    at every case (no per-row lookup of the total before the case).
+    What ``cumulative_within_case`` of a one-hot matrix gives, without a pass over the
+    matrix per code to build it: a column-major matrix of zeros gets +1 at each row's
+    code and -1 where its case's counts must stop (at the next case's first row, in the
+    row's code), then one cumsum per column counts within every case at once.
     """
     n = len(codes)
-    out = np.empty((n, width), dtype=np.int64, order="F")
+    out = np.zeros((n, width), dtype=np.int64, order="F")
+    flat = out.reshape(-1, order="F")  # a view: column j is flat[j * n:(j + 1) * n]
+    listed = np.flatnonzero((codes >= 0) & (codes < width))
+    column_at = codes[listed] * n
+    flat[listed + column_at] = 1  # one code per row: no position is hit twice
     is_first = starts == np.arange(n)
     first = np.flatnonzero(is_first)
-    listed = np.flatnonzero((codes >= 0) & (codes < width))
-    case = np.cumsum(is_first) - 1
-    per_case = np.bincount(case[listed] * width + codes[listed],
-                           minlength=len(first) * width).reshape(len(first), width)
-    later = first[1:]  # first rows of every case but the first one
-    before = np.ascontiguousarray(per_case[:-1].T)  # per code: each earlier case's count
+    next_case = np.append(first[1:], n)[np.cumsum(is_first) - 1]  # per row
+    stops = next_case[listed]
+    inside = stops < n  # the last case's counts run to the end
+    np.subtract.at(flat, stops[inside] + column_at[inside], 1)
     for code in range(width):
         column = out[:, code]  # a contiguous view
-        np.equal(codes, code, out=column)
-        column[later] -= before[code]
         np.cumsum(column, out=column)
     return out
 
