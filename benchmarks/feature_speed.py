@@ -188,7 +188,7 @@ def profile(name: str, data_dir: Path, top: int) -> None:
 def column_digest(column: pd.Series) -> str:
     """The dtype, the categories and the bytes of the values (NaN payloads and signed
     zeros included): equal digests mean identical columns."""
-    digest = hashlib.sha256(str(column.dtype).encode())
+    digest = hashlib.sha256(repr(column.dtype).encode())  # text: its storage too
     if isinstance(column.dtype, pd.CategoricalDtype):
         digest.update(json.dumps([str(c) for c in column.cat.categories]).encode())
         digest.update(np.ascontiguousarray(column.cat.codes.to_numpy()).tobytes())
