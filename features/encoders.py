@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.prefixes import EventRows, Lookup, first_occurrences, running_counts, seconds
+from features.prefixes import EventRows, Lookup, first_occurrences, seconds
 
 
 def slug(name: str) -> str:
@@ -254,7 +254,7 @@ class ActivityCountEncoder(PrefixEncoder):
         cases = rows.cases
         codes = coded_column(rows, "activity", self.activities_).codes
         width = len(self.activities_) + 1  # the last column: unlisted activities
-        counts = running_counts(np.where(codes < 0, width - 1, codes), width, cases.start)
+        counts = cases.running_counts(np.where(codes < 0, width - 1, codes), width)
         out: Encoded = dict(zip([*self.count_names_, "n_other_activity"], counts.T,
                                 strict=True))
         # an event repeats a step when its (case, activity) occurred before in the case

@@ -159,7 +159,9 @@ class PrefixPipeline(BaseEstimator):
         ``last_only`` keeps each case's latest prefix: what is scored for a
         running case. Otherwise the prefixes chosen by ``max_prefix_len``/thinning.
         """
-        return self.encode(events, last_only=last_only).frame()
+        encoded = self.encode(events, last_only=last_only)
+        encoded.rows = None  # the events' arrays go before the frame is built
+        return encoded.frame()
 
     def encode(self, events: pd.DataFrame | Columns, last_only: bool = False,
                each_case_alone: bool = False) -> EncodedPrefixes:
@@ -188,19 +190,29 @@ class PrefixPipeline(BaseEstimator):
         kept_rows = keep if isinstance(keep, slice) else np.flatnonzero(keep)
         # the kept prefixes are each case's first ones (max_prefix_len): encoders that
         # read only a row's own case encode those rows alone, the others are cut
-        head = (rows.head(kept_rows) if not isinstance(keep, slice)
-                and _first_rows_of_cases(keep, rows.cases.k) else None)
-        features: Encoded = {}
-        for enc in self.encoders_:  # cut to the kept prefixes encoder by encoder
-            if head is not None and not enc.reads_other_cases:
-                features.update(enc.encode(head))
-            else:
-                features.update(_kept(enc.encode(rows), kept_rows))
-        if head is not None:
+        if isinstance(keep, slice) or not _first_rows_of_cases(keep, rows.cases.k):
+            features = self._encoded_kept(rows, kept_rows)
+        else:
+            head = rows.head(kept_rows)
+            cut = {id(enc): _kept(enc.encode(rows), kept_rows) for enc in self.encoders_
+                   if enc.reads_other_cases}
+            del rows  # nothing else reads every event: let their arrays go
+            features = {}
+            for enc in self.encoders_:  # in schema order
+                features.update(cut.pop(id(enc)) if enc.reads_other_cases
+                                else enc.encode(head))
             rows, keep = head, slice(None)
         keys = {key: (rows.array(key) if key in ("prefix_end", "case_start") else rows[key]
                       )[keep] for key in FRAME_KEYS}
         return EncodedPrefixes(keys=keys, features=features, rows=rows, kept=keep)
+
+    def _encoded_kept(self, rows: EventRows, kept_rows: np.ndarray | slice) -> Encoded:
+        """The encoders' features of every row, cut to the kept prefixes encoder by
+        encoder."""
+        features: Encoded = {}
+        for enc in self.encoders_:
+            features.update(_kept(enc.encode(rows), kept_rows))
+        return features
 
     def fit_transform(self, events: pd.DataFrame, y: object = None) -> pd.DataFrame:
         return self.fit(events).transform(events)

@@ -198,13 +198,31 @@ class CaseRows:
         self.start = np.arange(len(self.k)) - self.k  # row of the case's first event
         self.first_rows = np.flatnonzero(self.k == 0)
         self.longest = int(self.k.max()) + 1 if len(self.k) else 0
+        self._case_number: np.ndarray | None = None
+        self._next_case: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.k)
 
     def case_number(self) -> np.ndarray:
-        """0, 1, 2 ... per case, in row order."""
-        return np.cumsum(self.k == 0) - 1
+        """0, 1, 2 ... per case, in row order (computed once, read-only)."""
+        if self._case_number is None:
+            self._case_number = np.cumsum(self.k == 0) - 1
+            self._case_number.flags.writeable = False
+        return self._case_number
+
+    def next_case(self) -> np.ndarray:
+        """Per row, the row where the next case starts (the row count after the last
+        case; computed once, read-only)."""
+        if self._next_case is None:
+            ends = np.append(self.first_rows[1:], len(self.k))
+            self._next_case = ends[self.case_number()]
+            self._next_case.flags.writeable = False
+        return self._next_case
+
+    def running_counts(self, codes: np.ndarray, width: int) -> np.ndarray:
+        """``running_counts`` of these rows' codes."""
+        return _running_counts(codes, width, self.next_case())
 
     def shift(self, values: np.ndarray, fill: object = np.nan) -> np.ndarray:
         """The previous row's value within the case; ``fill`` on a case's first row."""
@@ -243,9 +261,14 @@ class CaseRows:
         return out
 
     def count(self, flags: np.ndarray) -> np.ndarray:
-        """How many rows so far in the case have the flag (exact integer counts)."""
-        return cumulative_within_case(np.asarray(flags, dtype=np.int64)[:, None],
-                                      self.start)[:, 0]
+        """How many rows so far in the case have the flag (exact integer counts): at each
+        case's first row minus the flags of the case before, then one cumsum."""
+        out = np.array(flags, dtype=np.int64)
+        if len(self.first_rows) > 1:
+            per_case = np.add.reduceat(out, self.first_rows)
+            out[self.first_rows[1:]] -= per_case[:-1]
+        np.cumsum(out, out=out)
+        return out
 
     def first_where(self, present: np.ndarray) -> np.ndarray:
         """Per case, its first row where ``present`` holds, or -1."""
@@ -256,40 +279,29 @@ class CaseRows:
         return np.where(first < n, first, -1)
 
 
-def cumulative_within_case(matrix: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Cumsum down the rows, restarted at every case start (exact for integers).
-
-    Computed column by column on a column-major (Fortran-order) copy: a cumsum down the
-    rows of a row-major matrix strides across memory at every step. The result is
-    column-major too, so each feature column taken from it is contiguous.
-    """
-    total = np.cumsum(np.asfortranarray(matrix), axis=0)
-    before = starts - 1  # the row whose running total a row's case starts after
-    later = before >= 0  # rows of every case but the first one
-    previous = before[later]
-    for column in total.T:  # views into total, one contiguous column each
-        column[later] -= column[previous]
-    return total
-
-
 def running_counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndarray:
     """Per row and per code 0 .. width-1, how many rows of its case so far carry that code
     (codes outside that range, such as -1 for missing, are counted nowhere).
 
-    What ``cumulative_within_case`` of a one-hot matrix gives, without a pass over the
+    What a cumsum within cases of a one-hot matrix gives, without a pass over the
     matrix per code to build it: a column-major matrix of zeros gets +1 at each row's
     code and -1 where its case's counts must stop (at the next case's first row, in the
     row's code), then one cumsum per column counts within every case at once.
     """
+    is_first = starts == np.arange(len(codes))
+    first = np.flatnonzero(is_first)
+    return _running_counts(codes, width, np.append(first[1:], len(codes))[
+        np.cumsum(is_first) - 1])
+
+
+def _running_counts(codes: np.ndarray, width: int, next_case: np.ndarray) -> np.ndarray:
+    """``running_counts`` given each row's next case start (``CaseRows.next_case``)."""
     n = len(codes)
     out = np.zeros((n, width), dtype=np.int64, order="F")
     flat = out.reshape(-1, order="F")  # a view: column j is flat[j * n:(j + 1) * n]
     listed = np.flatnonzero((codes >= 0) & (codes < width))
     column_at = codes[listed] * n
     flat[listed + column_at] = 1  # one code per row: no position is hit twice
-    is_first = starts == np.arange(n)
-    first = np.flatnonzero(is_first)
-    next_case = np.append(first[1:], n)[np.cumsum(is_first) - 1]  # per row
     stops = next_case[listed]
     inside = stops < n  # the last case's counts run to the end
     np.subtract.at(flat, stops[inside] + column_at[inside], 1)
@@ -307,6 +319,22 @@ def _long_text(column: pd.Series | ExtensionArray | np.ndarray) -> bool:
 
 def _array_of(column: pd.Series | ExtensionArray | np.ndarray) -> ExtensionArray | np.ndarray:
     return column.array if isinstance(column, pd.Series) else column
+
+
+def _empty(column: pd.Series | ExtensionArray | np.ndarray) -> bool:
+    """No value at all (a role the log does not fill)."""
+    return not pd.notna(_array_of(column)).any()
+
+
+def _factorize(column: pd.Series | ExtensionArray | np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` of the column's values (``_as_values``), distinct values as
+    objects; a column without values is not hashed, long text is coded as pandas holds
+    it (the objects ``_as_values`` makes are not needed for that)."""
+    if _empty(column):
+        return np.full(len(column), -1, dtype=np.intp), np.empty(0, dtype=object)
+    codes, uniques = pd.factorize(column if _long_text(column) else _as_values(column))
+    return codes, np.asarray(uniques, dtype=object)
 
 
 def first_occurrences(keys: np.ndarray) -> np.ndarray:
@@ -417,11 +445,12 @@ class EventRows:
         case they hold (what ``max_prefix_len`` keeps). A running quantity of a case is
         then the same at these rows as in the whole table, so an encoder that reads only
         a row's own case up to the row can encode these rows alone, and never computes
-        the features of the rows left out. Columns are taken when first read."""
-        return EventRows(_TakenColumns(self, positions), self.each_case_alone)
-
-    def column_names(self) -> list[str]:
-        return list(self._arrays) if self._frame is None else list(self._frame.columns)
+        the features of the rows left out. Columns are taken when first read, and text
+        is coded from the whole column without taking its values (``factorized``); the
+        new rows keep none of this object's own arrays."""
+        sources = (dict(self._arrays) if self._frame is None
+                   else {c: self._frame[c] for c in self._frame.columns})
+        return EventRows(_TakenColumns(sources, positions), self.each_case_alone)
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -460,14 +489,17 @@ class EventRows:
         (a mapped role the log does not fill) is not hashed either.
         """
         if column not in self._factorized:
-            source = self._source(column)
-            if column not in self._columns and not pd.notna(_array_of(source)).any():
-                codes, uniques = np.full(len(source), -1, dtype=np.intp), []
-            elif column not in self._columns and _long_text(source):
-                codes, uniques = pd.factorize(source)
-            else:
-                codes, uniques = pd.factorize(self[column])
-            self._factorized[column] = (codes, np.asarray(uniques, dtype=object))
+            found = None
+            if column not in self._columns and isinstance(self._arrays, _TakenColumns):
+                found = self._arrays.factorized(column)  # some rows of a whole column
+            if found is None:
+                source = self._source(column)
+                if column not in self._columns and (_long_text(source) or _empty(source)):
+                    found = _factorize(source)
+                else:
+                    codes, uniques = pd.factorize(self[column])
+                    found = codes, np.asarray(uniques, dtype=object)
+            self._factorized[column] = found
         return self._factorized[column]
 
     def changes(self, column: str) -> np.ndarray:
@@ -514,25 +546,40 @@ class EventRows:
 
 
 class _TakenColumns(Mapping[str, "ExtensionArray | np.ndarray"]):
-    """Some rows of an ``EventRows``' columns, each taken on first use (``EventRows.head``)."""
+    """Some rows of a table's columns, each taken on first use (``EventRows.head``); a
+    whole column is let go once its rows are taken."""
 
-    def __init__(self, rows: EventRows, positions: np.ndarray) -> None:
-        self._rows = rows
+    def __init__(self, sources: dict[str, pd.Series | ExtensionArray | np.ndarray],
+                 positions: np.ndarray) -> None:
+        self._sources = sources
+        self._names = list(sources)
         self._positions = positions
         self._taken: dict[str, ExtensionArray | np.ndarray] = {}
 
     def __getitem__(self, column: str) -> ExtensionArray | np.ndarray:
         if column not in self._taken:
-            if column not in self._rows:
+            if column not in self._sources:
                 raise KeyError(column)
-            self._taken[column] = self._rows.array(column).take(self._positions)
+            self._taken[column] = _array_of(self._sources.pop(column)).take(self._positions)
         return self._taken[column]
 
+    def __contains__(self, column: object) -> bool:  # without taking the column
+        return column in self._taken or column in self._sources
+
     def __iter__(self) -> Iterator[str]:
-        return iter(self._rows.column_names())
+        return iter(self._names)
 
     def __len__(self) -> int:
-        return len(self._rows.column_names())
+        return len(self._names)
+
+    def factorized(self, column: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The column's codes at the taken rows and its distinct values, coded over the
+        whole column (no copy of its values); None once the column is taken."""
+        source = self._sources.get(column)
+        if source is None:
+            return None
+        codes, uniques = _factorize(source)
+        return codes[self._positions], uniques
 
 
 def seconds(ts: pd.Series | ExtensionArray) -> np.ndarray:

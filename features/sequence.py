@@ -34,7 +34,7 @@ from features.encoders import (
     recoded,
     unique_slugs,
 )
-from features.prefixes import EventRows, first_occurrences, running_counts
+from features.prefixes import EventRows, first_occurrences
 
 
 def _codes(rows: EventRows, column: str, categories: Sequence[str]) -> np.ndarray:
@@ -49,11 +49,6 @@ def _lagged(rows: EventRows, codes: np.ndarray, steps: int) -> np.ndarray:
     inside = rows.cases.k >= steps
     out[inside] = codes[np.flatnonzero(inside) - steps]
     return out
-
-
-def _counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndarray:
-    """Running count per code within the case (codes < 0 counted nowhere)."""
-    return running_counts(codes, width, starts)
 
 
 class SequenceEncoder(PrefixEncoder):
@@ -119,7 +114,7 @@ class SequenceEncoder(PrefixEncoder):
             column[self.transitions_] = np.arange(len(self.transitions_))
             pairs = self._transitions(rows)
             which = np.where(pairs >= 0, column[np.maximum(pairs, 0)], -1)
-            counts = _counts(which, len(self.transitions_), rows.cases.start)
+            counts = rows.cases.running_counts(which, len(self.transitions_))
             out.update(zip(self.transition_names_, counts.T, strict=True))
         if self.recency_:
             out.update(zip(self.recency_names_, self._days_since(rows), strict=True))
@@ -210,7 +205,7 @@ class ChangingAttributeEncoder(PrefixEncoder):
             new_value = first_occurrences(key) & (names >= 0)
             out[f"n_distinct_{column}"] = cases.count(new_value)
             if values:
-                counts = _counts(_codes(rows, column, values), len(values), cases.start)
+                counts = cases.running_counts(_codes(rows, column, values), len(values))
                 out.update(zip(self.count_names_[column], counts.T, strict=True))
         return out
 
