@@ -58,6 +58,7 @@ from features.prefixes import (
 from features.pruning import without_unread
 from features.schema import CORE_COLUMNS, LABEL_ONLY_COLUMNS, ROW_COLUMN
 from features.sequence import ChangingAttributeEncoder, SequenceEncoder
+from features.small import SMALL_FRAME_ROWS
 
 FRAME_KEYS = (*KEY_COLUMNS, "case_start")
 #: read by dedicated encoders (last state, cross-case) rather than as plain attributes
@@ -159,12 +160,12 @@ class PrefixPipeline(BaseEstimator):
         ``last_only`` keeps each case's latest prefix: what is scored for a
         running case. Otherwise the prefixes chosen by ``max_prefix_len``/thinning.
         """
-        encoded = self.encode(events, last_only=last_only)
+        encoded = self.encode(events, last_only=last_only, text_keys=True)
         encoded.rows = None  # the events' arrays go before the frame is built
         return encoded.frame()
 
     def encode(self, events: pd.DataFrame | Columns, last_only: bool = False,
-               each_case_alone: bool = False) -> EncodedPrefixes:
+               each_case_alone: bool = False, text_keys: bool = False) -> EncodedPrefixes:
         """What ``transform`` returns, as arrays: a scorer turns them into the model's
         matrix and readable values without building (and re-checking) a frame.
 
@@ -174,6 +175,9 @@ class PrefixPipeline(BaseEstimator):
         ``each_case_alone`` encodes every case as if it were given alone: its cross-case
         features count the fitted history and itself, none of the other given cases,
         for answers that must not depend on which cases were scored together.
+
+        ``text_keys``: case ids as pandas holds them where that is the text dtype a frame
+        gives them anyway (long pyarrow text), rather than as objects (``transform``).
         """
         check_is_fitted(self, "schema_")
         self._check_input(events)
@@ -202,8 +206,11 @@ class PrefixPipeline(BaseEstimator):
                 features.update(cut.pop(id(enc)) if enc.reads_other_cases
                                 else enc.encode(head))
             rows, keep = head, slice(None)
-        keys = {key: (rows.array(key) if key in ("prefix_end", "case_start") else rows[key]
-                      )[keep] for key in FRAME_KEYS}
+        as_held = {"prefix_end", "case_start"}  # times as datetime arrays
+        if text_keys and _frame_text(rows.array("case_id")):
+            as_held.add("case_id")
+        keys = {key: (rows.array(key) if key in as_held else rows[key])[keep]
+                for key in FRAME_KEYS}
         return EncodedPrefixes(keys=keys, features=features, rows=rows, kept=keep)
 
     def _encoded_kept(self, rows: EventRows, kept_rows: np.ndarray | slice) -> Encoded:
@@ -273,6 +280,13 @@ class PrefixPipeline(BaseEstimator):
                 f"event log lacks column(s) {missing} that the pipeline was trained with")
         if not isinstance(events["timestamp"].dtype, pd.DatetimeTZDtype):
             raise FeatureSchemaError("column 'timestamp' must be tz-aware (canonical log)")
+
+
+def _frame_text(values: Any) -> bool:
+    """Long pyarrow text (``features.schema.text_dtype``): the dtype a frame gives a
+    column of Python strings too, so the frame may hold it as it is."""
+    return (len(values) > SMALL_FRAME_ROWS and isinstance(values.dtype, pd.StringDtype)
+            and values.dtype == pd.StringDtype("pyarrow", na_value=np.nan))
 
 
 def _first_rows_of_cases(keep: np.ndarray, k: np.ndarray) -> bool:

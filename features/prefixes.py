@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.extensions import ExtensionArray
 
 from features import small
@@ -114,6 +116,11 @@ def _case_time_order_and_key(columns: Columns | dict[str, pd.Series], tie_break:
     cases, times, ties = (columns[c] for c in ("case_id", "timestamp", tie_break))
     if _visibly_in_order(cases, times, ties):
         return None, None
+    # case ids ascending: the time and the tie-break decide within each case
+    same_case = _same_as_next_if_ascending(cases)
+    if same_case is not None and _keys_in_order(
+            [sort_key(columns[c]) for c in ("timestamp", tie_break)], same_case):
+        return None, np.r_[0, np.cumsum(~same_case)]  # a key that runs per case
     keys = [sort_key(columns[c]) for c in ("case_id", "timestamp", tie_break)]
     if _keys_in_order(keys):
         return None, keys[0]
@@ -121,12 +128,32 @@ def _case_time_order_and_key(columns: Columns | dict[str, pd.Series], tie_break:
     return (None if (order == np.arange(len(order))).all() else order), keys[0]
 
 
-def _keys_in_order(keys: list[np.ndarray]) -> bool:
+def _same_as_next_if_ascending(column: pd.Series | ExtensionArray | np.ndarray
+                               ) -> np.ndarray | None:
+    """For pyarrow text with no missing value that never decreases from a row to the
+    next: whether each row's value equals the next row's. None otherwise (other
+    storage, a missing value, or out of order). pyarrow compares UTF-8 bytes, which is
+    Python's order of the same strings, and ``sort_key``'s."""
+    array = _array_of(column)
+    dtype = getattr(array, "dtype", None)
+    if (len(array) < 2 or not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow"
+            or array.isna().any()):
+        return None
+    text = pa.array(array)
+    before, after = text[:-1], text[1:]
+    if not pc.all(pc.less_equal(before, after)).as_py():
+        return None
+    return pc.equal(before, after).to_numpy(zero_copy_only=False)
+
+
+def _keys_in_order(keys: list[np.ndarray], equal_before: np.ndarray | None = None) -> bool:
     """Whether every row's keys are lexicographically at most the next row's (a stable
-    sort would then leave the rows where they are). False when a float key is NaN."""
+    sort would then leave the rows where they are). False when a float key is NaN.
+    ``equal_before``: which rows equal the next one on keys compared already."""
     if any(key.dtype.kind == "f" and np.isnan(key).any() for key in keys):
         return False
-    later_equal = np.ones(max(len(keys[0]) - 1, 0), dtype=bool)  # rows equal so far
+    later_equal = (np.ones(max(len(keys[0]) - 1, 0), dtype=bool) if equal_before is None
+                   else equal_before.copy())  # rows equal so far
     for key in keys:
         before, after = key[:-1], key[1:]
         if (later_equal & (after < before)).any():
