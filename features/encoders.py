@@ -254,14 +254,19 @@ class ActivityCountEncoder(PrefixEncoder):
         cases = rows.cases
         codes = coded_column(rows, "activity", self.activities_).codes
         width = len(self.activities_) + 1  # the last column: unlisted activities
-        counts = cases.running_counts(np.where(codes < 0, width - 1, codes), width)
+        unlisted = codes < 0  # or missing
+        counts = cases.running_counts(np.where(unlisted, width - 1, codes), width)
         out: Encoded = dict(zip([*self.count_names_, "n_other_activity"], counts.T,
                                 strict=True))
         # an event repeats a step when its (case, activity) occurred before in the case
-        names, _ = rows.factorized("activity")  # per name, listed or not
-        names = np.where(names < 0, names.max(initial=-1) + 1, names)  # missing: own code
-        key = cases.case_number() * (int(names.max(initial=0)) + 1) + names
-        n_repeated = cases.count(~first_occurrences(key))
+        if not unlisted.any():  # every activity has its own count: more than one so far
+            repeated = counts.reshape(-1, order="F")[codes * len(rows) + np.arange(len(rows))] > 1
+        else:  # unlisted ones share a count: tell them apart by name
+            names, _ = rows.factorized("activity")  # per name, listed or not
+            names = np.where(names < 0, names.max(initial=-1) + 1, names)  # missing: own code
+            key = cases.case_number() * (int(names.max(initial=0)) + 1) + names
+            repeated = ~first_occurrences(key)
+        n_repeated = cases.count(repeated)
         out["n_events"] = cases.k + 1
         out["n_repeated_events"] = n_repeated
         out["n_distinct_activities"] = cases.k + 1 - n_repeated
