@@ -121,8 +121,7 @@ class PrefixPipeline(BaseEstimator):
         ]
 
     def fit(self, events: pd.DataFrame, y: object = None) -> PrefixPipeline:
-        prepared = prepare_events(events)
-        rows = EventRows(prepared)  # each column converted once for every encoder
+        rows = prepare_rows(events)  # each column converted once for every encoder
         built = without_unread(self._encoders(events, rows), events)  # features.pruning
         self.encoders_ = [enc.fit(rows) for enc in built]
         self.feature_names_out_ = [n for enc in self.encoders_ for n in enc.feature_names_out_]
@@ -130,7 +129,8 @@ class PrefixPipeline(BaseEstimator):
                            if self.feature_names_out_.count(n) > 1})
         if repeated:  # a bug of the encoders, not of the data: say which names
             raise FeatureSchemaError(f"two encoders produce the feature(s) {repeated}")
-        sample = self._features(prepared.head(1))
+        first = np.arange(min(len(rows), 1))  # the first case's first row: its own head
+        sample = as_frame(self._encoded(rows.head(first)), pd.RangeIndex(len(first)))
         self.schema_ = {name: _dtype_spec(sample[name]) for name in self.feature_names_out_}
         self.extra_columns_ = [c for c in events.columns if c not in _NOT_ATTRIBUTES]
         return self
@@ -150,9 +150,6 @@ class PrefixPipeline(BaseEstimator):
         for enc in self.encoders_:
             encoded.update(enc.encode(rows))
         return encoded
-
-    def _features(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        return as_frame(self._encoded(EventRows(prepared)), prepared.index)
 
     def transform(self, events: pd.DataFrame, last_only: bool = False) -> pd.DataFrame:
         """Keys (case, prefix length, prefix end, case start) then the features.

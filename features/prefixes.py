@@ -484,7 +484,7 @@ class EventRows:
         """The prepared table as a frame (built on first use: for one case, no encoder
         needs one unless a case has a payment)."""
         if self._frame is None:
-            self._frame = pd.DataFrame(self._arrays, copy=False)
+            self._frame = pd.DataFrame(dict(self._arrays), copy=False)  # a plain dict
         return self._frame
 
     def _source(self, column: str) -> pd.Series | ExtensionArray | np.ndarray:
