@@ -402,7 +402,10 @@ class TimeEncoder(PrefixEncoder):
         elapsed = (sec - first) / 86400.0
         gap = np.where(cases.k > 0, (sec - cases.shift(sec, fill=0)) / 86400.0, np.nan)
         k = cases.k + 1
-        day_in_q, to_end = self._quarter_position(rows.micros())
+        quarter = [n for n in ("day_in_quarter", "days_to_quarter_end")
+                   if n not in getattr(self, "dropped_calendar_", ())]
+        day_in_q, to_end = (self._quarter_position(rows.micros()) if quarter  # else unused
+                            else (np.full(len(rows), np.nan),) * 2)
         since_invoice = self._days_since_invoice(rows)
         terms = np.asarray(rows.last_known("payment_terms_days"), dtype="float64")
         return {
