@@ -474,7 +474,7 @@ class EventRows:
         a row's own case up to the row can encode these rows alone, and never computes
         the features of the rows left out. Columns are taken when first read, and text
         is coded from the whole column without taking its values (``factorized``); the
-        new rows keep none of this object's own arrays."""
+        new rows hold no reference to this object, so its caches can go before them."""
         sources = (dict(self._arrays) if self._frame is None
                    else {c: self._frame[c] for c in self._frame.columns})
         return EventRows(_TakenColumns(sources, positions), self.each_case_alone)
