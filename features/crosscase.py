@@ -327,11 +327,15 @@ class CrossCaseEncoder(PrefixEncoder):
     facts of those same cases: scoring one running case touches a handful of facts.
     """
 
+    #: facts of other cases, known at the prefix end, some from events after their own
+    #: kept prefixes: the encoder reads every event given
+    reads_other_cases = True
+
     def __init__(self, roles: Roles | None = None, recent_days: float = 30.0) -> None:
         self.roles = roles
         self.recent_days = recent_days
 
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> CrossCaseEncoder:
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None) -> CrossCaseEncoder:
         self.set_history(prepared)
         names = ["rep_started_recent", "rep_decided_cases", "rep_win_rate",
                  "rep_mean_cycle_days", "account_prior_cases", "account_won_cases",
@@ -345,9 +349,10 @@ class CrossCaseEncoder(PrefixEncoder):
         """The roles given, or the default ones (also for the Dask path's key join)."""
         return self.roles if self.roles is not None else Roles()
 
-    def set_history(self, prepared: pd.DataFrame) -> CrossCaseEncoder:
+    def set_history(self, prepared: pd.DataFrame | EventRows) -> CrossCaseEncoder:
         """Remember these cases' facts for scoring cases that arrive without history."""
-        self.facts_ = case_facts(EventRows(prepared), self.resolved_roles())
+        rows = prepared if isinstance(prepared, EventRows) else EventRows(prepared)
+        self.facts_ = case_facts(rows, self.resolved_roles())
         self.cases_ = Lookup(self.facts_.ids)
         self.groups_: dict[str, Lookup] = {}
         self.index_: dict[str, dict[str, AsOf]] = {}

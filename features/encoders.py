@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.prefixes import EventRows, Lookup, running_counts, seconds
+from features.prefixes import EventRows, Lookup, first_occurrences, seconds
 
 
 def slug(name: str) -> str:
@@ -60,6 +60,24 @@ def learn_categories(values: pd.Series | np.ndarray, min_frequency: int,
     return sorted(counts.index.astype(str))
 
 
+def learn_coded_categories(codes: np.ndarray, uniques: np.ndarray, min_frequency: int,
+                           max_categories: int) -> list[str]:
+    """``learn_categories(uniques[codes])`` from factorized codes (-1: missing), with
+    ``uniques`` in order of first appearance (``pd.factorize``): a count per code instead
+    of a pandas Series of every row's value. Equal counts keep that order, as
+    ``value_counts`` keeps them, so the same values are cut at ``max_categories``."""
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    ranked = np.argsort(-counts, kind="stable")
+    ranked = ranked[counts[ranked] >= min_frequency][:max_categories]
+    return sorted(str(value) for value in uniques[ranked])
+
+
+def event_rows(prepared: pd.DataFrame | EventRows) -> EventRows:
+    """``fit`` takes the prepared frame (scikit-learn style) or its ``EventRows``, which
+    ``PrefixPipeline.fit`` shares between encoders so each column is converted once."""
+    return prepared if isinstance(prepared, EventRows) else EventRows(prepared)
+
+
 @dataclass(frozen=True)
 class Coded:
     """A categorical feature: codes into fixed categories, -1 where missing or unknown."""
@@ -87,6 +105,23 @@ def coded(values: np.ndarray, categories: Sequence[str]) -> Coded:
     return Coded(codes=_lookup(cats).positions(values).astype(np.int32), categories=cats)
 
 
+def recoded(codes: np.ndarray, uniques: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+    """``coded(uniques[codes], categories).codes`` as int64: each distinct value looked
+    up once rather than each row's (-1 stays missing)."""
+    if not len(uniques):
+        return np.full(len(codes), -1, dtype=np.int64)
+    at = np.append(coded(np.asarray(uniques, dtype=object), categories).codes, -1)
+    return at.astype(np.int64)[codes]  # code -1 picks the -1 at the end
+
+
+def coded_column(rows: EventRows, column: str, categories: Sequence[str],
+                 last_known: bool = False) -> Coded:
+    """``coded(rows[column], categories)`` (or of ``rows.last_known(column)``), looked
+    up per distinct value of the column."""
+    codes, uniques = (rows.last_known_codes if last_known else rows.factorized)(column)
+    return Coded(recoded(codes, uniques, categories).astype(np.int32), tuple(categories))
+
+
 def as_frame(encoded: Encoded, index: pd.Index) -> pd.DataFrame:
     """Encoded features as a frame: categoricals with their training categories."""
     columns = {name: pd.Categorical.from_codes(value.codes, dtype=category_dtype(
@@ -98,6 +133,11 @@ def as_frame(encoded: Encoded, index: pd.Index) -> pd.DataFrame:
 class PrefixEncoder(TransformerMixin, BaseEstimator):
     """Shared plumbing: names out, a check that ``fit`` happened, and ``transform`` as
     a frame of what ``encode`` computes on the prepared table's arrays."""
+
+    #: whether a row's features read other cases (cross-case facts). When they do not,
+    #: they depend only on the row's own case up to the row, and ``PrefixPipeline`` may
+    #: give the encoder only the prefixes it keeps (``EventRows.head``)
+    reads_other_cases: ClassVar[bool] = False
 
     def encode(self, rows: EventRows) -> Encoded:
         """Feature name -> values per row (``Coded`` for categoricals)."""
@@ -140,18 +180,20 @@ class AttributeEncoder(PrefixEncoder):
         self.min_frequency = min_frequency
         self.max_categories = max_categories
 
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> AttributeEncoder:
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None) -> AttributeEncoder:
+        rows = event_rows(prepared)
         self.categories_ = {}
         for column in self.categorical:
-            cats = learn_categories(prepared[column], self.min_frequency, self.max_categories)
+            cats = learn_coded_categories(*rows.factorized(column), self.min_frequency,
+                                          self.max_categories)
             if cats:
                 self.categories_[column] = cats
-        self.numeric_ = [c for c in self.numeric if prepared[c].notna().any()]
+        self.numeric_ = [c for c in self.numeric if rows.filled(c)]
         self.feature_names_out_ = [*self.categories_, *self.numeric_]
         return self
 
     def encode(self, rows: EventRows) -> Encoded:
-        out: Encoded = {col: coded(rows.last_known(col), cats)
+        out: Encoded = {col: coded_column(rows, col, cats, last_known=True)
                         for col, cats in self.categories_.items()}
         out.update({col: np.asarray(rows.last_known(col), dtype="float64")
                     for col in self.numeric_})
@@ -168,8 +210,10 @@ class DateAttributeEncoder(PrefixEncoder):
     def __init__(self, columns: Sequence[str] = ()) -> None:
         self.columns = columns
 
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> DateAttributeEncoder:
-        self.columns_ = [c for c in self.columns if prepared[c].notna().any()]
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None
+            ) -> DateAttributeEncoder:
+        rows = event_rows(prepared)
+        self.columns_ = [c for c in self.columns if rows.filled(c)]
         self.feature_names_out_ = unique_slugs(self.columns_, "days_until_")
         return self
 
@@ -197,28 +241,32 @@ class ActivityCountEncoder(PrefixEncoder):
         self.min_frequency = min_frequency
         self.max_activities = max_activities
 
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> ActivityCountEncoder:
-        self.activities_ = learn_categories(prepared["activity"], self.min_frequency,
-                                            self.max_activities)
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None
+            ) -> ActivityCountEncoder:
+        self.activities_ = learn_coded_categories(*event_rows(prepared).factorized("activity"),
+                                                  self.min_frequency, self.max_activities)
         fixed = ["n_other_activity", "n_events", "n_repeated_events", "n_distinct_activities"]
         self.count_names_ = unique_slugs(self.activities_, "n_", taken=fixed)
         self.feature_names_out_ = [*self.count_names_, *fixed]
         return self
 
     def encode(self, rows: EventRows) -> Encoded:
-        cases, n = rows.cases, len(rows)
-        activity = rows["activity"]
-        codes = coded(activity, self.activities_).codes
+        cases = rows.cases
+        codes = coded_column(rows, "activity", self.activities_).codes
         width = len(self.activities_) + 1  # the last column: unlisted activities
-        counts = running_counts(np.where(codes < 0, width - 1, codes), width, cases.start)
+        unlisted = codes < 0  # or missing
+        counts = cases.running_counts(np.where(unlisted, width - 1, codes), width)
         out: Encoded = dict(zip([*self.count_names_, "n_other_activity"], counts.T,
                                 strict=True))
         # an event repeats a step when its (case, activity) occurred before in the case
-        names, _ = rows.factorized("activity")  # per name, listed or not
-        names = np.where(names < 0, names.max(initial=-1) + 1, names)  # missing: own code
-        key = cases.case_number() * (int(names.max(initial=0)) + 1) + names
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        n_repeated = cases.count(first[inverse] != np.arange(n))
+        if not unlisted.any():  # every activity has its own count: more than one so far
+            repeated = counts.reshape(-1, order="F")[codes * len(rows) + np.arange(len(rows))] > 1
+        else:  # unlisted ones share a count: tell them apart by name
+            names, _ = rows.factorized("activity")  # per name, listed or not
+            names = np.where(names < 0, names.max(initial=-1) + 1, names)  # missing: own code
+            key = cases.case_number() * (int(names.max(initial=0)) + 1) + names
+            repeated = ~first_occurrences(key)
+        n_repeated = cases.count(repeated)
         out["n_events"] = cases.k + 1
         out["n_repeated_events"] = n_repeated
         out["n_distinct_activities"] = cases.k + 1 - n_repeated
@@ -239,8 +287,10 @@ class NumericHistoryEncoder(PrefixEncoder):
     def __init__(self, columns: Sequence[str] = ("discount_pct",)) -> None:
         self.columns = columns
 
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> NumericHistoryEncoder:
-        self.columns_ = [c for c in self.columns if prepared[c].notna().any()]
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None
+            ) -> NumericHistoryEncoder:
+        rows = event_rows(prepared)
+        self.columns_ = [c for c in self.columns if rows.filled(c)]
         self.feature_names_out_ = [f"{c}_{stat}" for c in self.columns_
                                    for stat in ("min", "max", "mean")]
         return self
@@ -276,18 +326,21 @@ class LastStateEncoder(PrefixEncoder):
         self.max_categories = max_categories
 
     @staticmethod
-    def _states(rows: EventRows) -> dict[str, np.ndarray]:
+    def _states(rows: EventRows) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each state as codes into the distinct values of its column (-1: missing)."""
+        activity, names = rows.factorized("activity")
         return {
-            "last_activity": rows["activity"],
-            "prev_activity": rows.cases.shift(rows["activity"]),
-            "stage": rows.last_known("stage"),
-            "last_resource": rows["resource"],
+            "last_activity": (activity, names),
+            "prev_activity": (rows.cases.shift(activity, fill=-1), names),
+            "stage": rows.last_known_codes("stage"),
+            "last_resource": rows.factorized("resource"),
         }
 
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> LastStateEncoder:
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None) -> LastStateEncoder:
         self.categories_ = {}
-        for name, values in self._states(EventRows(prepared)).items():
-            cats = learn_categories(values, self.min_frequency, self.max_categories)
+        for name, (codes, uniques) in self._states(event_rows(prepared)).items():
+            cats = learn_coded_categories(codes, uniques, self.min_frequency,
+                                          self.max_categories)
             if cats:
                 self.categories_[name] = cats
         self.feature_names_out_ = list(self.categories_)
@@ -295,7 +348,8 @@ class LastStateEncoder(PrefixEncoder):
 
     def encode(self, rows: EventRows) -> Encoded:
         states = self._states(rows)
-        return {name: coded(states[name], cats) for name, cats in self.categories_.items()}
+        return {name: Coded(recoded(*states[name], cats).astype(np.int32), tuple(cats))
+                for name, cats in self.categories_.items()}
 
 
 class TimeEncoder(PrefixEncoder):
@@ -317,14 +371,14 @@ class TimeEncoder(PrefixEncoder):
     CALENDAR_CYCLES: ClassVar[dict[str, float]] = {
         "hour": 1.0, "weekday": 7.0, "day_in_quarter": 365.25 / 4,
         "days_to_quarter_end": 365.25 / 4}
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> TimeEncoder:
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None) -> TimeEncoder:
         """Keep a calendar feature only when the training span covers its cycle several
         times (``min_calendar_cycles``). On a shorter log it does not describe a recurring
         position (quarter end) but stands in for the date: on a five-month log the
         position in the quarter and the days to its end single out the day, so a model
         learns the dates of the training cases' outcomes, and answers for later dates
         from whatever the training block's end looked like."""
-        sec = EventRows(prepared).sec if len(prepared) else np.zeros(0)
+        sec = event_rows(prepared).sec if len(prepared) else np.zeros(0)
         span_days = float(sec.max() - sec.min()) / 86400.0 if len(sec) else 0.0
         self.span_days_ = span_days
         self.dropped_calendar_ = [name for name, cycle in self.CALENDAR_CYCLES.items()
@@ -348,7 +402,10 @@ class TimeEncoder(PrefixEncoder):
         elapsed = (sec - first) / 86400.0
         gap = np.where(cases.k > 0, (sec - cases.shift(sec, fill=0)) / 86400.0, np.nan)
         k = cases.k + 1
-        day_in_q, to_end = self._quarter_position(rows.micros())
+        quarter = [n for n in ("day_in_quarter", "days_to_quarter_end")
+                   if n not in getattr(self, "dropped_calendar_", ())]
+        day_in_q, to_end = (self._quarter_position(rows.micros()) if quarter  # else unused
+                            else (np.full(len(rows), np.nan),) * 2)
         since_invoice = self._days_since_invoice(rows)
         terms = np.asarray(rows.last_known("payment_terms_days"), dtype="float64")
         return {
@@ -373,13 +430,13 @@ class TimeEncoder(PrefixEncoder):
     @staticmethod
     def _days_in_stage(rows: EventRows) -> np.ndarray:
         cases = rows.cases
-        stage = rows.last_known("stage")
-        known = ~pd.isna(stage)
+        stage, _ = rows.last_known_codes("stage")  # -1: no stage known yet
+        known = stage >= 0
         if not known.any():
             return np.full(len(rows), np.nan)
-        before = cases.shift(stage)
+        before = cases.shift(stage, fill=-1)
         # a stage's run starts where the known stage differs from the row before's
-        changed = (cases.k == 0) | ~known | pd.isna(before) | (stage != before)
+        changed = (cases.k == 0) | ~known | (before < 0) | (stage != before)
         entered = rows.sec[np.maximum.accumulate(np.where(changed, np.arange(len(rows)), 0))]
         # no stage known yet: missing, as when the log has no stages at all (a case's
         # feature must not depend on whether other cases have stages)
@@ -398,7 +455,9 @@ class TimeEncoder(PrefixEncoder):
     def _days_since_invoice(self, rows: EventRows) -> np.ndarray:
         if not self.invoice_activities:
             return np.full(len(rows), np.nan)
-        is_invoice = np.isin(rows["activity"], list(self.invoice_activities))
+        activity, names = rows.factorized("activity")
+        listed = np.append(np.isin(names, list(self.invoice_activities)), False)
+        is_invoice = listed[activity]  # code -1 (missing) picks the False at the end
         sec = rows.sec.astype("float64")
         first = rows.cases.scan(np.fmin, np.where(is_invoice, sec, np.nan))
         return (sec - first) / 86400.0
@@ -416,7 +475,8 @@ class ConformanceEncoder(PrefixEncoder):
         self.expected_order = expected_order
         self.stage_order = stage_order
 
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> ConformanceEncoder:
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None
+            ) -> ConformanceEncoder:
         names = []
         if self.expected_order:
             names += ["n_out_of_order", "path_progress"]
@@ -437,10 +497,10 @@ class ConformanceEncoder(PrefixEncoder):
     def encode(self, rows: EventRows) -> Encoded:
         out: Encoded = {}
         if self.expected_order:
-            index = _positions_of(rows["activity"], self.expected_order)
+            index = _positions_of(rows, "activity", self.expected_order)
             out["n_out_of_order"], out["path_progress"] = self._backward_steps(rows, index)
         if self.stage_order:
-            stage_idx = _positions_of(rows["stage"], self.stage_order)
+            stage_idx = _positions_of(rows, "stage", self.stage_order)
             regressions, reached = self._backward_steps(rows, stage_idx)
             out["n_stage_regressions"] = regressions
             out["stage_index"] = rows.cases.ffill(stage_idx)
@@ -465,7 +525,7 @@ class ConformanceEncoder(PrefixEncoder):
         return {n: names.get(n, n.replace("_", " ")) for n in self.feature_names_out_}
 
 
-def _positions_of(values: np.ndarray, order: Sequence[str]) -> np.ndarray:
-    """Each value's place in ``order`` as a float; NaN where it is not listed."""
-    codes = coded(values, order).codes
+def _positions_of(rows: EventRows, column: str, order: Sequence[str]) -> np.ndarray:
+    """Each row's value's place in ``order`` as a float; NaN where it is not listed."""
+    codes = coded_column(rows, column, order).codes
     return np.where(codes >= 0, codes, np.nan).astype("float64")

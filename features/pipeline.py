@@ -58,6 +58,7 @@ from features.prefixes import (
 from features.pruning import without_unread
 from features.schema import CORE_COLUMNS, LABEL_ONLY_COLUMNS, ROW_COLUMN
 from features.sequence import ChangingAttributeEncoder, SequenceEncoder
+from features.small import SMALL_FRAME_ROWS
 
 FRAME_KEYS = (*KEY_COLUMNS, "case_start")
 #: read by dedicated encoders (last state, cross-case) rather than as plain attributes
@@ -89,7 +90,9 @@ class PrefixPipeline(BaseEstimator):
     def _roles(self) -> Roles:
         return self.roles if self.roles is not None else Roles()
 
-    def _encoders(self, events: pd.DataFrame) -> list[PrefixEncoder]:
+    def _encoders(self, events: pd.DataFrame, rows: EventRows | None = None
+                  ) -> list[PrefixEncoder]:
+        """The encoders for these (training) events; ``rows``: their ``EventRows``."""
         roles = self._roles()
         attributes = [c for c in events.columns
                       if c not in _NOT_ATTRIBUTES and c not in roles.label_only]
@@ -97,8 +100,10 @@ class PrefixPipeline(BaseEstimator):
         categorical = [c for c in attributes if not pd.api.types.is_numeric_dtype(events[c])
                        and c not in dates]
         numeric = [c for c in attributes if pd.api.types.is_numeric_dtype(events[c])]
-        varying = events.groupby("case_id")[numeric].nunique().gt(1).any()
-        history = [c for c in numeric if bool(varying.get(c, False))]
+        rows = EventRows(prepare_events(events)) if rows is None else rows
+        # numbers that take two values within a case (a case's nunique > 1): one value
+        # differs from the one known before it
+        history = [c for c in numeric if rows.filled(c) and bool(rows.changes(c).any())]
         return [
             AttributeEncoder(categorical=categorical, numeric=numeric,
                              min_frequency=self.min_frequency, max_categories=self.max_categories),
@@ -116,15 +121,16 @@ class PrefixPipeline(BaseEstimator):
         ]
 
     def fit(self, events: pd.DataFrame, y: object = None) -> PrefixPipeline:
-        prepared = prepare_events(events)
-        built = without_unread(self._encoders(events), events)  # features.pruning
-        self.encoders_ = [enc.fit(prepared) for enc in built]
+        rows = prepare_rows(events)  # each column converted once for every encoder
+        built = without_unread(self._encoders(events, rows), events)  # features.pruning
+        self.encoders_ = [enc.fit(rows) for enc in built]
         self.feature_names_out_ = [n for enc in self.encoders_ for n in enc.feature_names_out_]
         repeated = sorted({n for n in self.feature_names_out_
                            if self.feature_names_out_.count(n) > 1})
         if repeated:  # a bug of the encoders, not of the data: say which names
             raise FeatureSchemaError(f"two encoders produce the feature(s) {repeated}")
-        sample = self._features(prepared.head(1))
+        first = np.arange(min(len(rows), 1))  # the first case's first row: its own head
+        sample = as_frame(self._encoded(rows.head(first)), pd.RangeIndex(len(first)))
         self.schema_ = {name: _dtype_spec(sample[name]) for name in self.feature_names_out_}
         self.extra_columns_ = [c for c in events.columns if c not in _NOT_ATTRIBUTES]
         return self
@@ -145,19 +151,18 @@ class PrefixPipeline(BaseEstimator):
             encoded.update(enc.encode(rows))
         return encoded
 
-    def _features(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        return as_frame(self._encoded(EventRows(prepared)), prepared.index)
-
     def transform(self, events: pd.DataFrame, last_only: bool = False) -> pd.DataFrame:
         """Keys (case, prefix length, prefix end, case start) then the features.
 
         ``last_only`` keeps each case's latest prefix: what is scored for a
         running case. Otherwise the prefixes chosen by ``max_prefix_len``/thinning.
         """
-        return self.encode(events, last_only=last_only).frame()
+        encoded = self.encode(events, last_only=last_only, text_keys=True)
+        encoded.rows = None  # the events' arrays go before the frame is built
+        return encoded.frame()
 
     def encode(self, events: pd.DataFrame | Columns, last_only: bool = False,
-               each_case_alone: bool = False) -> EncodedPrefixes:
+               each_case_alone: bool = False, text_keys: bool = False) -> EncodedPrefixes:
         """What ``transform`` returns, as arrays: a scorer turns them into the model's
         matrix and readable values without building (and re-checking) a frame.
 
@@ -167,6 +172,9 @@ class PrefixPipeline(BaseEstimator):
         ``each_case_alone`` encodes every case as if it were given alone: its cross-case
         features count the fitted history and itself, none of the other given cases,
         for answers that must not depend on which cases were scored together.
+
+        ``text_keys``: case ids as pandas holds them where that is the text dtype a frame
+        gives them anyway (long pyarrow text), rather than as objects (``transform``).
         """
         check_is_fitted(self, "schema_")
         self._check_input(events)
@@ -181,12 +189,34 @@ class PrefixPipeline(BaseEstimator):
         if keep.all():  # every prefix kept (training): no copies of a large matrix
             keep = slice(None)
         kept_rows = keep if isinstance(keep, slice) else np.flatnonzero(keep)
-        features: Encoded = {}
-        for enc in self.encoders_:  # cut to the kept prefixes encoder by encoder
-            features.update(_kept(enc.encode(rows), kept_rows))
-        keys = {key: (rows.array(key) if key in ("prefix_end", "case_start") else rows[key]
-                      )[keep] for key in FRAME_KEYS}
+        # the kept prefixes are each case's first ones (max_prefix_len): encoders that
+        # read only a row's own case encode those rows alone, the others are cut
+        if isinstance(keep, slice) or not _first_rows_of_cases(keep, rows.cases.k):
+            features = self._encoded_kept(rows, kept_rows)
+        else:
+            head = rows.head(kept_rows)
+            cut = {id(enc): _kept(enc.encode(rows), kept_rows) for enc in self.encoders_
+                   if enc.reads_other_cases}
+            del rows  # nothing else reads every event: let their arrays go
+            features = {}
+            for enc in self.encoders_:  # in schema order
+                features.update(cut.pop(id(enc)) if enc.reads_other_cases
+                                else enc.encode(head))
+            rows, keep = head, slice(None)
+        as_held = {"prefix_end", "case_start"}  # times as datetime arrays
+        if text_keys and _frame_text(rows.array("case_id")):
+            as_held.add("case_id")
+        keys = {key: (rows.array(key) if key in as_held else rows[key])[keep]
+                for key in FRAME_KEYS}
         return EncodedPrefixes(keys=keys, features=features, rows=rows, kept=keep)
+
+    def _encoded_kept(self, rows: EventRows, kept_rows: np.ndarray | slice) -> Encoded:
+        """The encoders' features of every row, cut to the kept prefixes encoder by
+        encoder."""
+        features: Encoded = {}
+        for enc in self.encoders_:
+            features.update(_kept(enc.encode(rows), kept_rows))
+        return features
 
     def fit_transform(self, events: pd.DataFrame, y: object = None) -> pd.DataFrame:
         return self.fit(events).transform(events)
@@ -247,6 +277,19 @@ class PrefixPipeline(BaseEstimator):
                 f"event log lacks column(s) {missing} that the pipeline was trained with")
         if not isinstance(events["timestamp"].dtype, pd.DatetimeTZDtype):
             raise FeatureSchemaError("column 'timestamp' must be tz-aware (canonical log)")
+
+
+def _frame_text(values: Any) -> bool:
+    """Long pyarrow text (``features.schema.text_dtype``): the dtype a frame gives a
+    column of Python strings too, so the frame may hold it as it is."""
+    return (len(values) > SMALL_FRAME_ROWS and isinstance(values.dtype, pd.StringDtype)
+            and values.dtype == pd.StringDtype("pyarrow", na_value=np.nan))
+
+
+def _first_rows_of_cases(keep: np.ndarray, k: np.ndarray) -> bool:
+    """Whether the kept rows are a prefix of every case: no kept row follows a row of
+    its case that is left out (``k``: each row's place in its case, rows by case)."""
+    return not bool(np.any(keep[1:] & ~keep[:-1] & (k[1:] > 0)))
 
 
 def _kept(encoded: Encoded, rows: np.ndarray | slice) -> Encoded:

@@ -29,21 +29,18 @@ from features.encoders import (
     Coded,
     Encoded,
     PrefixEncoder,
-    coded,
-    learn_categories,
+    event_rows,
+    learn_coded_categories,
+    recoded,
     unique_slugs,
 )
-from features.prefixes import EventRows, running_counts
+from features.prefixes import EventRows, first_occurrences
 
 
 def _codes(rows: EventRows, column: str, categories: Sequence[str]) -> np.ndarray:
     """Each row's position in ``categories`` (-1: missing or not listed), looked up once
     per distinct value rather than per row."""
-    names, uniques = rows.factorized(column)
-    if not len(uniques):
-        return np.full(len(rows), -1, dtype=np.int64)
-    at = coded(np.asarray(uniques, dtype=object), categories).codes.astype(np.int64)
-    return np.where(names >= 0, at[np.maximum(names, 0)], -1)
+    return recoded(*rows.factorized(column), categories)
 
 
 def _lagged(rows: EventRows, codes: np.ndarray, steps: int) -> np.ndarray:
@@ -52,11 +49,6 @@ def _lagged(rows: EventRows, codes: np.ndarray, steps: int) -> np.ndarray:
     inside = rows.cases.k >= steps
     out[inside] = codes[np.flatnonzero(inside) - steps]
     return out
-
-
-def _counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndarray:
-    """Running count per code within the case (codes < 0 counted nowhere)."""
-    return running_counts(codes, width, starts)
 
 
 class SequenceEncoder(PrefixEncoder):
@@ -84,10 +76,11 @@ class SequenceEncoder(PrefixEncoder):
         width = len(self.activities_)
         return np.where((codes >= 0) & (before >= 0), before * width + codes, -1)
 
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> SequenceEncoder:
-        rows = EventRows(prepared)
-        self.activities_ = learn_categories(rows["activity"], self.min_frequency,
-                                            self.max_categories)
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None) -> SequenceEncoder:
+        rows = event_rows(prepared)
+        activity = rows.factorized("activity")
+        self.activities_ = learn_coded_categories(*activity, self.min_frequency,
+                                                  self.max_categories)
         longest = int(rows.cases.k.max(initial=-1)) + 1
         self.lags_ = [step for step in self.lags if step < longest and self.activities_]
         width = len(self.activities_)
@@ -98,8 +91,8 @@ class SequenceEncoder(PrefixEncoder):
         self.transitions_ = sorted(int(p) for p in ranked)
         self.transition_pairs_ = [(self.activities_[p // width], self.activities_[p % width])
                                   for p in self.transitions_]
-        self.recency_ = learn_categories(rows["activity"], self.min_frequency,
-                                         self.max_recency)
+        self.recency_ = learn_coded_categories(*activity, self.min_frequency,
+                                               self.max_recency)
         self.lag_names_ = [f"activity_lag_{step}" for step in self.lags_]
         self.transition_names_ = unique_slugs(
             [f"{a} then {b}" for a, b in self.transition_pairs_], "n_", taken=self.lag_names_)
@@ -121,15 +114,37 @@ class SequenceEncoder(PrefixEncoder):
             column[self.transitions_] = np.arange(len(self.transitions_))
             pairs = self._transitions(rows)
             which = np.where(pairs >= 0, column[np.maximum(pairs, 0)], -1)
-            counts = _counts(which, len(self.transitions_), rows.cases.start)
+            counts = rows.cases.running_counts(which, len(self.transitions_))
             out.update(zip(self.transition_names_, counts.T, strict=True))
         if self.recency_:
-            sec = rows.sec.astype("float64")
-            codes = _codes(rows, "activity", self.recency_)
-            for j, name in enumerate(self.recency_names_):
-                last_at = rows.cases.ffill(np.where(codes == j, sec, np.nan))
-                out[name] = (sec - last_at) / 86400.0
+            out.update(zip(self.recency_names_, self._days_since(rows), strict=True))
         return out
+
+    def _days_since(self, rows: EventRows) -> list[np.ndarray]:
+        """Per recency activity, days since its latest occurrence in the case at or
+        before each row (NaN before the first): ``(sec - ffill(sec where it occurred))
+        / 86400``, with the latest row found by a running maximum of row numbers into
+        buffers shared by every activity."""
+        n = len(rows)
+        sec = rows.sec.astype("float64")
+        codes = _codes(rows, "activity", self.recency_)
+        positions, start = np.arange(n), rows.cases.start
+        last = np.empty(n, dtype=np.int64)
+        occurred = np.empty(n, dtype=bool)
+        at = np.empty(n, dtype="float64")
+        days = []
+        for j in range(len(self.recency_)):
+            np.equal(codes, j, out=occurred)
+            last.fill(-1)
+            np.copyto(last, positions, where=occurred)
+            np.maximum.accumulate(last, out=last)
+            np.take(sec, last, out=at)  # row -1 (none yet) is masked below
+            since = np.subtract(sec, at)
+            since /= 86400.0
+            np.less(last, start, out=occurred)  # no occurrence in the case yet
+            since[occurred] = np.nan
+            days.append(since)
+        return days
 
     def readable_names(self) -> dict[str, str]:
         names = {name: f"activity {step} steps back"
@@ -158,17 +173,18 @@ class ChangingAttributeEncoder(PrefixEncoder):
         self.min_frequency = min_frequency
         self.max_values = max_values
 
-    def fit(self, prepared: pd.DataFrame, y: object = None) -> ChangingAttributeEncoder:
-        rows = EventRows(prepared)
+    def fit(self, prepared: pd.DataFrame | EventRows, y: object = None
+            ) -> ChangingAttributeEncoder:
+        rows = event_rows(prepared)
         self.values_: dict[str, list[str]] = {}
         for column in self.columns:
-            if column not in prepared:
+            if column not in rows:
                 continue
-            names, _ = rows.factorized(column)
-            if not self._changes(rows, names).any():
-                continue
-            self.values_[column] = learn_categories(rows[column], self.min_frequency,
-                                                    self.max_values)
+            names, uniques = rows.factorized(column)
+            if len(uniques) < 2 or not rows.changes(column).any():
+                continue  # one value (or none) cannot change
+            self.values_[column] = learn_coded_categories(names, uniques, self.min_frequency,
+                                                          self.max_values)
         self.count_names_ = {}
         names_out: list[str] = []
         for column, values in self.values_.items():
@@ -178,28 +194,18 @@ class ChangingAttributeEncoder(PrefixEncoder):
         self.feature_names_out_ = names_out
         return self
 
-    @staticmethod
-    def _changes(rows: EventRows, names: np.ndarray) -> np.ndarray:
-        """Rows whose value (a code, -1 missing) differs from the case's last value known
-        before them."""
-        known = np.where(names >= 0, names, np.nan).astype("float64")
-        before = rows.cases.shift(rows.cases.ffill(known))
-        with np.errstate(invalid="ignore"):
-            return (names >= 0) & ~np.isnan(before) & (names != before)
-
     def encode(self, rows: EventRows) -> Encoded:
         out: Encoded = {}
         cases = rows.cases
         for column, values in self.values_.items():
             names, _ = rows.factorized(column)  # every value, listed or not
-            out[f"n_{column}_changes"] = cases.count(self._changes(rows, names))
+            out[f"n_{column}_changes"] = cases.count(rows.changes(column))
             width = int(names.max(initial=-1)) + 1
             key = cases.case_number() * (width + 1) + names
-            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-            new_value = (first[inverse] == np.arange(len(rows))) & (names >= 0)
+            new_value = first_occurrences(key) & (names >= 0)
             out[f"n_distinct_{column}"] = cases.count(new_value)
             if values:
-                counts = _counts(_codes(rows, column, values), len(values), cases.start)
+                counts = cases.running_counts(_codes(rows, column, values), len(values))
                 out.update(zip(self.count_names_[column], counts.T, strict=True))
         return out
 
