@@ -4,7 +4,8 @@ For each size N (events), a simulated log is written as a directory of Parquet f
 (chunks of simulated cases with their own case ids). Then, each in a fresh subprocess
 (so the peak resident set sizes are that run's own):
 
-- ``dask``: a LocalCluster of ``--workers`` single-threaded worker processes reads the
+- ``dask``: the LocalCluster that ``--cluster local:N`` starts (``--workers``
+  single-threaded worker processes, ``scaleout.cluster.dask_client``) reads the
   directory, shuffles by case, validates (keeping each validated partition as a Parquet
   file beside the log: ``read_partitioned(store=...)``), splits, fits the pipeline on
   the driver (on ``--fit-cases`` sampled training cases), joins the history the bundle
@@ -103,15 +104,13 @@ def _reset_phase_peak() -> None:
 
 
 def run_dask(folder: Path, workers: int, memory_limit: str, fit_cases: int) -> dict:
-    from distributed import Client, LocalCluster
-
     from scaleout.build import build_scaled_training_data
+    from scaleout.cluster import ClusterSpec, dask_client
     from scaleout.input import read_partitioned
     from training.config import TrainConfig
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      memory_limit=memory_limit, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    # the LocalCluster ``l2c train --cluster local:N`` starts, with its Dask settings
+    with dask_client(ClusterSpec(workers=workers, memory_limit=memory_limit)) as client:
         client.run(lambda: None)  # workers up before the clock starts
         client.run(_reset_phase_peak)
         started = time.perf_counter()

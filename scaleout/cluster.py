@@ -19,6 +19,16 @@ from features.errors import EventLogError
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
+#: Dask settings for the workers this project starts itself (``--cluster local:N``).
+#: Each worker's statistical profiler keeps one call tree per second of the job
+#: (``Worker.profile_history`` and ``profile_keys_history``, up to
+#: ``distributed.admin.low-level-log-length`` trees each), so what a worker holds grows
+#: with how long the job has run, that is with the log, not with the partition it
+#: works on. The dashboard's task stream, progress and memory still show; its profile
+#: page stays empty. A cluster someone else started keeps its own settings
+#: (docs/scale.md, "Memory").
+LOCAL_CLUSTER_CONFIG: dict[str, object] = {"distributed.worker.profile.enabled": False}
+
 
 class ClusterError(EventLogError):
     """The cluster cannot be started or reached (a user's setting, not a bug)."""
@@ -61,6 +71,7 @@ def dask_client(spec: ClusterSpec) -> Iterator[object]:
     stopped) on the way out, also after an error."""
     import logging
 
+    import dask
     from distributed import Client, LocalCluster
 
     # each shuffle logs two WARNING lines that it started and ended: not for users
@@ -77,9 +88,13 @@ def dask_client(spec: ClusterSpec) -> Iterator[object]:
         finally:
             client.close()
         return
-    cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=1,
-                           processes=spec.processes, memory_limit=spec.memory_limit or "auto",
-                           dashboard_address=":0" if spec.processes else None)
+    # the workers read the settings when they start (a worker process gets them from its
+    # nanny), so they need not stay set afterwards
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):
+        cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=1,
+                               processes=spec.processes,
+                               memory_limit=spec.memory_limit or "auto",
+                               dashboard_address=":0" if spec.processes else None)
     client = Client(cluster)
     try:
         yield client
