@@ -62,6 +62,39 @@ def split_point(starts: pd.Series, last_time: pd.Timestamp, test_fraction: float
                       split_time=starts.iloc[n_train], too_recent=too_recent)
 
 
+def case_spans(events: pd.DataFrame, measure_end: list[str],
+               decisive: list[str]) -> pd.DataFrame:
+    """Per case (in order of first appearance): ``start``, ``end`` (its first
+    ``measure_end`` activity) and ``decided`` (its last won or lost activity, the
+    ``decisive`` ones), NaT where it has none. A case's own events only, so a partition
+    of whole cases gives its cases' rows exactly (the Dask path)."""
+    by_case = events.groupby("case_id", sort=False)["timestamp"]
+    spans = pd.DataFrame({"start": by_case.min()})
+    for name, activities, how in (("end", measure_end, "min"),
+                                  ("decided", decisive, "max")):
+        hits = events.loc[events["activity"].isin(activities), ["case_id", "timestamp"]]
+        spans[name] = hits.groupby("case_id")["timestamp"].agg(how).reindex(spans.index)
+    return spans
+
+
+def horizon_of(spans: pd.DataFrame) -> pd.Timedelta | None:
+    """How long a case needs before its labels can be judged: the 95th percentile of
+    the time to its end and of the time to its outcome (``case_spans``), the longer one,
+    each measured on cases that started in the first half of the log, where even slow
+    cases had time to finish (in the second half, only fast ones would count). The
+    outcome counts too: where losing takes longer than winning (a fine goes to credit
+    collection months after the prompt payers paid), recent cases would otherwise be
+    judged on their quick wins alone; with at least 20 such cases."""
+    start = spans["start"]
+    first_half = start < start.min() + (start.max() - start.min()) / 2
+    found = []
+    for name in ("end", "decided"):
+        took = (spans[name] - start)[first_half].dropna()
+        if len(took) >= 20:
+            found.append(took.quantile(0.95))
+    return max(found) if found else None
+
+
 def temporal_split(events: pd.DataFrame, test_fraction: float = 0.2,
                    horizon: pd.Timedelta | None = None) -> TemporalSplit:
     """First cases by start train, last ``test_fraction`` test; training cut at the split.

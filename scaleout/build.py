@@ -33,7 +33,7 @@ from features.crosscase import CaseFacts
 from features.mapping import Roles
 from features.pipeline import PrefixPipeline
 from features.prefixes import sort_key
-from features.split import split_point
+from features.split import case_spans, horizon_of, split_point
 from scaleout.history import join_facts, partition_facts
 from scaleout.input import OnEvents, PartitionedLog
 from scaleout.prefixes import cross_case_answers, for_workers, transform_partition, with_history
@@ -71,32 +71,22 @@ class ScaledTrainingData:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _case_summary(events: pd.DataFrame, measure_end: list[str]) -> pd.DataFrame:
-    """Per case: first event, first end event (NaT if none), event count."""
+def _case_summary(events: pd.DataFrame, measure_end: list[str],
+                  decisive: list[str]) -> pd.DataFrame:
+    """Per case: first event, first end event and last won or lost event (NaT if none;
+    ``features.split.case_spans``), event count, last event."""
+    summary = case_spans(events, measure_end, decisive)
     by_case = events.groupby("case_id", sort=False)["timestamp"]
-    summary = pd.DataFrame({"start": by_case.min(), "events": by_case.size()})
-    if measure_end:
-        ends = events[events["activity"].isin(measure_end)].groupby("case_id")["timestamp"].min()
-        summary["end"] = ends.reindex(summary.index)
-    else:
-        summary["end"] = pd.Series(pd.NaT, index=summary.index, dtype=events["timestamp"].dtype)
+    summary["events"] = by_case.size()
     summary["last"] = by_case.max()
     return summary
 
 
-def evaluation_horizon(summary: pd.DataFrame, config: TrainConfig,
-                       has_ends: bool) -> pd.Timedelta | None:
+def evaluation_horizon(summary: pd.DataFrame, config: TrainConfig) -> pd.Timedelta | None:
     """``training.data.evaluation_horizon`` from the per-case summary."""
     if config.horizon_days is not None:
         return pd.Timedelta(days=config.horizon_days)
-    if not has_ends:
-        return None
-    start = summary["start"]
-    first_half = start < start.min() + (start.max() - start.min()) / 2
-    cycle = (summary["end"] - start)[first_half].dropna()
-    if len(cycle) < 20:
-        return None
-    return cycle.quantile(0.95)
+    return horizon_of(summary)
 
 
 def split_cases(summary: pd.DataFrame, test_fraction: float, horizon: pd.Timedelta | None,
@@ -178,9 +168,10 @@ def build_scaled_training_data(log: PartitionedLog, config: TrainConfig,
     timings: dict[str, float] = {}
     started = time.perf_counter()
     step("summarising cases per partition")
-    summaries = client.gather(log.map(_case_summary, roles.measure_end_activities))
+    summaries = client.gather(log.map(_case_summary, roles.measure_end_activities,
+                                      [*roles.won, *roles.lost]))
     summary = pd.concat(summaries)
-    horizon = evaluation_horizon(summary, config, bool(roles.measure_end_activities))
+    horizon = evaluation_horizon(summary, config)
     split_time, role, too_recent = split_cases(summary, config.test_fraction, horizon,
                                                config.fold_fractions)
     extraction_time = summary["last"].max()

@@ -21,7 +21,7 @@ from features.leakage import LeakFinding, find_leaky_columns
 from features.log import EventLog, read_log
 from features.mapping import Mapping
 from features.pipeline import PrefixPipeline
-from features.split import TemporalSplit, case_blocks, temporal_split
+from features.split import TemporalSplit, case_blocks, case_spans, horizon_of, temporal_split
 from models.targets import Target
 from training.config import TrainConfig
 
@@ -147,25 +147,13 @@ def build_training_data(log: EventLog, config: TrainConfig, horizon: pd.Timedelt
 
 
 def evaluation_horizon(log: EventLog, config: TrainConfig) -> pd.Timedelta | None:
-    """How long a case needs to finish: configured, or the cycle time of completed cases.
-
-    Measured on cases that started in the first half of the log, where even slow cases
-    had time to complete (in the second half, only fast ones would count).
-    """
+    """How long a case needs to finish and be decided: configured, or measured on the
+    log (``features.split.horizon_of``: the time to its end and to its outcome)."""
     if config.horizon_days is not None:
         return pd.Timedelta(days=config.horizon_days)
-    events = log.events
-    ends = log.mapping.roles.measure_end_activities
-    if not ends:
-        return None
-    by_case = events.groupby("case_id")["timestamp"]
-    start = by_case.min()
-    end = events[events["activity"].isin(ends)].groupby("case_id")["timestamp"].min()
-    first_half = start < start.min() + (start.max() - start.min()) / 2
-    cycle = (end.reindex(start.index) - start)[first_half].dropna()
-    if len(cycle) < 20:
-        return None
-    return cycle.quantile(0.95)
+    roles = log.mapping.roles
+    return horizon_of(case_spans(log.events, roles.measure_end_activities,
+                                 [*roles.won, *roles.lost]))
 
 
 #: Labelled training cases below which a target's model is flagged "low data": per class

@@ -17,7 +17,13 @@ from features.mapping import default_mapping
 from features.pipeline import PrefixPipeline
 from features.prefixes import prepare_events
 from features.simulate import simulate_log
-from features.split import TimeOrderedCaseSplit, case_starts_sorted, temporal_split
+from features.split import (
+    TimeOrderedCaseSplit,
+    case_spans,
+    case_starts_sorted,
+    horizon_of,
+    temporal_split,
+)
 from tests.features.frames import canonical_columns
 
 ROLES = default_mapping().roles
@@ -303,3 +309,28 @@ def test_time_ordered_folds_drop_training_cases_tied_with_the_block_start() -> N
 def test_time_ordered_split_needs_one_split() -> None:
     with pytest.raises(ValueError, match="n_splits"):
         TimeOrderedCaseSplit(n_splits=0)
+
+
+def test_the_horizon_waits_for_slow_outcomes_when_no_activity_ends_a_case() -> None:
+    """Wins come 10 days after the start, losses 200 days: without an end activity the
+    horizon must still cover the losses, or the latest cases would be judged on their
+    quick wins alone (every recent decided case a win)."""
+    day = pd.Timedelta(days=1)
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    rows = []
+    for i in range(400):
+        start = t0 + i * day
+        rows.append((f"c{i:03d}", "Start", start))
+        won = i % 2 == 0
+        decided = start + (10 if won else 200) * day
+        if decided <= t0 + 399 * day:  # the extraction: later outcomes are not in the log
+            rows.append((f"c{i:03d}", "Won" if won else "Lost", decided))
+    events = pd.DataFrame(rows, columns=["case_id", "activity", "timestamp"])
+    spans = case_spans(events, [], ["Won", "Lost"])
+    assert spans["end"].isna().all() and spans["decided"].notna().sum() == 195 + 100
+    horizon = horizon_of(spans)
+    assert horizon is not None and 199 * day <= horizon <= 200 * day
+    # with the horizon, every case old enough to judge is decided: no quick-wins-only tail
+    old_enough = spans["start"] <= events["timestamp"].max() - horizon
+    assert spans.loc[old_enough, "decided"].notna().all()
+    assert horizon_of(spans.assign(decided=spans["end"])) is None  # the end alone: none
