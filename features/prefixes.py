@@ -248,8 +248,28 @@ class CaseRows:
         return self._next_case
 
     def running_counts(self, codes: np.ndarray, width: int) -> np.ndarray:
-        """``running_counts`` of these rows' codes."""
-        return _running_counts(codes, width, self.next_case())
+        """Per row and per code 0 .. width-1, how many rows of its case so far carry that
+        code (codes outside that range, such as -1 for missing, are counted nowhere).
+
+        What a cumsum within cases of a one-hot matrix gives, without a pass over the
+        matrix per code to build it: a column-major matrix of zeros gets +1 at each
+        row's code and -1 where its case's counts must stop (at the next case's first
+        row, in the row's code), then one cumsum per column counts within every case at
+        once.
+        """
+        n = len(codes)
+        out = np.zeros((n, width), dtype=np.int64, order="F")
+        flat = out.reshape(-1, order="F")  # a view: column j is flat[j * n:(j + 1) * n]
+        listed = np.flatnonzero((codes >= 0) & (codes < width))
+        column_at = codes[listed] * n
+        flat[listed + column_at] = 1  # one code per row: no position is hit twice
+        stops = self.next_case()[listed]
+        inside = stops < n  # the last case's counts run to the end
+        np.subtract.at(flat, stops[inside] + column_at[inside], 1)
+        for code in range(width):
+            column = out[:, code]  # a contiguous view
+            np.cumsum(column, out=column)
+        return out
 
     def shift(self, values: np.ndarray, fill: object = np.nan) -> np.ndarray:
         """The previous row's value within the case; ``fill`` on a case's first row."""
@@ -304,38 +324,6 @@ class CaseRows:
             return np.zeros(0, dtype=np.int64)
         first = np.minimum.reduceat(np.where(present, np.arange(n), n), self.first_rows)
         return np.where(first < n, first, -1)
-
-
-def running_counts(codes: np.ndarray, width: int, starts: np.ndarray) -> np.ndarray:
-    """Per row and per code 0 .. width-1, how many rows of its case so far carry that code
-    (codes outside that range, such as -1 for missing, are counted nowhere).
-
-    What a cumsum within cases of a one-hot matrix gives, without a pass over the
-    matrix per code to build it: a column-major matrix of zeros gets +1 at each row's
-    code and -1 where its case's counts must stop (at the next case's first row, in the
-    row's code), then one cumsum per column counts within every case at once.
-    """
-    is_first = starts == np.arange(len(codes))
-    first = np.flatnonzero(is_first)
-    return _running_counts(codes, width, np.append(first[1:], len(codes))[
-        np.cumsum(is_first) - 1])
-
-
-def _running_counts(codes: np.ndarray, width: int, next_case: np.ndarray) -> np.ndarray:
-    """``running_counts`` given each row's next case start (``CaseRows.next_case``)."""
-    n = len(codes)
-    out = np.zeros((n, width), dtype=np.int64, order="F")
-    flat = out.reshape(-1, order="F")  # a view: column j is flat[j * n:(j + 1) * n]
-    listed = np.flatnonzero((codes >= 0) & (codes < width))
-    column_at = codes[listed] * n
-    flat[listed + column_at] = 1  # one code per row: no position is hit twice
-    stops = next_case[listed]
-    inside = stops < n  # the last case's counts run to the end
-    np.subtract.at(flat, stops[inside] + column_at[inside], 1)
-    for code in range(width):
-        column = out[:, code]  # a contiguous view
-        np.cumsum(column, out=column)
-    return out
 
 
 def _long_text(column: pd.Series | ExtensionArray | np.ndarray) -> bool:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from features.log import canonicalize
 from features.mapping import default_mapping
 from features.pipeline import PrefixPipeline
-from features.prefixes import EventRows, running_counts
+from features.prefixes import CaseRows, EventRows
 from features.simulate import simulate_log
 from features.small import SMALL_FRAME_ROWS
 
@@ -33,7 +33,7 @@ def test_running_counts_match_a_groupby_of_the_one_hot(lengths: list[int], width
     # -1 (missing) and width (beyond the counted codes) are counted nowhere
     codes = np.array([rnd.randint(-1, width) for _ in range(n)], dtype=np.int64)
     k = np.concatenate([np.arange(length) for length in lengths])
-    counts = running_counts(codes, width, np.arange(n) - k)
+    counts = CaseRows(k + 1).running_counts(codes, width)
     assert counts.dtype == np.int64 and counts.shape == (n, width)
     assert np.array_equal(counts, _naive(codes, width, lengths))
 
