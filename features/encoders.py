@@ -52,19 +52,12 @@ def unique_slugs(names: Sequence[str], prefix: str, taken: Sequence[str] = ()) -
     return out
 
 
-def learn_categories(values: pd.Series | np.ndarray, min_frequency: int,
-                     max_categories: int) -> list[str]:
-    """The most frequent values seen at least ``min_frequency`` times, sorted by name."""
-    counts = pd.Series(values).dropna().value_counts()
-    counts = counts[counts >= min_frequency].head(max_categories)
-    return sorted(counts.index.astype(str))
-
-
 def learn_coded_categories(codes: np.ndarray, uniques: np.ndarray, min_frequency: int,
                            max_categories: int) -> list[str]:
-    """``learn_categories(uniques[codes])`` from factorized codes (-1: missing), with
-    ``uniques`` in order of first appearance (``pd.factorize``): a count per code instead
-    of a pandas Series of every row's value. Equal counts keep that order, as
+    """The most frequent values seen at least ``min_frequency`` times (at most
+    ``max_categories``), sorted by name, from factorized codes (-1: missing) with
+    ``uniques`` in order of first appearance (``pd.factorize``): a count per code
+    instead of a pandas Series of every row's value. Equal counts keep that order, as
     ``value_counts`` keeps them, so the same values are cut at ``max_categories``."""
     counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
     ranked = np.argsort(-counts, kind="stable")
@@ -114,12 +107,17 @@ def recoded(codes: np.ndarray, uniques: np.ndarray, categories: Sequence[str]) -
     return at.astype(np.int64)[codes]  # code -1 picks the -1 at the end
 
 
+def coded_from(codes: np.ndarray, uniques: np.ndarray, categories: Sequence[str]) -> Coded:
+    """``coded(uniques[codes], categories)``, looked up per distinct value."""
+    return Coded(recoded(codes, uniques, categories).astype(np.int32), tuple(categories))
+
+
 def coded_column(rows: EventRows, column: str, categories: Sequence[str],
                  last_known: bool = False) -> Coded:
     """``coded(rows[column], categories)`` (or of ``rows.last_known(column)``), looked
     up per distinct value of the column."""
-    codes, uniques = (rows.last_known_codes if last_known else rows.factorized)(column)
-    return Coded(recoded(codes, uniques, categories).astype(np.int32), tuple(categories))
+    return coded_from(*(rows.last_known_codes if last_known else rows.factorized)(column),
+                      categories)
 
 
 def as_frame(encoded: Encoded, index: pd.Index) -> pd.DataFrame:
@@ -348,8 +346,7 @@ class LastStateEncoder(PrefixEncoder):
 
     def encode(self, rows: EventRows) -> Encoded:
         states = self._states(rows)
-        return {name: Coded(recoded(*states[name], cats).astype(np.int32), tuple(cats))
-                for name, cats in self.categories_.items()}
+        return {name: coded_from(*states[name], cats) for name, cats in self.categories_.items()}
 
 
 class TimeEncoder(PrefixEncoder):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.encoders import coded, learn_categories, learn_coded_categories, recoded
+from features.encoders import coded, learn_coded_categories, recoded
 from features.log import canonicalize
 from features.mapping import default_mapping
 from features.pipeline import PrefixPipeline
@@ -21,6 +21,15 @@ from features.small import SMALL_FRAME_ROWS
 
 VALUES = st.lists(st.sampled_from(["a", "b", "c", "d", "é", None]), min_size=0, max_size=40)
 LENGTHS = st.lists(st.integers(1, 6), min_size=1, max_size=10)
+
+
+def learn_categories(values: pd.Series | np.ndarray, min_frequency: int,
+                     max_categories: int) -> list[str]:
+    """The plain computation: the most frequent values seen at least ``min_frequency``
+    times, sorted by name, from pandas' ``value_counts`` of every row's value."""
+    counts = pd.Series(values).dropna().value_counts()
+    counts = counts[counts >= min_frequency].head(max_categories)
+    return sorted(counts.index.astype(str))
 
 
 def _case_rows(lengths: list[int]) -> tuple[CaseRows, np.ndarray]:
