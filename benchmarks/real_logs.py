@@ -54,7 +54,7 @@ from benchmarks.skpm_peer import SkpmEncoding, skpm_available  # noqa: E402
 from features.log import EventLog, read_log  # noqa: E402
 from features.outcomes import outcome_events  # noqa: E402
 from features.schema import LABEL_ONLY_COLUMNS, ROW_COLUMN  # noqa: E402
-from features.split import TemporalSplit, case_starts_sorted  # noqa: E402
+from features.split import TemporalSplit, case_starts_sorted, horizon_of  # noqa: E402
 from models.estimators import IntervalRegressor, WinProbabilityModel  # noqa: E402
 from models.metrics import classification_metrics, regression_metrics  # noqa: E402
 from models.selection import BASELINE_KINDS  # noqa: E402
@@ -188,14 +188,15 @@ def decision_horizon(log: EventLog) -> pd.Timedelta | None:
 
     Cases younger than this at extraction mostly have no outcome yet; only their quick
     outcomes (here: prompt payments) would be labelled, so they are left out of train and
-    test, as ``l2c train``'s evaluation horizon does with the cycle time.
+    test, as ``l2c train``'s evaluation horizon does (``features.split.horizon_of``, the
+    same quantile, here of the time to the outcome as the mapping's rule decides it).
     """
     events = log.events
     start = events.groupby("case_id")["timestamp"].min()
-    decided = outcome_events(events, log.mapping.roles)["outcome_time"]
-    first_half = start < start.min() + (start.max() - start.min()) / 2
-    took = (decided.reindex(start.index) - start)[first_half].dropna()
-    return took.quantile(0.95) if len(took) >= 20 else None
+    decided = outcome_events(events, log.mapping.roles)["outcome_time"].reindex(start.index)
+    # the deciding event as the mapping's outcome rule finds it, and no end to wait for
+    none = pd.Series(pd.NaT, index=start.index, dtype=start.dtype)
+    return horizon_of(pd.DataFrame({"start": start, "end": none, "decided": decided}))
 
 
 # -------------------------------------------------------------------- our features

@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
 from features import small
-from features.encoders import Encoded, PrefixEncoder
+from features.encoders import Encoded, PrefixEncoder, event_rows
 from features.mapping import Roles
 from features.outcomes import decide_by_absence, payment_timing
 from features.prefixes import EventRows, Lookup, seconds
@@ -351,8 +351,7 @@ class CrossCaseEncoder(PrefixEncoder):
 
     def set_history(self, prepared: pd.DataFrame | EventRows) -> CrossCaseEncoder:
         """Remember these cases' facts for scoring cases that arrive without history."""
-        rows = prepared if isinstance(prepared, EventRows) else EventRows(prepared)
-        self.facts_ = case_facts(rows, self.resolved_roles())
+        self.facts_ = case_facts(event_rows(prepared), self.resolved_roles())
         self.cases_ = Lookup(self.facts_.ids)
         self.groups_: dict[str, Lookup] = {}
         self.index_: dict[str, dict[str, AsOf]] = {}
