@@ -263,9 +263,8 @@ class WinProbabilityModel(_Boosted):
             return False
         own = _fit_shift(self.raw_margin(X), y)
         moved = _fit_shift(self.raw_margin(X_valid), y_valid)
-        clip = (1e-6, 1 - 1e-6)
-        before = log_loss(y_cal, np.clip(_sigmoid(margin_cal + own), *clip), labels=[0, 1])
-        after = log_loss(y_cal, np.clip(_sigmoid(margin_cal + moved), *clip), labels=[0, 1])
+        before = _log_loss(y_cal, _sigmoid(margin_cal + own))
+        after = _log_loss(y_cal, _sigmoid(margin_cal + moved))
         return after < before - MIN_CALIBRATION_GAIN
 
     def _choose(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame,
@@ -347,9 +346,8 @@ class WinProbabilityModel(_Boosted):
         if min(half, len(y) - half) < 50 or len(set(y[first])) < 2:
             return None, applied
         held_out = _calibrator(self.calibration, raw[first], y[first])
-        before = log_loss(y[second], np.clip(raw[second], 1e-6, 1 - 1e-6), labels=[0, 1])
-        after = log_loss(y[second], np.clip(_apply(held_out, raw[second]), 1e-6, 1 - 1e-6),
-                         labels=[0, 1])
+        before = _log_loss(y[second], raw[second])
+        after = _log_loss(y[second], _apply(held_out, raw[second]))
         if after < before - MIN_CALIBRATION_GAIN:
             used = self.calibration if not shift else f"shift+{self.calibration}"
             return _calibrator(self.calibration, raw, y), used
@@ -526,6 +524,12 @@ def _apply(calibrator: Any, raw: np.ndarray) -> np.ndarray:
     if isinstance(calibrator, IsotonicRegression):
         return calibrator.predict(raw)
     return calibrator.predict_proba(_logit(raw)[:, None])[:, 1]
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    """Log loss of probabilities kept off 0 and 1 (one certain miss would decide a
+    comparison), with both classes named even if a block holds one."""
+    return log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
