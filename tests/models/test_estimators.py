@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.isotonic import IsotonicRegression
 
 from models.baselines import LogisticBaseline, PaymentDelayBaseline
 from models.bundle import TargetBundle
@@ -46,6 +47,34 @@ def test_calibration_lowers_the_calibration_error() -> None:
     assert ece_raw > 0.1
     assert ece_cal < ece_raw / 3
     assert calibrated.calibration_used_ != "none"
+
+
+def flattened(factor: float, n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The synthetic cases with every true log-odds scaled by ``factor`` (a few weeks in
+    which the features tell less about the outcome than usual)."""
+    X, _, p = synthetic(n, seed)
+    flat = 1 / (1 + np.exp(-factor * np.log(p / (1 - p))))
+    return X, (np.random.default_rng(seed + 200).random(n) < flat).astype(int)
+
+
+def test_a_miscalibration_of_the_last_weeks_alone_is_not_calibrated_in() -> None:
+    """Only the cal block's weeks make the model look over-confident (BPIC 2012's weeks
+    before its split did): a calibrator fitted there helps the block's other half, but
+    one fitted on the valid block does not carry over to it, so none is kept, and the
+    later cases, where the features tell as much as before, stay calibrated."""
+    (X, y), (Xv, yv), (Xt, yt) = (synthetic(n, 30 + i)[:2] for i, n in
+                                  enumerate((4000, 3000, 6000)))
+    Xc, yc = flattened(0.4, 2000, 33)
+    model = WinProbabilityModel({"n_estimators": 100}, select=False).fit(
+        X, y, Xv, yv, Xc, yc)
+    assert model.calibration_used_ == "none"
+    # what a calibrator fitted on those weeks would have done to the later cases
+    fitted_there = copy.copy(model)
+    fitted_there.calibrator_ = IsotonicRegression(out_of_bounds="clip").fit(
+        model.raw_proba(Xc), yc)
+    kept_ece = expected_calibration_error(yt, model.predict_proba(Xt))
+    assert kept_ece < 0.035
+    assert expected_calibration_error(yt, fitted_there.predict_proba(Xt)) > 3 * kept_ece
 
 
 def drifting(level: float, n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
