@@ -309,7 +309,10 @@ def grouped_stats(keys: np.ndarray, values: np.ndarray, n_groups: int
 
     One sort of (key, value) instead of a groupby quantile; quantiles interpolate
     linearly between order statistics, as numpy's and pandas' default does. Missing
-    values are left out; a group without values gets NaN.
+    values are left out; a group without values gets NaN. A group's median and P90
+    depend on its values alone, not on where the group sits in the sort (the
+    interpolation's fraction is taken within the group), so the same values sorted
+    elsewhere (a bucket of groups on a Dask worker) give the same bits.
     """
     ok = ~np.isnan(values)
     keys, values = keys[ok], values[ok]
@@ -325,14 +328,16 @@ def grouped_stats(keys: np.ndarray, values: np.ndarray, n_groups: int
     with np.errstate(invalid="ignore", divide="ignore"):
         out["mean"] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     for name, q in (("median", 0.5), ("p90", 0.9)):
-        pos = starts + q * np.maximum(counts - 1, 0)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.ceil(pos).astype(np.int64)
+        within = q * np.maximum(counts - 1, 0)
+        below = np.floor(within)
+        frac = within - below
+        lo = starts + below.astype(np.int64)
+        hi = starts + np.ceil(within).astype(np.int64)
         valid = counts > 0
         res = np.full(n_groups, np.nan)
         if valid.any():
             lo_v, hi_v = v[lo[valid]], v[hi[valid]]
-            res[valid] = lo_v + (hi_v - lo_v) * (pos[valid] - lo[valid])
+            res[valid] = lo_v + (hi_v - lo_v) * frac[valid]
         out[name] = res
     return out
 

@@ -14,7 +14,7 @@ from features.log import read_log
 from insight import analyze
 from l2c.cli import app
 from scaleout.cluster import ClusterSpec
-from scaleout.insight import insight_on_cluster, insight_part
+from scaleout.insight import OnCluster, insight_on_cluster, insight_part
 from tests.scaleout.logs import simulated_csv, write_with_parts
 
 SPEC = ClusterSpec(workers=2, processes=False)
@@ -43,10 +43,16 @@ def _same(found, expected) -> None:
 
 
 @pytest.mark.parametrize("by", [None, "region"])
-def test_dask_insight_equals_the_single_process_insight(logs, by):
+def test_dask_insight_equals_the_single_process_insight(logs, by, monkeypatch):
     csv, parquet = logs
     expected = analyze(read_log(csv), by=by)
+    ran = []
+    run = OnCluster.run
+    monkeypatch.setattr(OnCluster, "run", lambda self, partial, *a, **k: (
+        ran.append(partial.__name__), run(self, partial, *a, **k))[1])
     found = insight_on_cluster(parquet, None, SPEC, {"by": by}, partitions=3)
+    # the sections split into partials ran on the partitions (maps: whole and details)
+    assert ran.count("map_partial") == 3
     assert found.overview.figures["events"].iloc[0] == len(read_log(csv).events)
     # every section computed on this log (a test of nothing would pass too)
     assert all(section.available for section in found.sections().values())

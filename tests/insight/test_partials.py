@@ -1,0 +1,89 @@
+"""Sections split into per-partition partials: the cases dealt into partitions (each
+with its own activity codes, as a Dask partition's ``Context`` has), the partials
+combined and every group's values brought to a bucket, give the same bits as the
+whole log in one process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.log import canonicalize
+from features.mapping import default_mapping
+from features.simulate import simulate_log
+from insight.context import Context, grouped_stats
+from insight.partials import GroupValues, days_of, micro_sums
+from insight.process_map import compute_variants, process_map
+
+
+class Dealt:
+    """A ``Runner`` over the cases of ``ctx`` dealt at random into ``parts`` partitions
+    (``Context.subset``: each re-codes its activities), values in ``buckets`` buckets."""
+
+    def __init__(self, ctx: Context, parts: int, buckets: int, seed: int) -> None:
+        which = np.random.default_rng(seed).integers(0, parts, ctx.n_cases)
+        self.numbers = [np.flatnonzero(which == p) for p in range(parts)]
+        self.contexts = [ctx.subset(which == p) for p in range(parts)]
+        self.buckets = buckets
+        self.calls = 0
+
+    def run(self, partial, stats, per_case=None, **params) -> tuple[list[Any], dict]:
+        self.calls += 1
+        partials = [partial(c, **{k: v[n] for k, v in (per_case or {}).items()}, **params)
+                    for c, n in zip(self.contexts, self.numbers, strict=True)]
+        values = [p.values for p in partials]
+        for p in partials:
+            p.values = None
+        if stats is None:
+            return partials, {}
+        pieces = [v.split(self.buckets) for v in values if v is not None]
+        tables: dict[str, list[pd.DataFrame]] = {}
+        for b in range(self.buckets):
+            for name, frame in stats(GroupValues.concat([p[b] for p in pieces])).items():
+                tables.setdefault(name, []).append(frame)
+        return partials, {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}
+
+
+@pytest.fixture(scope="module")
+def ctx() -> Context:
+    events, _ = simulate_log(600, seed=5)
+    return Context.from_log(canonicalize(events, default_mapping()))
+
+
+def test_exact_sums_do_not_depend_on_the_order_of_their_terms() -> None:
+    rng = np.random.default_rng(0)
+    micros = rng.integers(0, 400 * 86_400_000_000, 5000)
+    keys = rng.integers(0, 3, 5000)
+    whole = days_of(*micro_sums(keys, micros, 3))
+    halves = [micro_sums(keys[s], micros[s], 3) for s in (slice(0, 1234), slice(1234, None))]
+    added = days_of(halves[0][0] + halves[1][0], halves[0][1] + halves[1][1])
+    assert np.array_equal(whole, added)
+    exact = [sum(int(m) for m in micros[keys == g]) / 86_400_000_000 for g in range(3)]
+    assert whole.tolist() == exact
+
+
+def test_a_groups_quantiles_do_not_depend_on_the_groups_before_it() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.random(1001) * 50
+    alone = grouped_stats(np.zeros(1001, dtype=np.int64), values, 1)
+    behind = grouped_stats(np.r_[np.zeros(777, dtype=np.int64), np.ones(1001, dtype=np.int64)],
+                           np.r_[rng.random(777), values], 2)
+    for name in ("median", "p90"):
+        assert alone[name][0] == behind[name][1]
+    assert alone["p90"][0] == pytest.approx(np.quantile(values, 0.9), rel=1e-12)
+
+
+@pytest.mark.parametrize(("parts", "buckets"), [(3, 2), (4, 5)])
+def test_process_maps_from_partitions_equal_the_whole_logs(ctx, parts, buckets) -> None:
+    runner = Dealt(ctx, parts, buckets, seed=parts)
+    variants = compute_variants(ctx)
+    for coverage in (1.0, 0.8, 0.5):
+        whole = process_map(ctx, coverage, variants)
+        dealt = process_map(ctx, coverage, variants, runner)
+        assert len(whole.edges) > 5 and dealt.cases_kept == whole.cases_kept
+        for name, table in whole.tables().items():
+            pd.testing.assert_frame_equal(dealt.tables()[name], table, check_exact=True)
+    assert runner.calls == 3
