@@ -14,6 +14,7 @@ import pytest
 from features.log import canonicalize
 from features.mapping import default_mapping
 from features.simulate import simulate_log
+from insight.bottlenecks import bottlenecks
 from insight.context import Context, grouped_stats
 from insight.partials import GroupValues, days_of, micro_sums
 from insight.process_map import compute_variants, process_map
@@ -87,3 +88,21 @@ def test_process_maps_from_partitions_equal_the_whole_logs(ctx, parts, buckets) 
         for name, table in whole.tables().items():
             pd.testing.assert_frame_equal(dealt.tables()[name], table, check_exact=True)
     assert runner.calls == 3
+
+
+@pytest.mark.parametrize("stage_column", [True, False])
+def test_bottlenecks_from_partitions_equal_the_whole_logs(ctx, stage_column) -> None:
+    if not stage_column:  # stages are then the last activity
+        events = ctx.events.drop(columns="stage")
+        ctx = Context.from_events(events, ctx.roles, ctx.as_of)
+    runner = Dealt(ctx, 3, 2, seed=7)
+    pmap = process_map(ctx)
+    whole = bottlenecks(ctx, pmap)
+    dealt = bottlenecks(ctx, pmap, runner)
+    assert runner.calls == 2  # the stays, then the stalls against each stage's P90
+    assert dealt.stage_source == whole.stage_source == (
+        "stage column" if stage_column else "last activity")
+    assert len(whole.stages) > 3 and len(whole.stuck) > 3
+    assert whole.stages["stalls"].sum() > 50 and whole.stages["median_days"].notna().all()
+    for name, table in whole.tables().items():
+        pd.testing.assert_frame_equal(dealt.tables()[name], table, check_exact=True)
