@@ -228,7 +228,7 @@ def _analyze_context(ctx: Context, opt: Options, runner: Runner | None = None) -
               for c in opt.coverage_levels}
     fun = _guard(lambda: funnel(ctx, opt.milestones), Funnel)
     bott = _guard(lambda: bottlenecks(ctx, full, runner), Bottlenecks)
-    rew = _guard(lambda: rework(ctx, opt.rework_activities), Rework)
+    rew = _guard(lambda: rework(ctx, opt.rework_activities, runner), Rework)
     conf = _guard(lambda: conformance(ctx, opt.happy_path, opt.strict_conformance),
                   Conformance)
     disc = _guard(lambda: discounts(ctx, opt.discount_threshold,

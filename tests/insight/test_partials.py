@@ -18,6 +18,7 @@ from insight.bottlenecks import bottlenecks
 from insight.context import Context, grouped_stats
 from insight.partials import GroupValues, days_of, micro_sums
 from insight.process_map import compute_variants, process_map
+from insight.rework import rework
 
 
 class Dealt:
@@ -106,3 +107,24 @@ def test_bottlenecks_from_partitions_equal_the_whole_logs(ctx, stage_column) -> 
     assert whole.stages["stalls"].sum() > 50 and whole.stages["median_days"].notna().all()
     for name, table in whole.tables().items():
         pd.testing.assert_frame_equal(dealt.tables()[name], table, check_exact=True)
+
+
+@pytest.mark.parametrize("stage_order", ["mapping", "shuffled"])
+def test_rework_from_partitions_equals_the_whole_logs(ctx, stage_order) -> None:
+    if stage_order == "shuffled":  # many regressions, many pairs tied on events
+        order = list(reversed(ctx.roles.stage_order))
+        ctx = Context.from_events(ctx.events, ctx.roles.model_copy(
+            update={"stage_order": order}), ctx.as_of)
+    runner = Dealt(ctx, 3, 1, seed=11)
+    for counted in (None, ["Quote Issued", "Meeting Held"]):
+        whole = rework(ctx, counted)
+        dealt = rework(ctx, counted, runner)
+        assert len(whole.activities) >= 2 and len(whole.regressions) >= 1
+        assert whole.summary["cases"].min() > 0
+        for name, table in whole.tables().items():
+            pd.testing.assert_frame_equal(dealt.tables()[name], table, check_exact=True)
+        assert np.array_equal(dealt.case_rework, whole.case_rework)
+        assert dealt.counted == whole.counted
+    assert runner.calls == 2
+    if stage_order == "shuffled":
+        assert len(whole.regressions) > 3
