@@ -229,8 +229,8 @@ def _analyze_context(ctx: Context, opt: Options, runner: Runner | None = None) -
     fun = _guard(lambda: funnel(ctx, opt.milestones), Funnel)
     bott = _guard(lambda: bottlenecks(ctx, full, runner), Bottlenecks)
     rew = _guard(lambda: rework(ctx, opt.rework_activities, runner), Rework)
-    conf = _guard(lambda: conformance(ctx, opt.happy_path, opt.strict_conformance),
-                  Conformance)
+    conf = _guard(lambda: conformance(ctx, opt.happy_path, opt.strict_conformance,
+                                      runner), Conformance)
     disc = _guard(lambda: discounts(ctx, opt.discount_threshold,
                                     opt.approval_activities), Discounts)
     pay = _guard(lambda: payments(ctx), Payments)

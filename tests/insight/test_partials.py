@@ -15,6 +15,7 @@ from features.log import canonicalize
 from features.mapping import default_mapping
 from features.simulate import simulate_log
 from insight.bottlenecks import bottlenecks
+from insight.conformance import conformance
 from insight.context import Context, grouped_stats
 from insight.partials import GroupValues, days_of, micro_sums
 from insight.process_map import compute_variants, process_map
@@ -128,3 +129,18 @@ def test_rework_from_partitions_equals_the_whole_logs(ctx, stage_order) -> None:
     assert runner.calls == 2
     if stage_order == "shuffled":
         assert len(whole.regressions) > 3
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_conformance_from_partitions_equals_the_whole_logs(ctx, strict) -> None:
+    runner = Dealt(ctx, 4, 1, seed=13)
+    shuffled = list(reversed(ctx.roles.expected_order))  # many deviations of every kind
+    for path in (None, shuffled):
+        whole = conformance(ctx, path, strict)
+        dealt = conformance(ctx, path, strict, runner)
+        assert 0 < whole.deviation_rate <= 1 and len(whole.unexpected) > 1
+        if path is not None:
+            assert (whole.steps[["out_of_order_cases", "repeated_cases"]].sum() > 0).all()
+        for name, table in whole.tables().items():
+            pd.testing.assert_frame_equal(dealt.tables()[name], table, check_exact=True)
+    assert runner.calls == 2
