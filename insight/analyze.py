@@ -231,8 +231,8 @@ def _analyze_context(ctx: Context, opt: Options, runner: Runner | None = None) -
     rew = _guard(lambda: rework(ctx, opt.rework_activities, runner), Rework)
     conf = _guard(lambda: conformance(ctx, opt.happy_path, opt.strict_conformance,
                                       runner), Conformance)
-    disc = _guard(lambda: discounts(ctx, opt.discount_threshold,
-                                    opt.approval_activities), Discounts)
+    disc = _guard(lambda: discounts(ctx, opt.discount_threshold, opt.approval_activities,
+                                    runner=runner), Discounts)
     pay = _guard(lambda: payments(ctx), Payments)
     insight = Insight(overview=_overview(ctx), process_map=full, detail_maps=detail,
                       variants=variants, funnel=fun, bottlenecks=bott, rework=rew,

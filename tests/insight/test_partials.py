@@ -17,6 +17,7 @@ from features.simulate import simulate_log
 from insight.bottlenecks import bottlenecks
 from insight.conformance import conformance
 from insight.context import Context, grouped_stats
+from insight.discounts import discounts
 from insight.partials import GroupValues, days_of, micro_sums
 from insight.process_map import compute_variants, process_map
 from insight.rework import rework
@@ -144,3 +145,23 @@ def test_conformance_from_partitions_equals_the_whole_logs(ctx, strict) -> None:
         for name, table in whole.tables().items():
             pd.testing.assert_frame_equal(dealt.tables()[name], table, check_exact=True)
     assert runner.calls == 2
+
+
+def test_discounts_from_partitions_equal_the_whole_logs(ctx) -> None:
+    runner = Dealt(ctx, 3, 1, seed=17)
+    for threshold in (15.0, 5.0, None):
+        whole = discounts(ctx, threshold)
+        dealt = discounts(ctx, threshold, runner=runner)
+        assert whole.available and whole.distribution["quotes"].sum() > 100
+        if threshold is not None:
+            assert whole.policy["quotes_above"].iloc[0] > 10
+        for name, table in whole.tables().items():
+            pd.testing.assert_frame_equal(dealt.tables()[name], table, check_exact=True)
+        assert dealt.given_away == whole.given_away
+        assert dealt.policy_note == whole.policy_note
+    assert runner.calls == 3
+    # "approved" only by a payment: every lost case's quote above 5% bypassed the policy
+    whole = discounts(ctx, 5.0, ["Payment Received"]).violations
+    assert len(whole) > 10
+    pd.testing.assert_frame_equal(discounts(ctx, 5.0, ["Payment Received"], runner=runner
+                                            ).violations, whole, check_exact=True)
