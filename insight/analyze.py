@@ -233,7 +233,7 @@ def _analyze_context(ctx: Context, opt: Options, runner: Runner | None = None) -
                                       runner), Conformance)
     disc = _guard(lambda: discounts(ctx, opt.discount_threshold, opt.approval_activities,
                                     runner=runner), Discounts)
-    pay = _guard(lambda: payments(ctx), Payments)
+    pay = _guard(lambda: payments(ctx, runner), Payments)
     insight = Insight(overview=_overview(ctx), process_map=full, detail_maps=detail,
                       variants=variants, funnel=fun, bottlenecks=bott, rework=rew,
                       conformance=conf, discounts=disc, payments=pay,

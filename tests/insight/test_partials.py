@@ -19,6 +19,7 @@ from insight.conformance import conformance
 from insight.context import Context, grouped_stats
 from insight.discounts import discounts
 from insight.partials import GroupValues, days_of, micro_sums
+from insight.payments import payments
 from insight.process_map import compute_variants, process_map
 from insight.rework import rework
 
@@ -165,3 +166,14 @@ def test_discounts_from_partitions_equal_the_whole_logs(ctx) -> None:
     assert len(whole) > 10
     pd.testing.assert_frame_equal(discounts(ctx, 5.0, ["Payment Received"], runner=runner
                                             ).violations, whole, check_exact=True)
+
+
+def test_payments_from_partitions_equal_the_whole_logs(ctx) -> None:
+    runner = Dealt(ctx, 3, 1, seed=19)
+    whole = payments(ctx)
+    dealt = payments(ctx, runner)
+    assert runner.calls == 1
+    assert whole.summary["paid"].iloc[0] > 50 and whole.summary["open"].iloc[0] > 0
+    assert whole.invoices["terms_known"].any() and len(whole.aging) > 0
+    for name, table in whole.tables().items():
+        pd.testing.assert_frame_equal(dealt.tables()[name], table, check_exact=True)
