@@ -222,7 +222,7 @@ def _guard(compute: Callable[[], Section], cls: type[Section]) -> Section:
 
 
 def _analyze_context(ctx: Context, opt: Options, runner: Runner | None = None) -> Insight:
-    variants = compute_variants(ctx, top_n=opt.top_variants)
+    variants = compute_variants(ctx, top_n=opt.top_variants, runner=runner)
     full = process_map(ctx, runner=runner)
     detail = {c: (full if c >= 1.0 else process_map(ctx, c, variants, runner))
               for c in opt.coverage_levels}

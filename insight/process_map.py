@@ -217,8 +217,9 @@ _P1 = np.uint64(0x9E3779B97F4A7C15)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
-def _case_hashes(ctx: Context) -> np.ndarray:
-    """Two 64-bit polynomial hashes and the length of each case's activity sequence.
+def _case_hashes(ctx: Context, codes: np.ndarray) -> np.ndarray:
+    """Two 64-bit polynomial hashes and the length of each case's activity sequence
+    (``codes``: each of the context's activity codes in the whole log's coding).
 
     sum((code + 1) * P**position) wraps modulo 2**64 in numpy's unsigned arithmetic:
     one multiply and one segmented sum per event, no per-case Python work. Two
@@ -231,7 +232,7 @@ def _case_hashes(ctx: Context) -> np.ndarray:
         p[0] = np.uint64(1)
         with np.errstate(over="ignore"):
             powers.append(np.cumprod(p, dtype=np.uint64))
-    code = (ctx.act + 1).astype(np.uint64)
+    code = (codes[ctx.act] + 1).astype(np.uint64)
     keys = []
     with np.errstate(over="ignore"):
         for p in powers:
@@ -240,8 +241,31 @@ def _case_hashes(ctx: Context) -> np.ndarray:
     return np.stack([keys[0], keys[1], ctx.case_lengths.astype(np.uint64)], axis=1)
 
 
-def compute_variants(ctx: Context, top_n: int = 10) -> Variants:
-    keys = _case_hashes(ctx)
+@dataclass
+class HashPartial:
+    """A partition's cases' sequence hashes (``_case_hashes``, activities coded as in the
+    whole log) for its cases ``number`` in the whole log's ``Context``."""
+
+    number: np.ndarray
+    keys: np.ndarray
+    values: None = None
+
+
+def hash_partial(ctx: Context, number: np.ndarray, names: np.ndarray) -> HashPartial:
+    """``names``: the whole log's activity names, in its coding."""
+    codes = pd.Index(names).get_indexer(ctx.activity_names).astype(np.int64)
+    return HashPartial(number=number, keys=_case_hashes(ctx, codes))
+
+
+def compute_variants(ctx: Context, top_n: int = 10, runner: Runner | None = None
+                     ) -> Variants:
+    """``runner``: where the cases' hashes are computed (``insight.partials``;
+    default: this process, the whole log as one partition)."""
+    partials, _ = (runner or InProcess(ctx)).run(
+        hash_partial, None, {"number": np.arange(ctx.n_cases)}, names=ctx.activity_names)
+    keys = np.zeros((ctx.n_cases, 3), dtype=np.uint64)
+    for part in partials:  # a loop over partitions
+        keys[part.number] = part.keys
     _, rep_case, inverse, counts = np.unique(keys, axis=0, return_index=True,
                                              return_inverse=True, return_counts=True)
     inverse = inverse.ravel()

@@ -177,3 +177,13 @@ def test_payments_from_partitions_equal_the_whole_logs(ctx) -> None:
     assert whole.invoices["terms_known"].any() and len(whole.aging) > 0
     for name, table in whole.tables().items():
         pd.testing.assert_frame_equal(dealt.tables()[name], table, check_exact=True)
+
+
+def test_variants_from_partitions_equal_the_whole_logs(ctx) -> None:
+    runner = Dealt(ctx, 3, 1, seed=23)
+    whole = compute_variants(ctx)
+    dealt = compute_variants(ctx, runner=runner)
+    assert runner.calls == 1 and len(whole.table) > 10
+    pd.testing.assert_frame_equal(dealt.table, whole.table, check_exact=True)
+    assert np.array_equal(dealt.case_variant, whole.case_variant)
+    assert dealt.tail_share == whole.tail_share
