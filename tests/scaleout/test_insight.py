@@ -97,3 +97,48 @@ def test_cli_insight_on_a_local_cluster(logs, tmp_path, monkeypatch):
                                       "local:1"])
     assert result.exit_code == 2 and "no such file or directory" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_driver_assembles_the_events_in_read_logs_order_once(logs):
+    """Partition by partition at their final rows: the same events and case table as
+    ``read_log`` and its ``Context``."""
+    from insight.context import Context
+    from scaleout.cluster import dask_client
+    from scaleout.input import read_partitioned
+    from scaleout.insight import EVENT_COLUMNS, assembled, partition_context
+
+    csv, parquet = logs
+    log = read_log(csv)
+    with dask_client(SPEC) as client:
+        scaled = read_partitioned(parquet, client, None, partitions=3)
+        contexts = scaled.map(partition_context, scaled.mapping.roles)
+        events, cases, numbers = assembled(client, contexts)
+    expected = log.events[[c for c in EVENT_COLUMNS if c in log.events.columns]]
+    assert len(numbers) == 3 and sorted(np.concatenate(numbers)) == list(range(len(cases)))
+    for name in expected.columns:
+        found = events[name]
+        if isinstance(found.dtype, pd.CategoricalDtype):
+            found = found.astype(object).where(found.notna(), None)
+            pd.testing.assert_series_equal(found, expected[name].astype(object).where(
+                expected[name].notna(), None), check_names=False)
+        else:
+            pd.testing.assert_series_equal(found, expected[name], check_names=False)
+    pd.testing.assert_frame_equal(cases.reset_index(drop=True),
+                                  Context.from_log(log).cases)
+    assert np.array_equal(np.diff(events["case_id"].to_numpy()) >= 0,
+                          np.ones(len(events) - 1, dtype=bool))
+
+
+def test_a_coded_column_is_filled_from_partitions_with_their_own_names():
+    from scaleout.insight import _Column
+
+    union = pd.Index(["Lead", "Proposal", "Won"])
+    first = pd.Series(["Won", None, "Lead"], dtype="category")
+    second = pd.Series(["Proposal", "Won"], dtype="category")
+    column = _Column(first, 5, union)
+    column.fill(np.array([4, 0, 2]), first)
+    column.fill(np.array([1, 3]), second)
+    found = column.series()
+    assert list(found.cat.categories) == list(union)
+    assert found.astype(object).where(found.notna(), None).tolist() == [
+        None, "Proposal", "Lead", "Won", "Won"]
