@@ -40,7 +40,7 @@ import pandas as pd
 from features.log import EventLog
 from features.mapping import Mapping as LogMapping
 from features.mapping import Roles
-from features.prefixes import sort_key
+from features.prefixes import epoch_micros, sort_key
 from features.schema import ROW_COLUMN
 from insight.context import Context, without_empty_attributes
 from insight.partials import GroupValues, Stats
@@ -65,14 +65,14 @@ class InsightPart:
 def partition_context(events: pd.DataFrame, roles: Roles) -> Context | None:
     """A partition's own ``Context`` (None when it holds no event), kept on its worker
     for the sections' partials: its case table with every attribute column, and its
-    events reduced to the case id and the ``EVENT_COLUMNS`` (the case table, made
-    first, is what reads the rest)."""
+    events reduced to the ``EVENT_COLUMNS`` (the case table, made first, is what reads
+    the rest; the cases are numbered in ``case``)."""
     if len(events) == 0:
         return None
     events = events.sort_values(["case_id", "timestamp", ROW_COLUMN], kind="stable"
                                 ).reset_index(drop=True)
     ctx = Context.from_events(events, roles, every_attribute=True)
-    ctx.events = ctx.events[["case_id", *[c for c in EVENT_COLUMNS if c in events.columns]]]
+    ctx.events = ctx.events[[c for c in EVENT_COLUMNS if c in events.columns]]
     return ctx
 
 
@@ -280,7 +280,9 @@ def insight_on_cluster(log: str | Path, mapping: str | Path | LogMapping | None,
         if len(events) == 0:
             raise InsightError("the log has no events to analyse")
         step("computing the insight")
-        context = Context.from_events(events, roles, as_of, cases=cases)
+        context = Context.from_codes(events, roles, as_of, events["case_id"].to_numpy(),
+                                     events["activity"].array,
+                                     epoch_micros(events["timestamp"]), cases)
         read = EventLog(events, quarantine=pd.DataFrame(), report=scaled.report,
                         mapping=scaled.mapping)
         with_cases = [i for i, n in enumerate(sizes) if n]

@@ -187,3 +187,19 @@ def test_variants_from_partitions_equal_the_whole_logs(ctx) -> None:
     pd.testing.assert_frame_equal(dealt.table, whole.table, check_exact=True)
     assert np.array_equal(dealt.case_variant, whole.case_variant)
     assert dealt.tail_share == whole.tail_share
+
+
+def test_a_context_from_codes_equals_the_one_from_events(ctx) -> None:
+    """The Dask driver's ``Context`` of assembled codes: activities numbered in order of
+    first appearance, whatever the categories' order."""
+    events = ctx.events.assign(case_id=ctx.case, activity=ctx.events["activity"].astype(
+        "category"))
+    assert list(events["activity"].cat.categories) != list(ctx.activity_names)
+    built = Context.from_codes(events, ctx.roles, ctx.as_of, ctx.case,
+                               events["activity"].array, ctx.t, ctx.cases)
+    for name in ("case", "act", "t", "activity_names"):
+        assert np.array_equal(getattr(built, name), getattr(ctx, name)), name
+    assert built.n_cases == ctx.n_cases and built.notes == ctx.notes
+    with pytest.raises(ValueError, match="rows in the case table"):
+        Context.from_codes(events, ctx.roles, ctx.as_of, ctx.case, events["activity"].array,
+                           ctx.t, ctx.cases.iloc[1:])
