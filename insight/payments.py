@@ -74,7 +74,10 @@ def payments(ctx: Context, runner: Runner | None = None) -> Payments:
         "median_delay_days": float(np.nanmedian(delay)) if paid.any() else np.nan,
         "on_time_share": float(np.nanmean(on_time)) if (paid & known_terms).any() else np.nan,
     }])
-    attrs = ctx.cases.set_index("case_id")
+    # only the case columns read below: a copy of the whole case table costs more than
+    # the invoices
+    attrs = ctx.cases.set_index("case_id")[[c for c in (*PAYMENT_SEGMENTS, "value", "currency")
+                                            if c in ctx.cases.columns]]
     joined = invoices.join(attrs, on="case_id", rsuffix="_case")
     parts = []
     for attribute in PAYMENT_SEGMENTS:
