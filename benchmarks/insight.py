@@ -18,7 +18,7 @@ are processes of their own).
 With ``--json`` the last line of stdout is one JSON object with ``events_1m``,
 ``seconds_1m``, ``peak_mb_1m``, ``bpic2012_map_s`` and the per-log figures (with
 ``--dask``: ``dask_seconds_1m`` and ``dask_driver_peak_mb_1m``). Figures and
-method: docs/performance.md.
+method: docs/performance.md (one process) and docs/scale.md (``--dask``).
 """
 
 from __future__ import annotations

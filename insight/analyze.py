@@ -21,6 +21,7 @@ from insight.context import MONTH, Context, InsightError, money, win_rate
 from insight.discounts import DEFAULT_APPROVALS, DEFAULT_THRESHOLD, Discounts, discounts
 from insight.format import days, money_text, pct
 from insight.funnel import Funnel, Milestones, funnel
+from insight.partials import Runner
 from insight.payments import Payments, payments
 from insight.process_map import ProcessMap, Variants, compute_variants, process_map
 from insight.rework import Rework, rework
@@ -133,7 +134,8 @@ def analyze(log: EventLog | Context, by: str | None = None, *,
             strict_conformance: bool = False, rework_activities: list[str] | None = None,
             discount_threshold: float | None = None,
             approval_activities: tuple[str, ...] | list[str] | None = None,
-            as_of: pd.Timestamp | None = None, context: Context | None = None) -> Insight:
+            as_of: pd.Timestamp | None = None, context: Context | None = None,
+            runner: Runner | None = None) -> Insight:
     """The whole insight of a read log (``features.log.read_log``).
 
     ``by``: a case attribute (region, rep, lead_source, product, contract_type, an
@@ -144,7 +146,10 @@ def analyze(log: EventLog | Context, by: str | None = None, *,
     open cases (default: the log's last event). Policy arguments left None come from
     the mapping's ``process`` section, else the built-in defaults. ``context``: the
     log's ``Context`` when it was built elsewhere (from partitions on Dask), with its
-    own ``as_of``; ``log`` then gives the mapping and the source.
+    own ``as_of``; ``log`` then gives the mapping and the source. ``runner``: where
+    the sections that split into per-partition partials compute them (the partitions
+    of ``context`` on a Dask cluster; default: this process); segments (``by``) are
+    analysed in this process.
     """
     if context is not None and as_of is not None:
         raise ValueError("as_of belongs to the context when a context is given")
@@ -162,7 +167,7 @@ def analyze(log: EventLog | Context, by: str | None = None, *,
                       tuple(approval_activities))
     ctx = (context if context is not None else log if isinstance(log, Context)
            else Context.from_log(log, as_of))
-    result = _analyze_context(ctx, options)
+    result = _analyze_context(ctx, options, runner)
     result.source = log.report.source if isinstance(log, EventLog) else ""
     if by is not None:
         result.by = by
@@ -216,19 +221,19 @@ def _guard(compute: Callable[[], Section], cls: type[Section]) -> Section:
         return cls.unavailable(f"could not be computed on this log: {exc}")
 
 
-def _analyze_context(ctx: Context, opt: Options) -> Insight:
-    variants = compute_variants(ctx, top_n=opt.top_variants)
-    full = process_map(ctx)
-    detail = {c: (full if c >= 1.0 else process_map(ctx, c, variants))
+def _analyze_context(ctx: Context, opt: Options, runner: Runner | None = None) -> Insight:
+    variants = compute_variants(ctx, top_n=opt.top_variants, runner=runner)
+    full = process_map(ctx, runner=runner)
+    detail = {c: (full if c >= 1.0 else process_map(ctx, c, variants, runner))
               for c in opt.coverage_levels}
     fun = _guard(lambda: funnel(ctx, opt.milestones), Funnel)
-    bott = _guard(lambda: bottlenecks(ctx, full), Bottlenecks)
-    rew = _guard(lambda: rework(ctx, opt.rework_activities), Rework)
-    conf = _guard(lambda: conformance(ctx, opt.happy_path, opt.strict_conformance),
-                  Conformance)
-    disc = _guard(lambda: discounts(ctx, opt.discount_threshold,
-                                    opt.approval_activities), Discounts)
-    pay = _guard(lambda: payments(ctx), Payments)
+    bott = _guard(lambda: bottlenecks(ctx, full, runner), Bottlenecks)
+    rew = _guard(lambda: rework(ctx, opt.rework_activities, runner), Rework)
+    conf = _guard(lambda: conformance(ctx, opt.happy_path, opt.strict_conformance,
+                                      runner), Conformance)
+    disc = _guard(lambda: discounts(ctx, opt.discount_threshold, opt.approval_activities,
+                                    runner=runner), Discounts)
+    pay = _guard(lambda: payments(ctx, runner), Payments)
     insight = Insight(overview=_overview(ctx), process_map=full, detail_maps=detail,
                       variants=variants, funnel=fun, bottlenecks=bott, rework=rew,
                       conformance=conf, discounts=disc, payments=pay,

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from insight.context import MONTH, Context, distinct
+from insight.partials import InProcess, Runner, summed
 from insight.sections import Section
 
 #: segment attributes of the deviation-rate tables, when the log has them
@@ -52,8 +53,10 @@ class Conformance(Section):
         return float(1.0 - self.cases["conforming"].mean()) if len(self.cases) else np.nan
 
 
-def conformance(ctx: Context, happy_path: list[str] | None = None, strict: bool = False
-                ) -> Conformance:
+def conformance(ctx: Context, happy_path: list[str] | None = None, strict: bool = False,
+                runner: Runner | None = None) -> Conformance:
+    """``runner``: where the partials are computed (``insight.partials``; default: this
+    process, the whole log as one partition)."""
     path = list(happy_path) if happy_path else list(ctx.roles.expected_order)
     source = "happy path" if happy_path else "mapping expected_order"
     if not path:
@@ -61,6 +64,91 @@ def conformance(ctx: Context, happy_path: list[str] | None = None, strict: bool 
                                        "roles.expected_order and no happy path was given")
     if len(set(path)) != len(path):
         raise ValueError(f"the expected path names a step twice: {path}")
+    m = len(path)
+    n = ctx.n_cases
+    partials, _ = (runner or InProcess(ctx)).run(
+        conformance_partial, None, {"number": np.arange(n)}, path=path, strict=strict)
+    per_case = {name: np.zeros(n, dtype=dtype) for name, dtype in _PER_CASE.items()}
+    step_counts = {name: np.zeros(m, dtype=np.int64) for name in _PER_STEP}
+    for p in partials:  # a loop over partitions
+        for name in _PER_CASE:
+            per_case[name][p.number] = p.cases[name]
+        for name in _PER_STEP:
+            step_counts[name] += p.steps[name]
+    furthest = per_case["furthest"]
+    conforming = per_case["conforming"]
+    cases = pd.DataFrame({
+        "case_id": ctx.cases["case_id"].to_numpy(), "events": ctx.case_lengths,
+        "skipped": per_case["skipped"], "out_of_order": per_case["out_of_order"],
+        "repeated": per_case["repeated"], "unexpected": per_case["unexpected"],
+        "fitness": per_case["fitness"], "conforming": conforming,
+        "furthest_step": np.where(furthest >= 0, np.asarray(path, dtype=object)[
+            np.maximum(furthest, 0)], None),
+    })
+    steps = pd.DataFrame({"activity": path, "position": np.arange(1, m + 1),
+                          "cases_done": step_counts["cases_done"],
+                          "skipped_cases": step_counts["skipped_cases"],
+                          "out_of_order_cases": step_counts["out_of_order_cases"],
+                          "repeated_cases": step_counts["repeated_cases"]})
+    # activities in the whole log's code order, then by events (ties keep that order)
+    un = summed([p.unexpected for p in partials], ["activity"])
+    un = un.iloc[np.argsort(pd.Index(ctx.activity_names).get_indexer(un["activity"]),
+                            kind="stable")]
+    unexpected_table = pd.DataFrame({"activity": un["activity"].to_numpy(dtype=object),
+                                     "events": un["events"].to_numpy(dtype=np.int64),
+                                     "cases": un["cases"].to_numpy(dtype=np.int64)}
+                                    ).sort_values("events", ascending=False, kind="stable"
+                                                  ).reset_index(drop=True)
+    skipped = per_case["skipped"]
+    cnt = {"out_of_order": per_case["out_of_order"], "repeated": per_case["repeated"]}
+    frame = cases.assign(deviating=~conforming, any_skip=skipped > 0,
+                         any_ooo=cnt["out_of_order"] > 0, any_repeat=cnt["repeated"] > 0)
+    parts = []
+    for attribute in RATE_SEGMENTS:
+        if attribute != MONTH and attribute not in ctx.cases.columns:
+            continue
+        seg = ctx.segment_of_cases(attribute).to_numpy()
+        g = frame.groupby(seg, sort=True)
+        part = pd.DataFrame({
+            "cases": g.size(), "deviation_rate": g["deviating"].mean(),
+            "skip_rate": g["any_skip"].mean(), "out_of_order_rate": g["any_ooo"].mean(),
+            "repeat_rate": g["any_repeat"].mean(), "mean_fitness": g["fitness"].mean()})
+        part.index.name = "segment"
+        parts.append(part.reset_index().assign(attribute=attribute))
+    by_segment = (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame())
+    if len(by_segment):
+        by_segment = by_segment[["attribute", "segment", "cases", "deviation_rate",
+                                 "skip_rate", "out_of_order_rate", "repeat_rate",
+                                 "mean_fitness"]]
+    return Conformance(cases=cases, steps=steps, unexpected=unexpected_table,
+                       by_segment=by_segment, path=path, source=source, strict=strict)
+
+
+#: per case figures of a partial, and their types
+_PER_CASE = {"skipped": np.int64, "out_of_order": np.int64, "repeated": np.int64,
+             "unexpected": np.int64, "fitness": np.float64, "conforming": bool,
+             "furthest": np.int64}
+#: per expected step counts of cases of a partial
+_PER_STEP = ("cases_done", "skipped_cases", "out_of_order_cases", "repeated_cases")
+
+
+@dataclass
+class ConformancePartial:
+    """A partition's cases against the expected path: ``cases`` (per case, in the
+    order of ``number``, the case numbers in the whole log's ``Context``: the
+    ``_PER_CASE`` figures; ``furthest``: the furthest step reached, -1 none),
+    ``steps`` (per step the ``_PER_STEP`` counts) and ``unexpected`` (activity, events,
+    cases)."""
+
+    number: np.ndarray
+    cases: dict[str, np.ndarray]
+    steps: dict[str, np.ndarray]
+    unexpected: pd.DataFrame
+    values: None = None
+
+
+def conformance_partial(ctx: Context, number: np.ndarray, path: list[str], strict: bool
+                        ) -> ConformancePartial:
     m = len(path)
     pos_of = {a: i for i, a in enumerate(path)}
     act_pos = np.array([pos_of.get(a, -1) for a in ctx.activity_names], dtype=np.int64)
@@ -104,50 +192,23 @@ def conformance(ctx: Context, happy_path: list[str] | None = None, strict: bool 
     if strict:
         conforming &= cnt["unexpected"] == 0
     conforming &= cnt["expected"] > 0
-    cases = pd.DataFrame({
-        "case_id": ctx.cases["case_id"].to_numpy(), "events": ctx.case_lengths,
-        "skipped": skipped, "out_of_order": cnt["out_of_order"], "repeated": cnt["repeated"],
-        "unexpected": cnt["unexpected"], "fitness": fitness, "conforming": conforming,
-        "furthest_step": np.where(furthest >= 0, np.asarray(path, dtype=object)[
-            np.maximum(furthest, 0)], None),
-    })
 
     ooo_cases = np.zeros((n, m), dtype=bool)
     ooo_cases[case[out_of_order], pos[out_of_order]] = True
     rep_cases = np.zeros((n, m), dtype=bool)
     rep_cases[case[repeated], pos[repeated]] = True
-    steps = pd.DataFrame({"activity": path, "position": np.arange(1, m + 1),
-                          "cases_done": done.sum(axis=0),
-                          "skipped_cases": skipped_matrix.sum(axis=0),
-                          "out_of_order_cases": ooo_cases.sum(axis=0),
-                          "repeated_cases": rep_cases.sum(axis=0)})
     k = ctx.n_activities
     un_ev = np.bincount(ctx.act[unexpected], minlength=k)
     un_cases = np.bincount(distinct(case[unexpected] * k + ctx.act[unexpected]) % k,
                            minlength=k)
     seen = np.flatnonzero(un_ev)
-    unexpected_table = pd.DataFrame({"activity": ctx.activity_names[seen],
-                                     "events": un_ev[seen], "cases": un_cases[seen]}
-                                    ).sort_values("events", ascending=False, kind="stable"
-                                                  ).reset_index(drop=True)
-    frame = cases.assign(deviating=~conforming, any_skip=skipped > 0,
-                         any_ooo=cnt["out_of_order"] > 0, any_repeat=cnt["repeated"] > 0)
-    parts = []
-    for attribute in RATE_SEGMENTS:
-        if attribute != MONTH and attribute not in ctx.cases.columns:
-            continue
-        seg = ctx.segment_of_cases(attribute).to_numpy()
-        g = frame.groupby(seg, sort=True)
-        part = pd.DataFrame({
-            "cases": g.size(), "deviation_rate": g["deviating"].mean(),
-            "skip_rate": g["any_skip"].mean(), "out_of_order_rate": g["any_ooo"].mean(),
-            "repeat_rate": g["any_repeat"].mean(), "mean_fitness": g["fitness"].mean()})
-        part.index.name = "segment"
-        parts.append(part.reset_index().assign(attribute=attribute))
-    by_segment = (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame())
-    if len(by_segment):
-        by_segment = by_segment[["attribute", "segment", "cases", "deviation_rate",
-                                 "skip_rate", "out_of_order_rate", "repeat_rate",
-                                 "mean_fitness"]]
-    return Conformance(cases=cases, steps=steps, unexpected=unexpected_table,
-                       by_segment=by_segment, path=path, source=source, strict=strict)
+    return ConformancePartial(
+        number=number,
+        cases={"skipped": skipped, "out_of_order": cnt["out_of_order"],
+               "repeated": cnt["repeated"], "unexpected": cnt["unexpected"],
+               "fitness": fitness, "conforming": conforming, "furthest": furthest},
+        steps={"cases_done": done.sum(axis=0), "skipped_cases": skipped_matrix.sum(axis=0),
+               "out_of_order_cases": ooo_cases.sum(axis=0),
+               "repeated_cases": rep_cases.sum(axis=0)},
+        unexpected=pd.DataFrame({"activity": ctx.activity_names[seen], "events": un_ev[seen],
+                                 "cases": un_cases[seen]}))

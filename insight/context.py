@@ -100,6 +100,39 @@ class Context:
             ctx.cases = cases.reset_index(drop=True)
         return ctx
 
+    @classmethod
+    def from_codes(cls, events: pd.DataFrame, roles: Roles, as_of: pd.Timestamp | None,
+                   case: np.ndarray, activity: pd.Categorical, t: np.ndarray,
+                   cases: pd.DataFrame) -> Context:
+        """A ``Context`` of events already in case-time order whose case numbers (0..,
+        non-decreasing), activities (as categories) and times (us) are at hand (the
+        partitions' events assembled on a Dask driver): ``from_events`` without the
+        factorizing and the order checks, which cost more than the arrays they make.
+        Activity codes are numbered in order of first appearance, as ``from_events``
+        numbers them."""
+        codes = np.asarray(activity.codes)
+        k = len(activity.categories)
+        # each category's first row: one pass per category over one-byte codes (a
+        # handful of categories; no per-event index array)
+        first = np.array([int(np.argmax(codes == c)) if (codes == c).any() else len(codes)
+                          for c in range(k)], dtype=np.int64)
+        present = np.flatnonzero(first < len(codes))
+        order = present[np.argsort(first[present], kind="stable")]
+        rank = np.full(k + 1, -1, dtype=np.int64)  # code -1 (missing) stays -1
+        rank[order] = np.arange(order.size)
+        names = np.asarray(activity.categories, dtype=object)[order]
+        if as_of is None:
+            as_of = pd.Timestamp(int(t.max()), unit="us", tz="UTC")
+        ctx = cls(events=events, roles=roles, as_of=as_of, case=case, act=rank[codes],
+                  activity_names=names, t=t, cases=cases.reset_index(drop=True))
+        if len(cases) != ctx.n_cases:
+            raise ValueError(f"{len(cases)} rows in the case table for {ctx.n_cases} cases")
+        if not roles.measure_end_activities:  # see case_table's "completed"
+            ctx.notes.append("the mapping names no end activities (roles.case_end, "
+                             "measure_end): every case counts as completed, none as open "
+                             "or stuck")
+        return ctx
+
     def subset(self, case_mask: np.ndarray) -> Context:
         """The same analysis restricted to some cases (a segment, a detail level): their
         events, and their rows of the case table without the attributes none of them
@@ -309,7 +342,10 @@ def grouped_stats(keys: np.ndarray, values: np.ndarray, n_groups: int
 
     One sort of (key, value) instead of a groupby quantile; quantiles interpolate
     linearly between order statistics, as numpy's and pandas' default does. Missing
-    values are left out; a group without values gets NaN.
+    values are left out; a group without values gets NaN. A group's median and P90
+    depend on its values alone, not on where the group sits in the sort (the
+    interpolation's fraction is taken within the group), so the same values sorted
+    elsewhere (a bucket of groups on a Dask worker) give the same bits.
     """
     ok = ~np.isnan(values)
     keys, values = keys[ok], values[ok]
@@ -325,14 +361,16 @@ def grouped_stats(keys: np.ndarray, values: np.ndarray, n_groups: int
     with np.errstate(invalid="ignore", divide="ignore"):
         out["mean"] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     for name, q in (("median", 0.5), ("p90", 0.9)):
-        pos = starts + q * np.maximum(counts - 1, 0)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.ceil(pos).astype(np.int64)
+        within = q * np.maximum(counts - 1, 0)
+        below = np.floor(within)
+        frac = within - below
+        lo = starts + below.astype(np.int64)
+        hi = starts + np.ceil(within).astype(np.int64)
         valid = counts > 0
         res = np.full(n_groups, np.nan)
         if valid.any():
             lo_v, hi_v = v[lo[valid]], v[hi[valid]]
-            res[valid] = lo_v + (hi_v - lo_v) * (pos[valid] - lo[valid])
+            res[valid] = lo_v + (hi_v - lo_v) * frac[valid]
         out[name] = res
     return out
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from insight.context import MICROS_PER_DAY, Context, money, win_rate
+from insight.partials import InProcess, Runner
 from insight.sections import Section
 
 BANDS = (-np.inf, 0.0, 5.0, 10.0, 15.0, 20.0, 30.0, np.inf)
@@ -54,21 +55,28 @@ class Discounts(Section):
 
 def discounts(ctx: Context, threshold: float | None = DEFAULT_THRESHOLD,
               approval_activities: list[str] | tuple[str, ...] = DEFAULT_APPROVALS,
-              request_activities: list[str] | tuple[str, ...] = DEFAULT_REQUESTS
-              ) -> Discounts:
+              request_activities: list[str] | tuple[str, ...] = DEFAULT_REQUESTS,
+              runner: Runner | None = None) -> Discounts:
+    """``runner``: where the quotes are read (``insight.partials``; default: this
+    process, the whole log as one partition)."""
     if "discount_pct" not in ctx.events.columns or not ctx.has_column("discount_pct"):
         return Discounts.unavailable("no discount column mapped (or no event has a "
                                      "discount)")
-    disc = ctx.events["discount_pct"].to_numpy(dtype="float64", na_value=np.nan)
-    is_quote = ~np.isnan(disc)
-    q_rows = np.flatnonzero(is_quote)
-    q_disc = disc[q_rows]
+    partials, _ = (runner or InProcess(ctx)).run(
+        quote_partial, None, {"number": np.arange(ctx.n_cases)},
+        approvals=list(approval_activities), requests=list(request_activities))
+    # the quotes in the whole log's order: by case number, then within the case
+    quotes = pd.concat([p.quotes for p in partials], ignore_index=True).sort_values(
+        ["number", "row"], kind="stable").reset_index(drop=True)
+    case_disc = np.full(ctx.n_cases, np.nan)
+    for p in partials:  # a loop over partitions
+        case_disc[p.number] = p.case_discount
+    q_disc = quotes["discount_pct"].to_numpy(dtype=np.float64)
     band = pd.cut(q_disc, BANDS, labels=list(BAND_LABELS))
     dist = pd.Series(band).value_counts(sort=False).reindex(list(BAND_LABELS), fill_value=0)
     distribution = pd.DataFrame({"band": dist.index.astype(str), "quotes": dist.to_numpy(),
-                                 "share": dist.to_numpy() / len(q_rows)})
+                                 "share": dist.to_numpy() / len(q_disc)})
 
-    case_disc = ctx.case_value("discount_pct", how="last").to_numpy(dtype="float64")
     has_disc = ~np.isnan(case_disc)
     case_band = pd.cut(case_disc, BANDS, labels=list(BAND_LABELS))
     cases = ctx.cases
@@ -120,49 +128,27 @@ def discounts(ctx: Context, threshold: float | None = DEFAULT_THRESHOLD,
 
     result = Discounts(distribution=distribution, bands=bands, by_segment=by_segment,
                        given_away=given, threshold=threshold)
-    _policy(ctx, result, disc, q_rows, threshold, list(approval_activities),
-            list(request_activities), above_case)
+    _policy(ctx, result, quotes, threshold, list(approval_activities), above_case)
     return result
 
 
-def _policy(ctx: Context, result: Discounts, disc: np.ndarray, q_rows: np.ndarray,
-            threshold: float | None, approvals: list[str], requests: list[str],
-            above_case: np.ndarray | None) -> None:
+def _policy(ctx: Context, result: Discounts, quotes: pd.DataFrame, threshold: float | None,
+            approvals: list[str], above_case: np.ndarray | None) -> None:
     if threshold is None:
         result.policy_note = "no discount policy threshold given"
         return
-    codes = ctx.codes_of(approvals)
-    if codes.size == 0:
+    if ctx.codes_of(approvals).size == 0:
         result.policy_note = (f"none of the approval activities {approvals} is in the log: "
                               "approvals cannot be checked")
         return
-    n = len(ctx.case)
-    # each event's quote window: the number of quotes so far in the log; an approval
-    # belongs to the latest quote of its own case before it
-    quote_mask = np.zeros(n, dtype=bool)
-    quote_mask[q_rows] = True
-    window = np.cumsum(quote_mask) - 1
-    is_appr = np.isin(ctx.act, codes)
-    appr_rows = np.flatnonzero(is_appr & (window >= 0))
-    appr_rows = appr_rows[ctx.case[appr_rows] == ctx.case[q_rows[window[appr_rows]]]]
-    first_appr = np.full(len(q_rows), -1, dtype=np.int64)
-    if appr_rows.size:
-        w = window[appr_rows]  # non-decreasing along the rows: first of each run
-        first = np.r_[True, w[1:] != w[:-1]]
-        first_appr[w[first]] = ctx.t[appr_rows[first]]
-    above = disc[q_rows] > threshold
+    disc = quotes["discount_pct"].to_numpy(dtype=np.float64)
+    first_appr = quotes["approved_at"].to_numpy(dtype=np.int64)
+    quoted_at = quotes["time"].to_numpy(dtype=np.int64)
+    decided = quotes["decided"].to_numpy(dtype=bool)
+    number = quotes["number"].to_numpy(dtype=np.int64)
+    above = disc > threshold
     approved = first_appr >= 0
-    # an approval may still come while the case has only asked for it since the quote:
-    # a quote is decided once its case is completed or moves on (any event after it other
-    # than an approval request)
-    own = np.flatnonzero(window >= 0)
-    own = own[ctx.case[own] == ctx.case[q_rows[window[own]]]]
-    moves_on = own[~quote_mask[own] & ~np.isin(ctx.act[own], ctx.codes_of(list(requests)))]
-    moved = np.bincount(window[moves_on], minlength=len(q_rows)) > 0
-    later_quote = np.r_[ctx.case[q_rows][1:] == ctx.case[q_rows][:-1], False]
-    completed = ctx.cases["completed"].to_numpy()[ctx.case[q_rows]]
-    decided = later_quote | completed | moved
-    wait = (first_appr - ctx.t[q_rows]) / MICROS_PER_DAY
+    wait = (first_appr - quoted_at) / MICROS_PER_DAY
     waits = wait[above & approved]
     won = ctx.won
     won_above = int((won & above_case).sum()) if above_case is not None else 0
@@ -176,13 +162,58 @@ def _policy(ctx: Context, result: Discounts, disc: np.ndarray, q_rows: np.ndarra
         "won_cases_above": won_above,
         "share_of_won_above": won_above / won.sum() if won.sum() else np.nan,
     }])
-    bad = q_rows[above & ~approved & decided]
+    bad = np.flatnonzero(above & ~approved & decided)
     result.violations = pd.DataFrame({
-        "case_id": ctx.cases["case_id"].to_numpy()[ctx.case[bad]],
-        "time": pd.to_datetime(ctx.t[bad], unit="us", utc=True),
+        "case_id": ctx.cases["case_id"].to_numpy()[number[bad]],
+        "time": pd.to_datetime(quoted_at[bad], unit="us", utc=True),
         "discount_pct": disc[bad],
-        "rep": ctx.cases["rep"].to_numpy()[ctx.case[bad]] if "rep" in ctx.cases else None,
+        "rep": ctx.cases["rep"].to_numpy()[number[bad]] if "rep" in ctx.cases else None,
     })
+
+
+@dataclass
+class QuotePartial:
+    """A partition's quotes: ``quotes``: per quote its case ``number`` (in the whole
+    log's ``Context``), ``row`` within the case, time, discount_pct, approved_at (its
+    first approval, us; -1: none) and decided (see ``_policy``); ``case_discount``: per
+    case of ``number`` its last discount (NaN: none)."""
+
+    number: np.ndarray
+    quotes: pd.DataFrame
+    case_discount: np.ndarray
+    values: None = None
+
+
+def quote_partial(ctx: Context, number: np.ndarray, approvals: list[str], requests: list[str]
+                  ) -> QuotePartial:
+    disc = ctx.events["discount_pct"].to_numpy(dtype="float64", na_value=np.nan)
+    quote_mask = ~np.isnan(disc)
+    q_rows = np.flatnonzero(quote_mask)
+    # each event's quote window: the number of quotes so far in the log; an approval
+    # belongs to the latest quote of its own case before it
+    window = np.cumsum(quote_mask) - 1
+    is_appr = np.isin(ctx.act, ctx.codes_of(approvals))
+    appr_rows = np.flatnonzero(is_appr & (window >= 0))
+    appr_rows = appr_rows[ctx.case[appr_rows] == ctx.case[q_rows[window[appr_rows]]]]
+    first_appr = np.full(len(q_rows), -1, dtype=np.int64)
+    if appr_rows.size:
+        w = window[appr_rows]  # non-decreasing along the rows: first of each run
+        first = np.r_[True, w[1:] != w[:-1]]
+        first_appr[w[first]] = ctx.t[appr_rows[first]]
+    # an approval may still come while the case has only asked for it since the quote:
+    # a quote is decided once its case is completed or moves on (any event after it other
+    # than an approval request)
+    own = np.flatnonzero(window >= 0)
+    own = own[ctx.case[own] == ctx.case[q_rows[window[own]]]]
+    moves_on = own[~quote_mask[own] & ~np.isin(ctx.act[own], ctx.codes_of(list(requests)))]
+    moved = np.bincount(window[moves_on], minlength=len(q_rows)) > 0
+    later_quote = np.r_[ctx.case[q_rows][1:] == ctx.case[q_rows][:-1], False]
+    completed = ctx.cases["completed"].to_numpy()[ctx.case[q_rows]]
+    return QuotePartial(number=number, quotes=pd.DataFrame({
+        "number": number[ctx.case[q_rows]], "row": ctx.position[q_rows],
+        "time": ctx.t[q_rows], "discount_pct": disc[q_rows], "approved_at": first_appr,
+        "decided": later_quote | completed | moved}),
+        case_discount=ctx.case_value("discount_pct", how="last").to_numpy(dtype="float64"))
 
 
 def discount_win_rate(result: Discounts, band: str) -> float:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from insight.context import MICROS_PER_DAY, Context, first_per_case
+from insight.partials import InProcess, Runner
 from insight.sections import Section
 
 AGING_BUCKETS = (-np.inf, 0.0, 30.0, 60.0, 90.0, np.inf)
@@ -42,7 +43,9 @@ class Payments(Section):
     invoices: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def payments(ctx: Context) -> Payments:
+def payments(ctx: Context, runner: Runner | None = None) -> Payments:
+    """``runner``: where the invoices are read (``insight.partials``; default: this
+    process, the whole log as one partition)."""
     roles = ctx.roles
     if not roles.invoice:
         return Payments.unavailable("no invoice activity in the mapping (roles.invoice)")
@@ -51,10 +54,9 @@ def payments(ctx: Context) -> Payments:
     if ctx.codes_of(roles.invoice).size == 0:
         return Payments.unavailable(f"no invoice activity ({', '.join(roles.invoice)}) "
                                     "in the log")
-    timing = invoice_timing(ctx)
+    timing, known_terms = _invoices(ctx, runner)
     if len(timing) == 0:
         return Payments.unavailable("no won case has an invoice")
-    known_terms = _terms_known(ctx, timing.index)
     pay = timing["payment_time"]
     paid = pay.notna().to_numpy()
     days_to_pay = ((pay - timing["invoice_time"]) / pd.Timedelta(days=1)).to_numpy()
@@ -72,7 +74,10 @@ def payments(ctx: Context) -> Payments:
         "median_delay_days": float(np.nanmedian(delay)) if paid.any() else np.nan,
         "on_time_share": float(np.nanmean(on_time)) if (paid & known_terms).any() else np.nan,
     }])
-    attrs = ctx.cases.set_index("case_id")
+    # only the case columns read below: a copy of the whole case table costs more than
+    # the invoices
+    attrs = ctx.cases.set_index("case_id")[[c for c in (*PAYMENT_SEGMENTS, "value", "currency")
+                                            if c in ctx.cases.columns]]
     joined = invoices.join(attrs, on="case_id", rsuffix="_case")
     parts = []
     for attribute in PAYMENT_SEGMENTS:
@@ -113,6 +118,42 @@ def invoice_timing(ctx: Context) -> pd.DataFrame:
     """``features.outcomes.payment_timing`` on the context's arrays (much faster on a
     large log: docs/performance.md): per invoiced (won, when wins are defined) case, invoice_time,
     terms_days, due_time, payment_time and delay_days, indexed by case id."""
+    return _invoices(ctx, None)[0]
+
+
+def _invoices(ctx: Context, runner: Runner | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """``invoice_timing`` and, per invoice, whether its case's payment terms are known,
+    from the partitions' ``invoice_partial``s (invoices in the whole log's case order)."""
+    partials, _ = (runner or InProcess(ctx)).run(invoice_partial, None,
+                                                  {"number": np.arange(ctx.n_cases)})
+    rows = pd.concat([p.invoices for p in partials], ignore_index=True).sort_values(
+        "number", kind="stable")
+    number = rows["number"].to_numpy(dtype=np.int64)
+    due = rows["due"].to_numpy(dtype=np.int64)
+    pay = rows["paid"].to_numpy(dtype=np.int64)
+    frame = pd.DataFrame({
+        "invoice_time": pd.to_datetime(rows["invoice"].to_numpy(dtype=np.int64), unit="us",
+                                       utc=True),
+        "terms_days": rows["terms_days"].to_numpy(dtype=np.float64),
+        "due_time": pd.to_datetime(due, unit="us", utc=True),
+        "payment_time": pd.to_datetime(np.where(pay >= 0, pay, np.iinfo(np.int64).min),
+                                       unit="us", utc=True),
+    }, index=pd.Index(ctx.cases["case_id"].to_numpy()[number], name="case_id"))
+    frame["delay_days"] = np.where(pay >= 0, (pay - due) / MICROS_PER_DAY, np.nan)
+    return frame, rows["terms_known"].to_numpy(dtype=bool)
+
+
+@dataclass
+class InvoicePartial:
+    """A partition's invoices: per invoiced case its ``number`` (in the whole log's
+    ``Context``), invoice, due and paid times (us; paid -1: not paid), terms_days, and
+    whether the case's payment terms are known (terms_known)."""
+
+    invoices: pd.DataFrame
+    values: None = None
+
+
+def invoice_partial(ctx: Context, number: np.ndarray) -> InvoicePartial:
     roles = ctx.roles
     inv_rows = first_per_case(ctx.case, np.flatnonzero(np.isin(ctx.act,
                                                                ctx.codes_of(roles.invoice))))
@@ -121,8 +162,10 @@ def invoice_timing(ctx: Context) -> pd.DataFrame:
     paid_at = ctx.case_first_time(np.isin(ctx.act, ctx.codes_of(roles.payment)))
     if "payment_terms_days" in ctx.events.columns:
         terms = ctx.events["payment_terms_days"].to_numpy(dtype="float64", na_value=np.nan)
+        known_case = ctx.case_value("payment_terms_days").notna().to_numpy()
     else:
         terms = np.full(len(ctx.case), np.nan)
+        known_case = np.zeros(ctx.n_cases, dtype=bool)
     # terms as known at the invoice: the latest given value of the case at or before it
     known = np.maximum.accumulate(np.where(~np.isnan(terms), np.arange(len(terms)), -1))
     at = known[inv_rows]
@@ -130,22 +173,7 @@ def invoice_timing(ctx: Context) -> pd.DataFrame:
     terms_days = np.where(valid, terms[np.maximum(at, 0)], 0.0)
     invoice = ctx.t[inv_rows]
     due = invoice + np.round(terms_days * MICROS_PER_DAY).astype(np.int64)
-    pay = paid_at[ctx.case[inv_rows]]
-    pay_time = pd.to_datetime(np.where(pay >= 0, pay, np.iinfo(np.int64).min), unit="us",
-                              utc=True)
-    frame = pd.DataFrame({
-        "invoice_time": pd.to_datetime(invoice, unit="us", utc=True),
-        "terms_days": terms_days,
-        "due_time": pd.to_datetime(due, unit="us", utc=True),
-        "payment_time": pay_time,
-    }, index=pd.Index(ctx.cases["case_id"].to_numpy()[ctx.case[inv_rows]], name="case_id"))
-    frame["delay_days"] = np.where(pay >= 0, (pay - due) / MICROS_PER_DAY, np.nan)
-    return frame
-
-
-def _terms_known(ctx: Context, invoiced: pd.Index) -> np.ndarray:
-    if "payment_terms_days" not in ctx.events.columns:
-        return np.zeros(len(invoiced), dtype=bool)
-    terms = ctx.case_value("payment_terms_days")
-    known = pd.Series(terms.notna().to_numpy(), index=ctx.cases["case_id"].to_numpy())
-    return known.reindex(invoiced.to_numpy(), fill_value=False).to_numpy(dtype=bool)
+    case = ctx.case[inv_rows]
+    return InvoicePartial(invoices=pd.DataFrame({
+        "number": number[case], "invoice": invoice, "terms_days": terms_days, "due": due,
+        "paid": paid_at[case], "terms_known": known_case[case]}))

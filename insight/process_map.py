@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from insight.context import MICROS_PER_DAY, Context, distinct, grouped_stats, win_rate
+from insight.context import Context, distinct, grouped_stats, win_rate
+from insight.partials import GroupValues, InProcess, Runner, days_of, micro_sums, summed
 from insight.sections import Section
 
 
@@ -61,17 +62,20 @@ class Variants(Section):
         return self.table.head(self.top_n if n is None else n)
 
 
-def process_map(ctx: Context, coverage: float = 1.0, variants: Variants | None = None
-                ) -> ProcessMap:
+def process_map(ctx: Context, coverage: float = 1.0, variants: Variants | None = None,
+                runner: Runner | None = None) -> ProcessMap:
     """The DFG of the cases of the most frequent variants covering ``coverage`` of cases
-    (1.0: every case)."""
+    (1.0: every case). ``runner``: where the partitions' partials are computed (see
+    ``insight.partials``; default: this process, the whole log as one partition)."""
     if not 0.0 < coverage <= 1.0:
         raise ValueError(f"coverage must be in (0, 1], got {coverage}")
     keep_case = np.ones(ctx.n_cases, dtype=bool)
     if coverage < 1.0:
         variants = variants if variants is not None else compute_variants(ctx)
         keep_case = kept_by_coverage(variants, coverage)
-    return _dfg(ctx, keep_case, coverage)
+    partials, stats = (runner or InProcess(ctx)).run(map_partial, wait_stats,
+                                                     {"keep": keep_case})
+    return map_of(partials, stats, coverage)
 
 
 def kept_by_coverage(variants: Variants, coverage: float) -> np.ndarray:
@@ -82,57 +86,118 @@ def kept_by_coverage(variants: Variants, coverage: float) -> np.ndarray:
     return np.isin(variants.case_variant, kept)
 
 
-def _dfg(ctx: Context, keep_case: np.ndarray, coverage: float) -> ProcessMap:
+@dataclass
+class MapPartial:
+    """A partition's share of a process map (its kept cases): ``edges``: source, target,
+    events, cases, micros_high, micros_low (the exact sum of its waits, ``micro_sums``);
+    ``activities``: activity, events, cases, starts, ends, position (sum of 0-based
+    places); ``values``: every wait, by (source, target), bucketed by target (an
+    activity's waits are those of the edges into it)."""
+
+    edges: pd.DataFrame
+    activities: pd.DataFrame
+    cases_kept: int
+    cases_total: int
+    values: GroupValues | None
+
+
+def map_partial(ctx: Context, keep: np.ndarray) -> MapPartial:
+    """The process map's partial of the cases ``keep`` marks (one flag per case)."""
     k = ctx.n_activities
     names = ctx.activity_names
-    keep_ev = keep_case[ctx.case]
-    n_cases = int(keep_case.sum())
+    keep_ev = keep[ctx.case]
     # edges: pairs (i, i+1) of one case
     rows = ctx.follows
     rows = rows[keep_ev[rows]]
     src, dst = ctx.act[rows], ctx.act[rows + 1]
     edge = src * k + dst
-    days = (ctx.t[rows + 1] - ctx.t[rows]) / MICROS_PER_DAY
-    stats = grouped_stats(edge, days, k * k)
+    micros = ctx.t[rows + 1] - ctx.t[rows]
+    count = np.bincount(edge, minlength=k * k)
+    high, low = micro_sums(edge, micros, k * k)
     pair = distinct(ctx.case[rows] * (k * k) + edge)
     edge_cases = np.bincount(pair % (k * k), minlength=k * k)
-    present = np.flatnonzero(stats["count"])
+    present = np.flatnonzero(count)
+    edges = pd.DataFrame({"source": names[present // k], "target": names[present % k],
+                          "events": count[present], "cases": edge_cases[present],
+                          "micros_high": high[present], "micros_low": low[present]})
+    row_of = np.full(k * k, -1, dtype=np.int64)
+    row_of[present] = np.arange(present.size)
+    values = GroupValues(keys=edges[["source", "target"]], group=row_of[edge], micros=micros,
+                         bucket_by=("target",))
+
+    act = ctx.act[keep_ev]
+    events = np.bincount(act, minlength=k)
+    act_cases = np.bincount(distinct(ctx.case[keep_ev] * k + act) % k, minlength=k)
+    firsts = ctx.first_rows[keep[ctx.case[ctx.first_rows]]]
+    lasts = ctx.last_rows[keep[ctx.case[ctx.last_rows]]]
+    starts = np.bincount(ctx.act[firsts], minlength=k)
+    ends = np.bincount(ctx.act[lasts], minlength=k)
+    position = np.zeros(k, dtype=np.int64)
+    np.add.at(position, act, ctx.position[keep_ev])
+    seen = np.flatnonzero(events)
+    activities = pd.DataFrame({"activity": names[seen], "events": events[seen],
+                               "cases": act_cases[seen], "starts": starts[seen],
+                               "ends": ends[seen], "position": position[seen]})
+    return MapPartial(edges=edges, activities=activities, cases_kept=int(keep.sum()),
+                      cases_total=len(keep), values=values)
+
+
+def wait_stats(values: GroupValues) -> dict[str, pd.DataFrame]:
+    """Median and P90 of the waits per edge and per activity (the edges into it)."""
+    return {"edges": values.stats(["source", "target"]),
+            "activities": values.stats(["target"]).rename(columns={"target": "activity"})}
+
+
+def map_of(partials: list[MapPartial], stats: dict[str, pd.DataFrame], coverage: float
+           ) -> ProcessMap:
+    """The process map from its partitions' partials and the waits' statistics."""
+    n_cases = sum(p.cases_kept for p in partials)
+    cases_total = sum(p.cases_total for p in partials)
+    summed_edges = summed([p.edges for p in partials], ["source", "target"])
+    quantiles = stats["edges"]
+    summed_edges = summed_edges.merge(quantiles.drop(columns="count"),
+                                      on=["source", "target"], how="left")
+    total = days_of(summed_edges["micros_high"], summed_edges["micros_low"])
+    events = summed_edges["events"].to_numpy()
+    cases = summed_edges["cases"].to_numpy()
     edges = pd.DataFrame({
-        "source": names[present // k],
-        "target": names[present % k],
-        "events": stats["count"][present],
-        "cases": edge_cases[present],
-        "case_share": edge_cases[present] / max(n_cases, 1),
-        "median_days": stats["median"][present],
-        "p90_days": stats["p90"][present],
-        "mean_days": stats["mean"][present],
-        "total_days": stats["sum"][present],
+        "source": summed_edges["source"].to_numpy(),
+        "target": summed_edges["target"].to_numpy(),
+        "events": events,
+        "cases": cases,
+        "case_share": cases / max(n_cases, 1),
+        "median_days": summed_edges["median_days"].to_numpy(dtype=np.float64),
+        "p90_days": summed_edges["p90_days"].to_numpy(dtype=np.float64),
+        "mean_days": total / events,
+        "total_days": total,
     }).sort_values(["events", "source", "target"], ascending=[False, True, True],
                    kind="stable").reset_index(drop=True)
 
     # activities: counts, starts, ends, time since the case's previous event
-    act = ctx.act[keep_ev]
-    events = np.bincount(act, minlength=k)
-    act_cases = np.bincount(distinct(ctx.case[keep_ev] * k + ctx.act[keep_ev]) % k,
-                            minlength=k)
-    firsts = ctx.first_rows[keep_case[ctx.case[ctx.first_rows]]]
-    lasts = ctx.last_rows[keep_case[ctx.case[ctx.last_rows]]]
-    starts = np.bincount(ctx.act[firsts], minlength=k)
-    ends = np.bincount(ctx.act[lasts], minlength=k)
-    wait = grouped_stats(dst, days, k)
-    position = np.bincount(ctx.act[keep_ev], weights=ctx.position[keep_ev], minlength=k)
-    seen = np.flatnonzero(events)
+    acts = summed([p.activities for p in partials], ["activity"])
+    into = summed_edges.groupby("target", sort=False)[
+        ["events", "micros_high", "micros_low"]].sum()
+    at = into.index.get_indexer(acts["activity"].to_numpy())  # -1: no edge into it
+    has = at >= 0
+    waits = np.full(len(acts), np.nan)
+    waits[has] = into["events"].to_numpy()[at[has]]
+    wait_total = np.full(len(acts), np.nan)
+    wait_total[has] = days_of(into["micros_high"].to_numpy()[at[has]],
+                              into["micros_low"].to_numpy()[at[has]])
+    wait_q = acts[["activity"]].merge(stats["activities"], on="activity", how="left")
+    act_events = acts["events"].to_numpy()
+    act_cases = acts["cases"].to_numpy()
     activities = pd.DataFrame({
-        "activity": names[seen],
-        "events": events[seen],
-        "cases": act_cases[seen],
-        "case_share": act_cases[seen] / max(n_cases, 1),
-        "starts": starts[seen],
-        "ends": ends[seen],
-        "wait_median_days": wait["median"][seen],
-        "wait_p90_days": wait["p90"][seen],
-        "wait_mean_days": wait["mean"][seen],
-        "mean_position": position[seen] / events[seen],
+        "activity": acts["activity"].to_numpy(),
+        "events": act_events,
+        "cases": act_cases,
+        "case_share": act_cases / max(n_cases, 1),
+        "starts": acts["starts"].to_numpy(),
+        "ends": acts["ends"].to_numpy(),
+        "wait_median_days": wait_q["median_days"].to_numpy(dtype=np.float64),
+        "wait_p90_days": wait_q["p90_days"].to_numpy(dtype=np.float64),
+        "wait_mean_days": wait_total / waits,
+        "mean_position": acts["position"].to_numpy() / act_events,
     }).sort_values(["events", "activity"], ascending=[False, True], kind="stable"
                    ).reset_index(drop=True)
     start_table = (activities.loc[activities["starts"] > 0, ["activity", "starts"]]
@@ -144,7 +209,7 @@ def _dfg(ctx: Context, keep_case: np.ndarray, coverage: float) -> ProcessMap:
                  .sort_values(["cases", "activity"], ascending=[False, True])
                  .reset_index(drop=True))
     return ProcessMap(activities=activities, edges=edges, starts=start_table, ends=end_table,
-                      coverage=coverage, cases_kept=n_cases, cases_total=ctx.n_cases)
+                      coverage=coverage, cases_kept=n_cases, cases_total=cases_total)
 
 
 # ------------------------------------------------------------------------ variants
@@ -152,8 +217,9 @@ _P1 = np.uint64(0x9E3779B97F4A7C15)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
-def _case_hashes(ctx: Context) -> np.ndarray:
-    """Two 64-bit polynomial hashes and the length of each case's activity sequence.
+def _case_hashes(ctx: Context, codes: np.ndarray) -> np.ndarray:
+    """Two 64-bit polynomial hashes and the length of each case's activity sequence
+    (``codes``: each of the context's activity codes in the whole log's coding).
 
     sum((code + 1) * P**position) wraps modulo 2**64 in numpy's unsigned arithmetic:
     one multiply and one segmented sum per event, no per-case Python work. Two
@@ -166,7 +232,7 @@ def _case_hashes(ctx: Context) -> np.ndarray:
         p[0] = np.uint64(1)
         with np.errstate(over="ignore"):
             powers.append(np.cumprod(p, dtype=np.uint64))
-    code = (ctx.act + 1).astype(np.uint64)
+    code = (codes[ctx.act] + 1).astype(np.uint64)
     keys = []
     with np.errstate(over="ignore"):
         for p in powers:
@@ -175,8 +241,31 @@ def _case_hashes(ctx: Context) -> np.ndarray:
     return np.stack([keys[0], keys[1], ctx.case_lengths.astype(np.uint64)], axis=1)
 
 
-def compute_variants(ctx: Context, top_n: int = 10) -> Variants:
-    keys = _case_hashes(ctx)
+@dataclass
+class HashPartial:
+    """A partition's cases' sequence hashes (``_case_hashes``, activities coded as in the
+    whole log) for its cases ``number`` in the whole log's ``Context``."""
+
+    number: np.ndarray
+    keys: np.ndarray
+    values: None = None
+
+
+def hash_partial(ctx: Context, number: np.ndarray, names: np.ndarray) -> HashPartial:
+    """``names``: the whole log's activity names, in its coding."""
+    codes = pd.Index(names).get_indexer(ctx.activity_names).astype(np.int64)
+    return HashPartial(number=number, keys=_case_hashes(ctx, codes))
+
+
+def compute_variants(ctx: Context, top_n: int = 10, runner: Runner | None = None
+                     ) -> Variants:
+    """``runner``: where the cases' hashes are computed (``insight.partials``;
+    default: this process, the whole log as one partition)."""
+    partials, _ = (runner or InProcess(ctx)).run(
+        hash_partial, None, {"number": np.arange(ctx.n_cases)}, names=ctx.activity_names)
+    keys = np.zeros((ctx.n_cases, 3), dtype=np.uint64)
+    for part in partials:  # a loop over partitions
+        keys[part.number] = part.keys
     _, rep_case, inverse, counts = np.unique(keys, axis=0, return_index=True,
                                              return_inverse=True, return_counts=True)
     inverse = inverse.ravel()

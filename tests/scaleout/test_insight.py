@@ -14,7 +14,7 @@ from features.log import read_log
 from insight import analyze
 from l2c.cli import app
 from scaleout.cluster import ClusterSpec
-from scaleout.insight import insight_on_cluster, insight_part
+from scaleout.insight import OnCluster, insight_on_cluster, insight_part
 from tests.scaleout.logs import simulated_csv, write_with_parts
 
 SPEC = ClusterSpec(workers=2, processes=False)
@@ -43,10 +43,23 @@ def _same(found, expected) -> None:
 
 
 @pytest.mark.parametrize("by", [None, "region"])
-def test_dask_insight_equals_the_single_process_insight(logs, by):
+def test_dask_insight_equals_the_single_process_insight(logs, by, monkeypatch):
     csv, parquet = logs
     expected = analyze(read_log(csv), by=by)
+    ran = []
+    run = OnCluster.run
+    monkeypatch.setattr(OnCluster, "run", lambda self, partial, *a, **k: (
+        ran.append(partial.__name__), run(self, partial, *a, **k))[1])
     found = insight_on_cluster(parquet, None, SPEC, {"by": by}, partitions=3)
+    # the sections split into partials ran on the partitions (maps: whole and details;
+    # bottlenecks: the stays, then the stalls against each stage's P90; rework;
+    # conformance; the discounts' quotes; the invoices; the variants' hashes)
+    assert ran.count("map_partial") == 3
+    assert ran.count("stay_partial") == ran.count("stall_partial") == 1
+    assert ran.count("rework_partial") == ran.count("conformance_partial") == 1
+    assert ran.count("quote_partial") == ran.count("invoice_partial") == 1
+    assert ran.count("hash_partial") == 1
+    assert len(found.bottlenecks.stuck) > 0 and len(found.bottlenecks.stages) > 3
     assert found.overview.figures["events"].iloc[0] == len(read_log(csv).events)
     # every section computed on this log (a test of nothing would pass too)
     assert all(section.available for section in found.sections().values())
@@ -84,3 +97,48 @@ def test_cli_insight_on_a_local_cluster(logs, tmp_path, monkeypatch):
                                       "local:1"])
     assert result.exit_code == 2 and "no such file or directory" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_driver_assembles_the_events_in_read_logs_order_once(logs):
+    """Partition by partition at their final rows: the same events and case table as
+    ``read_log`` and its ``Context``."""
+    from insight.context import Context
+    from scaleout.cluster import dask_client
+    from scaleout.input import read_partitioned
+    from scaleout.insight import EVENT_COLUMNS, assembled, partition_context
+
+    csv, parquet = logs
+    log = read_log(csv)
+    with dask_client(SPEC) as client:
+        scaled = read_partitioned(parquet, client, None, partitions=3)
+        contexts = scaled.map(partition_context, scaled.mapping.roles)
+        events, cases, numbers = assembled(client, contexts)
+    expected = log.events[[c for c in EVENT_COLUMNS if c in log.events.columns]]
+    assert len(numbers) == 3 and sorted(np.concatenate(numbers)) == list(range(len(cases)))
+    for name in expected.columns:
+        found = events[name]
+        if isinstance(found.dtype, pd.CategoricalDtype):
+            found = found.astype(object).where(found.notna(), None)
+            pd.testing.assert_series_equal(found, expected[name].astype(object).where(
+                expected[name].notna(), None), check_names=False)
+        else:
+            pd.testing.assert_series_equal(found, expected[name], check_names=False)
+    pd.testing.assert_frame_equal(cases.reset_index(drop=True),
+                                  Context.from_log(log).cases)
+    assert np.array_equal(np.diff(events["case_id"].to_numpy()) >= 0,
+                          np.ones(len(events) - 1, dtype=bool))
+
+
+def test_a_coded_column_is_filled_from_partitions_with_their_own_names():
+    from scaleout.insight import _Column
+
+    union = pd.Index(["Lead", "Proposal", "Won"])
+    first = pd.Series(["Won", None, "Lead"], dtype="category")
+    second = pd.Series(["Proposal", "Won"], dtype="category")
+    column = _Column(first, 5, union)
+    column.fill(np.array([4, 0, 2]), first)
+    column.fill(np.array([1, 3]), second)
+    found = column.series()
+    assert list(found.cat.categories) == list(union)
+    assert found.astype(object).where(found.notna(), None).tolist() == [
+        None, "Proposal", "Lead", "Won", "Won"]
