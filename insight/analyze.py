@@ -226,7 +226,7 @@ def _analyze_context(ctx: Context, opt: Options, runner: Runner | None = None) -
     full = process_map(ctx, runner=runner)
     detail = {c: (full if c >= 1.0 else process_map(ctx, c, variants, runner))
               for c in opt.coverage_levels}
-    fun = _guard(lambda: funnel(ctx, opt.milestones), Funnel)
+    fun = _guard(lambda: funnel(ctx, opt.milestones, runner), Funnel)
     bott = _guard(lambda: bottlenecks(ctx, full, runner), Bottlenecks)
     rew = _guard(lambda: rework(ctx, opt.rework_activities, runner), Rework)
     conf = _guard(lambda: conformance(ctx, opt.happy_path, opt.strict_conformance,

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from insight.context import MICROS_PER_DAY, Context
+from insight.partials import InProcess, Runner
 from insight.sections import Section
 
 #: label -> canonical activities of the named milestones before the roles' ones
@@ -39,7 +40,14 @@ class Funnel(Section):
     steps: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def default_milestones(ctx: Context) -> Milestones:
+def default_milestones(ctx: Context, runner: Runner | None = None) -> Milestones:
+    """The Lead-to-Cash milestones the log has, in the order its cases reach them
+    (``runner``: where each case's first times are read; see ``milestone_times``)."""
+    return _default(ctx, runner)[0]
+
+
+def _default(ctx: Context, runner: Runner | None) -> tuple[Milestones, np.ndarray | None]:
+    """The default milestones and, when they were read to order them, their times."""
     roles = ctx.roles
     present = set(ctx.activity_names)
     candidates: Milestones = [(label, list(acts)) for label, acts in NAMED_MILESTONES]
@@ -50,32 +58,72 @@ def default_milestones(ctx: Context) -> Milestones:
         if kept and all(set(kept) != set(c) for _, c in chosen):
             chosen.append((label, kept))
     if len(chosen) < 2:
-        return [(a, [a]) for a in roles.expected_order if a in present]
-    return _in_case_order(ctx, chosen)
+        return [(a, [a]) for a in roles.expected_order if a in present], None
+    first = milestone_times(ctx, chosen, runner)
+    order = _in_case_order(first)
+    return [chosen[i] for i in order], first[order]
 
 
-def _in_case_order(ctx: Context, steps: Milestones) -> Milestones:
-    """Steps in the order cases reach them: a step goes before another when most cases
-    that reach both reach it first (traffic fines are notified before they are paid,
-    although fines paid on the spot reach payment sooner on average)."""
-    first = np.stack([ctx.case_first_time(np.isin(ctx.act, ctx.codes_of(acts)))
-                      for _, acts in steps])
-    m = len(steps)
+def _in_case_order(first: np.ndarray) -> list[int]:
+    """Steps (rows of ``first``: per case its first time, -1: never) in the order cases
+    reach them: a step goes before another when most cases that reach both reach it
+    first (traffic fines are notified before they are paid, although fines paid on the
+    spot reach payment sooner on average)."""
+    m = len(first)
     wins = np.zeros(m)
     for i in range(m):  # a handful of steps: pairs, each vectorised over cases
         for j in range(m):
             both = (first[i] >= 0) & (first[j] >= 0)
             if i != j and both.any() and (first[i][both] < first[j][both]).mean() > 0.5:
                 wins[i] += 1
-    order = sorted(range(m), key=lambda i: (-wins[i], i))
-    return [steps[i] for i in order]
+    return sorted(range(m), key=lambda i: (-wins[i], i))
 
 
-def funnel(ctx: Context, milestones: Milestones | None = None) -> Funnel:
-    steps = milestones if milestones is not None else default_milestones(ctx)
-    steps = [(label, [a for a in acts if a in set(ctx.activity_names)]) for label, acts in steps]
-    missing = [label for label, acts in steps if not acts]
-    steps = [(label, acts) for label, acts in steps if acts]
+@dataclass
+class MilestonePartial:
+    """A partition's cases ``number`` (in the whole log's ``Context``) and ``first``:
+    per milestone (row) and case (column) its first time there, us (-1: never)."""
+
+    number: np.ndarray
+    first: np.ndarray
+    values: None = None
+
+
+def milestone_partial(ctx: Context, number: np.ndarray, steps: list[list[str]]
+                      ) -> MilestonePartial:
+    """``steps``: each milestone's activities by name (a partition codes its own)."""
+    return MilestonePartial(number=number, first=np.stack(
+        [ctx.case_first_time(np.isin(ctx.act, ctx.codes_of(acts))) for acts in steps]))
+
+
+def milestone_times(ctx: Context, steps: Milestones, runner: Runner | None = None
+                    ) -> np.ndarray:
+    """Per milestone (row) and case of ``ctx`` (column) the case's first time at one of
+    the milestone's activities, us (-1: never), read on each partition of cases
+    (``runner``, ``insight.partials``; default: this process, the whole log as one)."""
+    partials, _ = (runner or InProcess(ctx)).run(
+        milestone_partial, None, {"number": np.arange(ctx.n_cases)},
+        steps=[list(acts) for _, acts in steps])
+    first = np.full((len(steps), ctx.n_cases), -1, dtype=np.int64)
+    for part in partials:  # a loop over partitions
+        first[:, part.number] = part.first
+    return first
+
+
+def funnel(ctx: Context, milestones: Milestones | None = None, runner: Runner | None = None
+           ) -> Funnel:
+    """``runner``: where each case's first time at each milestone is read
+    (``insight.partials``; default: this process, the whole log as one partition)."""
+    if milestones is None:
+        steps, first = _default(ctx, runner)
+    else:
+        steps, first = milestones, None
+    present = set(ctx.activity_names)
+    kept = [(label, [a for a in acts if a in present]) for label, acts in steps]
+    missing = [label for label, acts in kept if not acts]
+    steps = [(label, acts) for label, acts in kept if acts]
+    if first is not None:  # the default steps: all present, their times already read
+        first = first[[i for i, (_, acts) in enumerate(kept) if acts]]
     if len(steps) < 2:
         why = ("no milestones: the log has fewer than two of lead, opportunity, qualified, "
                "quote, won, invoiced, paid (map the won/invoice/payment roles or the "
@@ -83,12 +131,14 @@ def funnel(ctx: Context, milestones: Milestones | None = None) -> Funnel:
         if missing:
             why += f"; absent from the log: {', '.join(missing)}"
         return Funnel.unavailable(why)
+    if first is None:
+        first = milestone_times(ctx, steps, runner)
     open_case = ~ctx.cases["completed"].to_numpy()
     rows = []
     prev_time = None
     first_cases = None
     for i, (label, acts) in enumerate(steps):
-        reached_t = ctx.case_first_time(np.isin(ctx.act, ctx.codes_of(acts)))
+        reached_t = first[i]
         reached = reached_t >= 0
         n = int(reached.sum())
         if first_cases is None:

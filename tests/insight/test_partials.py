@@ -18,6 +18,7 @@ from insight.bottlenecks import bottlenecks
 from insight.conformance import conformance
 from insight.context import Context, grouped_stats
 from insight.discounts import discounts
+from insight.funnel import funnel
 from insight.partials import GroupValues, days_of, micro_sums
 from insight.payments import payments
 from insight.process_map import compute_variants, process_map
@@ -187,6 +188,21 @@ def test_variants_from_partitions_equal_the_whole_logs(ctx) -> None:
     pd.testing.assert_frame_equal(dealt.table, whole.table, check_exact=True)
     assert np.array_equal(dealt.case_variant, whole.case_variant)
     assert dealt.tail_share == whole.tail_share
+
+
+def test_the_funnel_from_partitions_equals_the_whole_logs(ctx) -> None:
+    runner = Dealt(ctx, 3, 1, seed=29)
+    whole = funnel(ctx)
+    dealt = funnel(ctx, runner=runner)
+    assert runner.calls == 1  # the default milestones' times, read once, then ordered
+    assert len(whole.steps) >= 5 and whole.steps["open_at_previous"].sum() > 0
+    pd.testing.assert_frame_equal(dealt.steps, whole.steps, check_exact=True)
+    given = [("Won", ["Opportunity Won"]), ("Quote", ["Quote Issued"]), ("Absent", ["Nothing"])]
+    whole = funnel(ctx, given)
+    assert whole.steps["from_previous"].iloc[1] > 10
+    pd.testing.assert_frame_equal(funnel(ctx, given, runner).steps, whole.steps,
+                                  check_exact=True)
+    assert runner.calls == 2
 
 
 def test_a_context_from_codes_equals_the_one_from_events(ctx) -> None:

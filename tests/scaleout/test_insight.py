@@ -53,12 +53,13 @@ def test_dask_insight_equals_the_single_process_insight(logs, by, monkeypatch):
     found = insight_on_cluster(parquet, None, SPEC, {"by": by}, partitions=3)
     # the sections split into partials ran on the partitions (maps: whole and details;
     # bottlenecks: the stays, then the stalls against each stage's P90; rework;
-    # conformance; the discounts' quotes; the invoices; the variants' hashes)
+    # conformance; the discounts' quotes; the invoices; the variants' hashes; the
+    # funnel's milestone times)
     assert ran.count("map_partial") == 3
     assert ran.count("stay_partial") == ran.count("stall_partial") == 1
     assert ran.count("rework_partial") == ran.count("conformance_partial") == 1
     assert ran.count("quote_partial") == ran.count("invoice_partial") == 1
-    assert ran.count("hash_partial") == 1
+    assert ran.count("hash_partial") == ran.count("milestone_partial") == 1
     assert len(found.bottlenecks.stuck) > 0 and len(found.bottlenecks.stages) > 3
     assert found.overview.figures["events"].iloc[0] == len(read_log(csv).events)
     # every section computed on this log (a test of nothing would pass too)
