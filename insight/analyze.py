@@ -270,8 +270,7 @@ def _segments(ctx: Context, rew: Rework, conf: Conformance, disc: Discounts,
         "cycle": cases["cycle_days"].where(cases["completed"]).to_numpy(),
         "rework": rew.case_rework if rew.available else np.nan,
         "deviating": (~conf.cases["conforming"].to_numpy()) if conf.available else np.nan,
-        "discount": (ctx.case_value("discount_pct", how="last").to_numpy(dtype="float64")
-                     if disc.available else np.nan),
+        "discount": disc.case_discount if disc.available else np.nan,
     })
     if pay.available:
         delay = pay.invoices.set_index("case_id")["delay_days"]

@@ -41,7 +41,8 @@ class Discounts(Section):
     p90_wait_days, won_cases_above, share_of_won_above. ``violations``: the quotes above
     the threshold without approval: case_id, time, discount_pct, rep.
     ``given_away``: currency -> value given away on won cases. ``policy_note``: why the
-    policy check is missing, if it is."""
+    policy check is missing, if it is. ``case_discount``: per case (by number) its last
+    discount (NaN: none), for the segments table."""
 
     distribution: pd.DataFrame = field(default_factory=pd.DataFrame)
     bands: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -51,6 +52,7 @@ class Discounts(Section):
     given_away: dict[str, float] = field(default_factory=dict)
     threshold: float | None = None
     policy_note: str | None = None
+    case_discount: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def discounts(ctx: Context, threshold: float | None = DEFAULT_THRESHOLD,
@@ -127,7 +129,7 @@ def discounts(ctx: Context, threshold: float | None = DEFAULT_THRESHOLD,
                       cases["currency"].to_numpy()[won_disc] if "currency" in cases else None)
 
     result = Discounts(distribution=distribution, bands=bands, by_segment=by_segment,
-                       given_away=given, threshold=threshold)
+                       given_away=given, threshold=threshold, case_discount=case_disc)
     _policy(ctx, result, quotes, threshold, list(approval_activities), above_case)
     return result
 

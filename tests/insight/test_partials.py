@@ -160,6 +160,9 @@ def test_discounts_from_partitions_equal_the_whole_logs(ctx) -> None:
         for name, table in whole.tables().items():
             pd.testing.assert_frame_equal(dealt.tables()[name], table, check_exact=True)
         assert dealt.given_away == whole.given_away
+        assert np.array_equal(dealt.case_discount, whole.case_discount, equal_nan=True)
+        assert np.array_equal(whole.case_discount, ctx.case_value(
+            "discount_pct", how="last").to_numpy(dtype="float64"), equal_nan=True)
         assert dealt.policy_note == whole.policy_note
     assert runner.calls == 3
     # "approved" only by a payment: every lost case's quote above 5% bypassed the policy
