@@ -244,30 +244,54 @@ def _case_hashes(ctx: Context, codes: np.ndarray) -> np.ndarray:
 @dataclass
 class HashPartial:
     """A partition's cases' sequence hashes (``_case_hashes``, activities coded as in the
-    whole log) for its cases ``number`` in the whole log's ``Context``."""
+    whole log) for its cases ``number`` in the whole log's ``Context``; and per distinct
+    hash (``firsts``: rows of ``keys``, each variant's first case here) that case's
+    activity codes in the whole log's coding, end to end in ``sequences`` (each as long
+    as its hash's length): one sequence per variant, fewer than the events."""
 
     number: np.ndarray
     keys: np.ndarray
+    firsts: np.ndarray
+    sequences: np.ndarray
     values: None = None
 
 
 def hash_partial(ctx: Context, number: np.ndarray, names: np.ndarray) -> HashPartial:
     """``names``: the whole log's activity names, in its coding."""
     codes = pd.Index(names).get_indexer(ctx.activity_names).astype(np.int64)
-    return HashPartial(number=number, keys=_case_hashes(ctx, codes))
+    keys = _case_hashes(ctx, codes)
+    _, firsts = np.unique(keys, axis=0, return_index=True)
+    starts, lengths = ctx.first_rows[firsts], ctx.case_lengths[firsts]
+    rows = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(
+        int(lengths.sum()))
+    return HashPartial(number=number, keys=keys, firsts=firsts,
+                       sequences=codes[ctx.act[rows]])
+
+
+def _sequences(partials: list[HashPartial], variant_keys: np.ndarray) -> list[np.ndarray]:
+    """Each variant's activity codes (whole log's coding), from the first partition that
+    has a case of it (two cases of one hash have one sequence)."""
+    found: dict[tuple[int, ...], np.ndarray] = {}
+    for part in partials:  # a loop over partitions, then over their variants
+        lengths = part.keys[part.firsts, 2].astype(np.int64)
+        ends = np.cumsum(lengths)
+        for key, end, n in zip(map(tuple, part.keys[part.firsts].tolist()), ends.tolist(),
+                               lengths.tolist(), strict=True):
+            found.setdefault(key, part.sequences[end - n:end])
+    return [found[key] for key in map(tuple, variant_keys.tolist())]
 
 
 def compute_variants(ctx: Context, top_n: int = 10, runner: Runner | None = None
                      ) -> Variants:
-    """``runner``: where the cases' hashes are computed (``insight.partials``;
-    default: this process, the whole log as one partition)."""
+    """``runner``: where the cases' hashes and each variant's sequence are read
+    (``insight.partials``; default: this process, the whole log as one partition)."""
     partials, _ = (runner or InProcess(ctx)).run(
         hash_partial, None, {"number": np.arange(ctx.n_cases)}, names=ctx.activity_names)
     keys = np.zeros((ctx.n_cases, 3), dtype=np.uint64)
     for part in partials:  # a loop over partitions
         keys[part.number] = part.keys
-    _, rep_case, inverse, counts = np.unique(keys, axis=0, return_index=True,
-                                             return_inverse=True, return_counts=True)
+    variant_keys, inverse, counts = np.unique(keys, axis=0, return_inverse=True,
+                                              return_counts=True)
     inverse = inverse.ravel()
     n_var = len(counts)
     cycle = ctx.cases["cycle_days"].to_numpy()
@@ -275,10 +299,9 @@ def compute_variants(ctx: Context, top_n: int = 10, runner: Runner | None = None
     won = np.bincount(inverse, weights=ctx.won, minlength=n_var)
     lost = np.bincount(inverse, weights=ctx.lost, minlength=n_var)
     names = ctx.activity_names
-    starts, lengths = ctx.first_rows[rep_case], ctx.case_lengths[rep_case]
-    # one tuple per variant (not per event): names of the representative case's events
-    sequences = [tuple(names[ctx.act[s:s + n]]) for s, n in zip(starts.tolist(),
-                                                                  lengths.tolist(), strict=True)]
+    # one tuple per variant (not per event): the names of one of its cases' events
+    sequences = [tuple(names[codes]) for codes in _sequences(partials, variant_keys)]
+    lengths = variant_keys[:, 2].astype(np.int64)
     labels = [" > ".join(seq) for seq in sequences]
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(won + lost > 0, won / np.maximum(won + lost, 1), np.nan)

@@ -5,6 +5,7 @@ whole log in one process."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from features.log import canonicalize
 from features.mapping import default_mapping
 from features.simulate import simulate_log
+from insight.analyze import analyze
 from insight.bottlenecks import bottlenecks
 from insight.conformance import conformance
 from insight.context import Context, grouped_stats
@@ -206,6 +208,26 @@ def test_the_funnel_from_partitions_equals_the_whole_logs(ctx) -> None:
     pd.testing.assert_frame_equal(funnel(ctx, given, runner).steps, whole.steps,
                                   check_exact=True)
     assert runner.calls == 2
+
+
+def test_the_driver_reads_none_of_its_events_values(ctx) -> None:
+    """Every section, the segments table included, from the partitions alone: the
+    driver's ``Context`` with its activities, times and event columns shuffled across
+    events (its cases and case table kept) gives the same insight."""
+    runner = Dealt(ctx, 3, 2, seed=31)
+    rng = np.random.default_rng(37)
+    events = ctx.events.copy()
+    for name in events.columns:
+        events[name] = events[name].to_numpy()[rng.permutation(len(events))]
+    blind = replace(ctx, events=events, act=rng.permutation(ctx.act),
+                    t=rng.permutation(ctx.t))
+    whole = analyze(ctx)
+    dealt = analyze(blind, runner=runner)
+    assert all(section.available for section in whole.sections().values())
+    assert whole.segments.table["mean_discount"].notna().sum() > 10
+    assert dealt.to_dict(max_rows=None) == whole.to_dict(max_rows=None)
+    assert dealt.headlines == whole.headlines
+    assert analyze(blind).to_dict(max_rows=None) != whole.to_dict(max_rows=None)
 
 
 def test_a_context_from_codes_equals_the_one_from_events(ctx) -> None:
