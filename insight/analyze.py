@@ -279,7 +279,7 @@ def _segments(ctx: Context, rew: Rework, conf: Conformance, disc: Discounts,
         frame["delay"] = np.nan
     parts = []
     for attribute in [*ctx.segment_columns, MONTH]:
-        seg = ctx.segment_of_cases(attribute).to_numpy()
+        seg, names = ctx.segment_codes(attribute)
         g = frame.groupby(seg, sort=True)
         part = pd.DataFrame({"cases": g.size(), "won": g["won"].sum(), "lost": g["lost"].sum(),
                              "median_cycle_days": g["cycle"].median(),
@@ -289,6 +289,7 @@ def _segments(ctx: Context, rew: Rework, conf: Conformance, disc: Discounts,
                              "mean_payment_delay_days": g["delay"].mean()})
         part["share"] = part["cases"] / ctx.n_cases
         part["win_rate"] = part["won"] / (part["won"] + part["lost"]).replace(0, np.nan)
+        part.index = names.take(part.index.to_numpy())
         part.index.name = "segment"
         parts.append(part.reset_index().assign(attribute=attribute))
     table = pd.concat(parts, ignore_index=True)

@@ -107,12 +107,13 @@ def conformance(ctx: Context, happy_path: list[str] | None = None, strict: bool 
     for attribute in RATE_SEGMENTS:
         if attribute != MONTH and attribute not in ctx.cases.columns:
             continue
-        seg = ctx.segment_of_cases(attribute).to_numpy()
+        seg, names = ctx.segment_codes(attribute)
         g = frame.groupby(seg, sort=True)
         part = pd.DataFrame({
             "cases": g.size(), "deviation_rate": g["deviating"].mean(),
             "skip_rate": g["any_skip"].mean(), "out_of_order_rate": g["any_ooo"].mean(),
             "repeat_rate": g["any_repeat"].mean(), "mean_fitness": g["fitness"].mean()})
+        part.index = names.take(part.index.to_numpy())
         part.index.name = "segment"
         parts.append(part.reset_index().assign(attribute=attribute))
     by_segment = (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame())

@@ -217,7 +217,19 @@ class Context:
             known = [MONTH, *[c for c in self.cases.columns if c in self.segment_columns]]
             raise InsightError(f"cannot segment by {by!r}: the log has no such case "
                                f"attribute; segment by one of {known}")
-        return self.cases[by].astype(object).where(self.cases[by].notna(), "(none)").astype(str)
+        column = self.cases[by]
+        if isinstance(column.dtype, pd.StringDtype):  # text stays text: no object per case
+            return column.fillna("(none)")
+        return column.astype(object).where(column.notna(), "(none)").astype(str)
+
+    def segment_codes(self, by: str) -> tuple[np.ndarray, pd.Index]:
+        """Per case the number of its segment (``segment_of_cases``) and the segments'
+        names, sorted: a groupby on the numbers, sorted, is a groupby on the names,
+        sorted, without a Python string per case."""
+        codes, names = pd.factorize(self.segment_of_cases(by), sort=True)
+        if (codes < 0).any():  # a month is never missing; an attribute is "(none)"
+            raise InsightError(f"a case has no value of {by!r}")
+        return codes, pd.Index(names)
 
     @property
     def segment_columns(self) -> list[str]:

@@ -106,7 +106,7 @@ def discounts(ctx: Context, threshold: float | None = DEFAULT_THRESHOLD,
     for attribute in DISCOUNT_SEGMENTS:
         if attribute not in cases.columns:
             continue
-        seg = ctx.segment_of_cases(attribute).to_numpy()
+        seg, names = ctx.segment_codes(attribute)
         sub = seg_frame[has_disc]
         gg = sub.groupby(seg[has_disc], sort=True)
         part = pd.DataFrame({"cases": gg.size(), "mean_discount": gg["disc"].mean(),
@@ -114,6 +114,7 @@ def discounts(ctx: Context, threshold: float | None = DEFAULT_THRESHOLD,
                              "share_above_threshold": gg["above"].mean(),
                              "won": gg["won"].sum(), "lost": gg["lost"].sum()})
         part["win_rate"] = part["won"] / (part["won"] + part["lost"])
+        part.index = names.take(part.index.to_numpy())
         part.index.name = "segment"
         parts.append(part.drop(columns=["won", "lost"]).reset_index().assign(
             attribute=attribute))
