@@ -10,8 +10,9 @@ What runs where:
   figure read) and its events reduced to what the sections read event by event
   (activity, stage, time, discount, payment terms); and on it every section's partial
   (``insight.partials``, ``OnCluster``): the process maps (whole and detail), the
-  variants' sequence hashes, the bottlenecks' stays and stalls, rework, conformance,
-  the discounts' quotes and the payments' invoices. Medians and P90s are exact only
+  variants' sequence hashes and sequences, the funnel's milestone times, the
+  bottlenecks' stays and stalls, rework, conformance, the discounts' quotes and the
+  payments' invoices. Medians and P90s are exact only
   over all of a group's values, so each group's values (an edge's waits, a stage's
   stays) go to one bucket task on a worker (by the hash of the group's name) rather
   than to the driver; sums of days are summed as integer microseconds, in any order
@@ -21,9 +22,9 @@ What runs where:
   no case id, no text), fetched one partition at a time and written at their final
   rows (``assembled``); the cases numbered; then ``insight.analyze`` on the ``Context``
   they make, with the partials combined into each section, so every section, headline
-  and segment equals the single-process insight. What is left on the driver reads the
-  case table and a few event arrays (the funnel's milestone times, the variants'
-  names); the segments of ``--by`` are analysed there in full, on each segment's events.
+  and segment equals the single-process insight. The combines read the case
+  table and the partials, no event: the events make the ``Context`` itself, and the
+  segments of ``--by`` are analysed there in full, on each segment's events.
 """
 
 from __future__ import annotations
