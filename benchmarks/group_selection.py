@@ -107,11 +107,19 @@ class Folds:
     valid_cases: np.ndarray
 
 
-def folds_of(data: TrainingData, target: Target) -> Folds:
+def folds_of(data: TrainingData, target: Target, max_fit_cases: int | None = None,
+             seed: int = 0) -> Folds:
+    """The fit, valid and cal blocks; with ``max_fit_cases`` the fit block is a seeded
+    sample of that many of its cases (the selection's budget), the others whole."""
     rows = target.rows(data.train_labels)
     X = data.pipeline.feature_matrix(data.train_frame)
     y = data.train_labels[target.label].to_numpy(dtype=float)
     masks = [rows & (data.blocks == b) for b in range(3)]
+    cases = data.train_frame["case_id"].to_numpy()
+    fit_cases = pd.unique(cases[masks[0]])
+    if max_fit_cases is not None and len(fit_cases) > max_fit_cases:
+        picked = np.random.default_rng(seed).choice(fit_cases, max_fit_cases, replace=False)
+        masks[0] = masks[0] & np.isin(cases, picked)
     return Folds([X[m] for m in masks], [y[m] for m in masks],
                  data.train_frame.loc[masks[1], "case_id"].to_numpy())
 
@@ -202,6 +210,9 @@ def select_groups(target: Target, folds: Folds, groups: dict[str, list[str]],
                    default=None)
         out.rounds.append({"full_valid": round(metric(target, y_valid, full_mean), 5),
                            "scores": scores, "dropped": best})
+        print(f"  round {len(out.rounds)} ({time.perf_counter() - started:.0f}s): "
+              f"{ {g: v['gain_per_seed'] for g, v in scores.items()} } -> {best}",
+              file=sys.stderr)
         if best is None:
             break
         out.dropped.append(best)
@@ -235,9 +246,11 @@ def test_figures(data: TrainingData, target: Target, config: TrainConfig) -> dic
 
 
 def run_target(data: TrainingData, target: Target, seeds: list[int], rounds: int,
-               store: Path | None, label: str, n_select: int = 2) -> dict[str, Any]:
+               store: Path | None, label: str, n_select: int = 2,
+               max_fit_cases: int | None = None, skip_unchanged: bool = False
+               ) -> dict[str, Any]:
     groups = candidate_groups(data.pipeline)
-    folds = folds_of(data, target)
+    folds = folds_of(data, target, max_fit_cases)
     out: dict[str, Any] = {"groups": {g: len(c) for g, c in groups.items()},
                            "rows": [len(y) for y in folds.y], "by_seed": {}}
     for seed in seeds:
@@ -246,18 +259,23 @@ def run_target(data: TrainingData, target: Target, seeds: list[int], rounds: int
                                   tuple(range(seed, seed + n_select)), config, rounds)
         print(f"[{label}] {target.name} seed {seed}: dropped {selection.dropped} "
               f"({selection.fits} fits, {selection.seconds:.0f}s)", file=sys.stderr)
+        row: dict[str, Any] = {"selection": {
+            "dropped": selection.dropped, "rounds": selection.rounds,
+            "fits": selection.fits, "seconds": round(selection.seconds, 1)}}
+        if not selection.dropped and skip_unchanged:  # the shipped model, unchanged
+            print(f"[{label}] {target.name} seed {seed}: nothing left out, test not refitted",
+                  file=sys.stderr)
+            out["by_seed"][str(seed)] = row
+            continue
         full = test_figures(data, target, config)
-        row = {"selection": {"dropped": selection.dropped, "rounds": selection.rounds,
-                             "fits": selection.fits, "seconds": round(selection.seconds, 1)},
-               "all_groups": full["figures"]}
+        row["all_groups"] = full["figures"]
         if selection.dropped:
             gone = {c for g in selection.dropped for c in groups[g]}
             keep = [c for c in data.pipeline.feature_names_out_ if c not in gone]
             chosen = test_figures(narrowed(data, keep), target, config)
-            row["selected"] = chosen["figures"]
         else:
             chosen = full
-            row["selected"] = full["figures"]
+        row["selected"] = chosen["figures"]
         print(f"[{label}] {target.name} seed {seed}: test all {full['figures']['metric']}, "
               f"selected {row['selected']['metric']}", file=sys.stderr)
         if store is not None:
@@ -270,18 +288,24 @@ def run_target(data: TrainingData, target: Target, seeds: list[int], rounds: int
     return out
 
 
+#: ``--skip-unchanged``: no test fit where the selection leaves nothing out
+OPTIONS = {"skip_unchanged": False}
+
+
 def run_log(name: str, seeds: list[int], rounds: int, targets: list[str] | None,
-            store: Path | None, n_select: int = 2) -> dict[str, Any]:
+            store: Path | None, n_select: int = 2, max_fit_cases: int | None = None
+            ) -> dict[str, Any]:
     spec = LOGS[name]
     log = load(spec, DEFAULT_DATA_DIR, None)
     data = prepare(spec, log, TrainConfig(learning_curve=False)).data
     chosen = [t for t in spec.targets if not targets or t in targets]
-    return {t: run_target(data, BENCH_TARGETS[t], seeds, rounds, store, name, n_select)
-            for t in chosen}
+    return {t: run_target(data, BENCH_TARGETS[t], seeds, rounds, store, name, n_select,
+                          max_fit_cases, OPTIONS["skip_unchanged"]) for t in chosen}
 
 
 def run_simulator(seeds: list[int], rounds: int, cases: int, sim_seed: int,
-                  store: Path | None, n_select: int = 2) -> dict[str, Any]:
+                  store: Path | None, n_select: int = 2,
+                  max_fit_cases: int | None = None) -> dict[str, Any]:
     from benchmarks.quality import simulate_to
     from training.data import prepare_training_data
 
@@ -289,7 +313,8 @@ def run_simulator(seeds: list[int], rounds: int, cases: int, sim_seed: int,
     with tempfile.TemporaryDirectory(prefix="l2c-groups-") as tmp:
         path = simulate_to(Path(tmp), cases, sim_seed)
         data = prepare_training_data(path, None, config, list(TARGETS.values()))
-    return {t.name: run_target(data, t, seeds, rounds, store, "simulator", n_select)
+    return {t.name: run_target(data, t, seeds, rounds, store, "simulator", n_select,
+                               max_fit_cases, OPTIONS["skip_unchanged"])
             for t in TARGETS.values()}
 
 
@@ -304,18 +329,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--selection-seeds", type=int, default=2,
                         help="seeds the selection fits each candidate with (s, s+1, ...)")
+    parser.add_argument("--max-fit-cases", type=int, default=None,
+                        help="the selection fits on at most this many fit-block cases")
     parser.add_argument("--store", type=Path, default=None,
                         help="store each test prediction here (for paired intervals)")
+    parser.add_argument("--skip-unchanged", action="store_true",
+                        help="no test fits where nothing is left out (the shipped model)")
     args = parser.parse_args(argv)
+    OPTIONS["skip_unchanged"] = args.skip_unchanged
     if args.store is not None:
         args.store.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for name in args.logs:
         results[name] = run_log(name, args.seeds, args.rounds, args.targets, args.store,
-                                args.selection_seeds)
+                                args.selection_seeds, args.max_fit_cases)
     if args.simulator:
         results["simulator"] = run_simulator(args.seeds, args.rounds, args.cases,
-                                             args.sim_seed, args.store, args.selection_seeds)
+                                             args.sim_seed, args.store, args.selection_seeds,
+                                             args.max_fit_cases)
     print(json.dumps(results, default=float))
     return 0
 
