@@ -231,12 +231,11 @@ class WinProbabilityModel(_Boosted):
         self.n_trees_ = int(self.model_.best_iteration_ or self.params["n_estimators"])
         self.shift_ = self.drift_ = 0.0
         self.kind_ = "lightgbm"
-        margin_cal = self.raw_margin(X_cal)
+        margin_valid, margin_cal = self.raw_margin(X_valid), self.raw_margin(X_cal)
         drifting = (self.refit and self.calibration != "none"
-                    and self._level_moves_on(X, y, X_valid, y_valid, margin_cal, y_cal))
+                    and self._level_moves_on(X, y, margin_valid, y_valid, margin_cal, y_cal))
         self.calibrator_, self.calibration_used_ = self._fit_calibrator(
-            margin_cal, y_cal, shift=not self.refit,
-            earlier=(self.raw_margin(X_valid), y_valid))
+            margin_cal, y_cal, shift=not self.refit, earlier=(margin_valid, y_valid))
         if self.select:
             self.choice_ = self._choose(X, y, X_valid, y_valid, X_cal, y_cal, margin_cal)
             if self.choice_.kind != "lightgbm":
@@ -254,7 +253,7 @@ class WinProbabilityModel(_Boosted):
             self.calibration_used_ += "+drift"
         return self
 
-    def _level_moves_on(self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame,
+    def _level_moves_on(self, X: pd.DataFrame, y: np.ndarray, margin_valid: np.ndarray,
                         y_valid: np.ndarray, margin_cal: np.ndarray, y_cal: np.ndarray
                         ) -> bool:
         """Whether the win rate's level drifts on: the model fitted on the fit block,
@@ -264,7 +263,7 @@ class WinProbabilityModel(_Boosted):
         if len(set(y_valid)) < 2 or len(set(y)) < 2 or len(y_cal) == 0:
             return False
         own = _fit_shift(self.raw_margin(X), y)
-        moved = _fit_shift(self.raw_margin(X_valid), y_valid)
+        moved = _fit_shift(margin_valid, y_valid)
         before = _log_loss(y_cal, _sigmoid(margin_cal + own))
         after = _log_loss(y_cal, _sigmoid(margin_cal + moved))
         return after < before - MIN_CALIBRATION_GAIN
@@ -358,19 +357,19 @@ class WinProbabilityModel(_Boosted):
         raw = _sigmoid(margin + self.shift_)
         applied = "shift" if shift else "none"
         half = len(y) // 2
+        here = raw if later is None else self._shifted(later, y, shift)
         if (_helps(self.calibration, (raw[:half], y[:half]), (raw[half:], y[half:]))
-                and _helps(self.calibration, self._shifted(*earlier, shift),
-                           self._shifted(margin if later is None else later, y, shift))):
+                and _helps(self.calibration, (self._shifted(*earlier, shift), earlier[1]),
+                           (here, y))):
             used = self.calibration if not shift else f"shift+{self.calibration}"
             return _calibrator(self.calibration, raw, y), used
         return None, applied
 
     @staticmethod
-    def _shifted(margin: np.ndarray, y: np.ndarray,
-                 shift: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities of ``margin``, first moved to its own block's level when the
-        calibration starts with a shift (as ``_fit_calibrator`` does), and labels."""
-        return _sigmoid(margin + (_fit_shift(margin, y) if shift else 0.0)), y
+    def _shifted(margin: np.ndarray, y: np.ndarray, shift: bool) -> np.ndarray:
+        """Probabilities of ``margin``, first moved to its own block's level (labels
+        ``y``) when the calibration starts with a shift, as ``_fit_calibrator`` does."""
+        return _sigmoid(margin + (_fit_shift(margin, y) if shift else 0.0))
 
     def base_margin(self, X: Matrix) -> np.ndarray:
         """The baseline's log-odds (LightGBM's starting score); zeros without a base."""
