@@ -53,16 +53,6 @@ EVENT_COLUMNS = ("activity", "timestamp", "stage", "discount_pct", "payment_term
 CODED = ("activity", "stage")
 
 
-@dataclass
-class InsightPart:
-    """A partition's share of the insight's ``Context``: ``cases`` (its case table with
-    every attribute column, cases sorted by id) and ``events`` (the ``EVENT_COLUMNS``
-    the log has, in case-time order; ``cases["events"]`` rows per case)."""
-
-    cases: pd.DataFrame
-    events: pd.DataFrame
-
-
 def partition_context(events: pd.DataFrame, roles: Roles) -> Context | None:
     """A partition's own ``Context`` (None when it holds no event), kept on its worker
     for the sections' partials: its case table with every attribute column, and its
@@ -77,20 +67,9 @@ def partition_context(events: pd.DataFrame, roles: Roles) -> Context | None:
     return ctx
 
 
-def part_of(ctx: Context | None) -> InsightPart:
-    """What a partition sends the driver: its case table and its reduced events."""
-    if ctx is None:
-        return InsightPart(pd.DataFrame(), pd.DataFrame())
-    reduced = ctx.events[[c for c in EVENT_COLUMNS if c in ctx.events.columns]].copy()
-    for name in CODED:
-        if name in reduced.columns:
-            reduced[name] = reduced[name].astype("category")
-    return InsightPart(cases=ctx.cases, events=reduced)
-
-
-def insight_part(events: pd.DataFrame, roles: Roles) -> InsightPart:
-    """A partition's case table and reduced events (see the module's docstring)."""
-    return part_of(partition_context(events, roles))
+def _coded(column: pd.Series) -> pd.Series:
+    """A ``CODED`` column as the driver gets it (its categories are the names)."""
+    return column.astype("category")
 
 
 @dataclass
@@ -106,18 +85,21 @@ class PartHead:
 def part_head(ctx: Context | None) -> PartHead | None:
     if ctx is None:
         return None
-    part = part_of(ctx)
-    return PartHead(case_id=part.cases["case_id"], lengths=part.cases["events"].to_numpy(),
-                    categories={name: part.events[name].cat.categories for name in CODED
-                                if name in part.events.columns})
+    return PartHead(case_id=ctx.cases["case_id"], lengths=ctx.cases["events"].to_numpy(),
+                    categories={name: _coded(ctx.events[name]).cat.categories
+                                for name in CODED if name in ctx.events.columns})
 
 
 def part_cases(ctx: Context) -> pd.DataFrame:
+    """A partition's case table (every attribute column, cases sorted by id)."""
     return ctx.cases
 
 
 def part_events(ctx: Context) -> pd.DataFrame:
-    return part_of(ctx).events
+    """A partition's events as the driver gets them: the ``EVENT_COLUMNS`` it has, in
+    case-time order, the ``CODED`` ones as categories; no case id, no text."""
+    return ctx.events.assign(**{name: _coded(ctx.events[name]) for name in CODED
+                                if name in ctx.events.columns})
 
 
 class _Column:

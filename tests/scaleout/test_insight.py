@@ -14,7 +14,14 @@ from features.log import read_log
 from insight import analyze
 from l2c.cli import app
 from scaleout.cluster import ClusterSpec
-from scaleout.insight import OnCluster, insight_on_cluster, insight_part
+from scaleout.insight import (
+    OnCluster,
+    insight_on_cluster,
+    part_cases,
+    part_events,
+    part_head,
+    partition_context,
+)
 from tests.scaleout.logs import simulated_csv, write_with_parts
 
 SPEC = ClusterSpec(workers=2, processes=False)
@@ -75,12 +82,15 @@ def test_dask_insight_equals_the_single_process_insight(logs, by, monkeypatch):
 def test_a_partition_sends_the_driver_one_row_per_case_and_no_text_per_event(logs):
     csv, _ = logs
     log = read_log(csv)
-    part = insight_part(log.events, log.mapping.roles)
-    assert len(part.cases) == log.events["case_id"].nunique()
-    assert part.cases["events"].sum() == len(part.events) == len(log.events)
-    assert {"region", "rep", "value"} <= set(part.cases.columns)
-    assert "case_id" not in part.events.columns
-    for name, dtype in part.events.dtypes.items():
+    ctx = partition_context(log.events, log.mapping.roles)
+    cases, events, head = part_cases(ctx), part_events(ctx), part_head(ctx)
+    assert len(cases) == log.events["case_id"].nunique()
+    assert cases["events"].sum() == head.lengths.sum() == len(events) == len(log.events)
+    assert {"region", "rep", "value"} <= set(cases.columns)
+    assert "case_id" not in events.columns
+    for name, names in head.categories.items():  # the head names what the events code
+        assert list(names) == list(events[name].cat.categories)
+    for name, dtype in events.dtypes.items():
         assert isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_numeric_dtype(
             dtype) or pd.api.types.is_datetime64_any_dtype(dtype), (name, dtype)
 
