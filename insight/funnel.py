@@ -122,8 +122,6 @@ def funnel(ctx: Context, milestones: Milestones | None = None, runner: Runner | 
     kept = [(label, [a for a in acts if a in present]) for label, acts in steps]
     missing = [label for label, acts in kept if not acts]
     steps = [(label, acts) for label, acts in kept if acts]
-    if first is not None:  # the default steps: all present, their times already read
-        first = first[[i for i, (_, acts) in enumerate(kept) if acts]]
     if len(steps) < 2:
         why = ("no milestones: the log has fewer than two of lead, opportunity, qualified, "
                "quote, won, invoiced, paid (map the won/invoice/payment roles or the "
