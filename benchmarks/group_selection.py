@@ -46,14 +46,15 @@ sys.path.insert(0, str(ROOT))
 import lightgbm as lgb  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from benchmarks.real_logs import (  # noqa: E402
     BENCH_TARGETS,
     DEFAULT_DATA_DIR,
     LOGS,
     load,
+    main_metric,
     mean_over_lengths,
+    paired_bootstrap_ci,
     per_length,
     prepare,
 )
@@ -125,10 +126,9 @@ def folds_of(data: TrainingData, target: Target, max_fit_cases: int | None = Non
 
 
 def metric(target: Target, y: np.ndarray, p: np.ndarray, w: np.ndarray | None = None) -> float:
-    """Higher is better: AUC, or minus the MAE."""
-    if target.kind == "classification":
-        return float(roc_auc_score(y, p, sample_weight=w))
-    return -float(np.average(np.abs(y - p), weights=w))
+    """Higher is better: the benchmark's AUC, or minus its MAE."""
+    value = main_metric(target, y, p, w)
+    return value if target.higher_is_better else -value
 
 
 def valid_predictions(target: Target, folds: Folds, columns: list[str], seed: int,
@@ -158,14 +158,8 @@ def valid_predictions(target: Target, folds: Folds, columns: list[str], seed: in
 def bootstrap_gain(target: Target, y: np.ndarray, cases: np.ndarray, without: np.ndarray,
                    full: np.ndarray, seed: int, resamples: int) -> tuple[float, float]:
     """95 % interval of metric(without) - metric(full), resampling whole valid cases."""
-    codes, n = pd.factorize(cases)[0], len(pd.unique(cases))
-    rng = np.random.default_rng(seed)
-    gains = []
-    for _ in range(resamples):
-        w = rng.multinomial(n, np.full(n, 1 / n))[codes]
-        gains.append(metric(target, y, without, w) - metric(target, y, full, w))
-    low, high = np.quantile(gains, [0.025, 0.975])
-    return float(low), float(high)
+    return paired_bootstrap_ci(lambda p, w: metric(target, y, p, w), cases, without, full,
+                               seed, resamples)
 
 
 @dataclass
