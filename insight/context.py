@@ -284,10 +284,6 @@ class Context:
     def lost(self) -> np.ndarray:
         return (self.cases["outcome"] == LOST).to_numpy()
 
-    @property
-    def has_outcomes(self) -> bool:
-        return bool(self.roles.won or self.roles.lost)
-
 
 #: per-case facts of the case table, not segment attributes
 _CASE_FACTS = frozenset({"case_id", "start", "end", "cycle_days", "events", "outcome",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from insight.context import MICROS_PER_DAY, Context, money, win_rate
+from insight.context import MICROS_PER_DAY, Context, money
 from insight.partials import InProcess, Runner
 from insight.sections import Section
 
@@ -217,8 +217,3 @@ def quote_partial(ctx: Context, number: np.ndarray, approvals: list[str], reques
         "time": ctx.t[q_rows], "discount_pct": disc[q_rows], "approved_at": first_appr,
         "decided": later_quote | completed | moved}),
         case_discount=ctx.case_value("discount_pct", how="last").to_numpy(dtype="float64"))
-
-
-def discount_win_rate(result: Discounts, band: str) -> float:
-    row = result.bands.loc[result.bands["band"] == band]
-    return win_rate(row["won"], row["lost"]) if len(row) else np.nan

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from insight.context import Context, distinct, grouped_stats, win_rate
+from insight.context import Context, distinct, grouped_stats
 from insight.partials import GroupValues, InProcess, Runner, days_of, micro_sums, summed
 from insight.sections import Section
 
@@ -319,8 +319,3 @@ def compute_variants(ctx: Context, top_n: int = 10, runner: Runner | None = None
     table["cumulative_share"] = table["share"].cumsum()
     tail = float(table["share"].iloc[top_n:].sum())
     return Variants(table=table, top_n=top_n, tail_share=tail, case_variant=rank[inverse])
-
-
-def variant_win_rate(variants: Variants) -> float:
-    t = variants.table
-    return win_rate(t["won"], t["lost"])
