@@ -35,8 +35,8 @@ class Caveat:
             said.append(f"low data, {_counts(self.target, self.low_data)}; treat it as "
                         "rough.")
         if self.baseline:
-            said.append(f"It is the {self.baseline}, a baseline: no learnt model beat it "
-                        "on this history.")
+            said.append(f"{'It' if said else 'it'} is the {self.baseline}, a baseline: no "
+                        "learnt model beat it on this history.")
         return (f"The {NUMBER.get(self.target, self.target)} (model version "
                 f"{self.version}): " + " ".join(said))
 
