@@ -15,8 +15,14 @@ from models.targets import TARGETS
 
 RECENT = 4
 #: figures shown side by side, per kind of target
-_METRICS = {"classification": ("auc", "pr_auc", "brier", "ece", "log_loss"),
+_METRICS = {"classification": ("auc", "pr_auc", "brier", "ece", "log_loss",
+                               "stability.median_jump", "stability.p90_jump"),
             "regression": ("mae_days", "rmse_days", "coverage_80", "interval_width_days")}
+
+
+#: column heads other than the metric's logged name (the win probability's median and
+#: P90 jump between a test deal's consecutive events)
+HEADS = {"stability.median_jump": "jump p50", "stability.p90_jump": "jump p90"}
 
 
 def _client() -> Any:
@@ -36,7 +42,7 @@ def overview() -> dict[str, Any]:
     except Exception as exc:  # an unreachable or broken tracking store
         return {"error": f"the model registry cannot be read ({type(exc).__name__}: {exc})",
                 "targets": []}
-    return {"error": None, "targets": targets,
+    return {"error": None, "targets": targets, "heads": HEADS,
             "empty": all(not t["versions"] for t in targets)}
 
 
@@ -136,12 +142,15 @@ def promote_version(target: str, version: int) -> dict[str, Any]:
     or why it was refused, in its own words."""
     try:
         result = promote(target, version)
-    except PromotionError as exc:
-        return {"promoted": False, "message": str(exc)}
+    except PromotionError as exc:  # a page has no --force: say where it is
+        return {"promoted": False,
+                "message": str(exc).replace("; use --force to", "; `l2c promote --force` can")}
     if result.previous is None or result.candidate_score is None:
         text = f"{target}: version {result.version} is now the champion"
     else:
         text = (f"{target}: version {result.version} is now the champion (was "
                 f"{result.previous}; {result.metric} {result.candidate_score:.3f} vs "
                 f"{result.champion_score:.3f} on its test data)")
+    if result.warnings:  # a low-data model is said to be one here too, as by l2c promote
+        text += ". " + "; ".join(result.warnings)
     return {"promoted": True, "message": text}

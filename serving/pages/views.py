@@ -63,10 +63,12 @@ def page(request: Request, name: str, status_code: int = 200, **context: Any) ->
         "caveats": [], **context}, status_code=status_code)
 
 
-def caveats(request: Request) -> list[Caveat]:
+def caveats(request: Request, targets: tuple[str, ...] | None = None) -> list[Caveat]:
     """What the pages that show the served models' numbers say above them (low data, a
-    baseline shipped): the words of ``GET /v1/models`` and the predictions' notes."""
-    return served_caveats(served_snapshot(request))
+    baseline shipped): the words of ``GET /v1/models`` and the predictions' notes; only
+    of the ``targets`` whose numbers the page shows, when given."""
+    return [c for c in served_caveats(served_snapshot(request))
+            if targets is None or c.target in targets]
 
 
 def problem(request: Request, active: str, exc: Exception, status_code: int = 503
