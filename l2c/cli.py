@@ -213,6 +213,11 @@ def train(
 ) -> None:
     """Train models for the targets, compare with baselines, log and register in MLflow.
 
+    Each target ships the best of LightGBM, the logistic base and the baselines on the
+    latest training block, and says which and why. Below 200 won and 200 lost labelled
+    training cases (win model) or 200 completed / paid ones (the two regressions) a
+    target is still trained, but flagged "low data" with its counts wherever it is shown.
+
     With --cluster or --scheduler (or DASK_SCHEDULER_ADDRESS) the same job runs on Dask.
     """
     import logging

@@ -196,3 +196,14 @@ def test_runs_show_what_was_shipped_in_order_and_the_score_stability(trained) ->
         "outcome.selection_lightgbm.auc")
     assert not any(".learning_curve." in r for r in rows)
     assert " nan " not in result.output
+
+
+def test_train_help_says_how_thin_data_is_flagged() -> None:
+    from training.data import MIN_CASES
+
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert f"{MIN_CASES['outcome']['won']} won and {MIN_CASES['outcome']['lost']} lost" in text
+    assert f"{MIN_CASES['payment_delay']['paid']} completed / paid" in text
+    assert '"low data"' in text
