@@ -213,6 +213,11 @@ def train(
 ) -> None:
     """Train models for the targets, compare with baselines, log and register in MLflow.
 
+    Each target ships the best of LightGBM, the logistic base and the baselines on the
+    latest training block, and says which and why. Below 200 won and 200 lost labelled
+    training cases (win model) or 200 completed / paid ones (the two regressions) a
+    target is still trained, but flagged "low data" with its counts wherever it is shown.
+
     With --cluster or --scheduler (or DASK_SCHEDULER_ADDRESS) the same job runs on Dask.
     """
     import logging
@@ -272,6 +277,7 @@ def score(
     partitions: PartitionsOption = None,
 ) -> None:
     """Score every open case of a log (its latest prefix) with the champion models."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as in promote
     from models.targets import resolve_targets
     from scaleout.cluster import ClusterSpec
     from scaleout.run import score_log
@@ -340,8 +346,8 @@ def _print_training(outcome) -> None:
 
 def _fmt(value: object) -> str:
     """A table cell: rich reads markup in cells too, so text is escaped."""
-    if isinstance(value, float):
-        return f"{value:.4f}"
+    if isinstance(value, float):  # nan: a figure the run has not (no oracle, no target)
+        return "–" if value != value else f"{value:.4f}"
     return "" if value is None else escape(str(value))
 
 
@@ -381,6 +387,8 @@ def promote(
 ) -> None:
     """Make a model the champion, unless it is worse than the current one or than its own
     baseline, or its calibration error is above the bound (L2C_PROMOTE_MAX_ECE)."""
+    # MLflow's download progress bars would sit between the user and the answer
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from training.promote import PromotionError
     from training.promote import promote as run_promotion
 

@@ -95,6 +95,12 @@ class PromotionResult:
     registered_name: str = ""
 
 
+#: log losses closer than this are the same predictions summed in another order (a win
+#: model that ships the base rate, or a stage rate on a log with one stage, differs from
+#: "always the base rate" by ~1e-9): not worse
+_SAME_LOSS = 1e-6
+
+
 def honesty_problems(bundle: TargetBundle, settings: PromotionSettings | None = None
                      ) -> list[str]:
     """Why the model is not an honest improvement on the simple answer, from its own test
@@ -112,9 +118,10 @@ def honesty_problems(bundle: TargetBundle, settings: PromotionSettings | None = 
                             f"{stage:.4f} (tolerance {settings.auc_tolerance})")
         prior = baselines.get("base_rate", {}).get("log_loss")
         loss = metrics.get("log_loss")
-        if prior is not None and loss is not None and loss > prior:
-            problems.append(f"test log loss {loss:.4f} is worse than always predicting the "
-                            f"base rate ({prior:.4f})")
+        if prior is not None and loss is not None and loss > prior + _SAME_LOSS:
+            shown, bound = _apart(loss, prior)
+            problems.append(f"test log loss {shown} is worse than always predicting the "
+                            f"base rate ({bound})")
         ece = metrics.get("ece")
         if ece is not None and ece > settings.max_ece:
             problems.append(f"test calibration error (ECE) {ece:.4f} is above the bound "
@@ -210,6 +217,16 @@ def main_metric(target: Target, scored: pd.DataFrame) -> float:
     return regression_metrics(y, s)[target.main_metric]
 
 
+def _apart(a: float, b: float) -> tuple[str, str]:
+    """Two figures with as many decimals (4 to 8) as it takes to tell them apart: "0.6937
+    is worse than 0.6937" reads as a contradiction."""
+    for digits in range(4, 9):
+        shown = f"{a:.{digits}f}", f"{b:.{digits}f}"
+        if shown[0] != shown[1]:
+            break
+    return shown
+
+
 def promote(target_name: str, run_or_version: str | int, force: bool = False,
             process: str | None = None,
             settings: PromotionSettings | None = None) -> PromotionResult:
@@ -249,7 +266,8 @@ def promote(target_name: str, run_or_version: str | int, force: bool = False,
                 raise PromotionRefused(
                     f"{name} version {version} is worse than champion version {previous} on "
                     f"version {version}'s test data: {target.main_metric} "
-                    f"{candidate_score:.4f} vs {champion_score:.4f} ({compared} prefixes); "
+                    f"{' vs '.join(_apart(candidate_score, champion_score))} ({compared} "
+                    "prefixes); "
                     "use --force to promote anyway")
     client.set_registered_model_alias(name, CHAMPION, str(version))
     tag_promoted(client, name, version)

@@ -16,6 +16,7 @@ from features.log import EventLog
 from features.mapping import Mapping
 from features.outcomes import first_time_of, terms_at_invoice
 from models.targets import TARGETS
+from serving.caveats import low_data_notes
 from serving.store import Snapshot
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def _assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
     as_of = keys["prefix_end"].as_unit("us").asi8  # microseconds since the epoch
     statuses = scored.status.to_dict()
     versions = {t: m.version for t, m in snapshot.models.items()}
+    thin = low_data_notes(snapshot)
     out: dict[str, dict[str, Any]] = {}
     for case, when, used in zip(ids, _datetimes(as_of), keys["prefix_len"].tolist(),
                                 strict=True):
@@ -72,9 +74,20 @@ def _assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
                                       "a finite number for this case's input")
                 continue
             entry[_ANSWER_KEY[target]] = answer
+            if target in thin:
+                entry["notes"].append(thin[target])
             if explained is not None:
-                entry["explanations"][target] = explained[i]
+                entry["explanations"][target] = _moving(explained[i])
     return list(out.values())
+
+
+def _moving(explanation: dict[str, Any]) -> dict[str, Any]:
+    """The explanation without its terms of exactly zero: such a term moves nothing, yet
+    would be worded "raises the win chance" (a shipped baseline's features all are)."""
+    listed = explanation["contributions"]
+    if all(c["contribution"] != 0.0 for c in listed):
+        return explanation
+    return {**explanation, "contributions": [c for c in listed if c["contribution"] != 0.0]}
 
 
 def _finite_answer(answer: Any) -> bool:

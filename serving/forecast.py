@@ -17,6 +17,7 @@ import pandas as pd
 
 from features.log import EventLog
 from features.outcomes import first_time_of
+from serving.caveats import served_caveats
 from serving.errors import NothingToForecastError
 from serving.scoring import score_log
 from serving.store import ModelsNotLoadedError, Snapshot
@@ -157,6 +158,9 @@ def forecast(snapshot: Snapshot, log: EventLog, source: str, group_by: str | Non
         ],
     }
     result["assumptions"] += left_out
+    # a forecast is only as sound as its models: a thin or baseline one is said here too
+    result["assumptions"] += [c.text for c in served_caveats(snapshot)
+                              if c.target in FORECAST_TARGETS]
     if without_value.any():
         result["assumptions"].append(
             f"{int(without_value.sum())} deal(s) have no value and count as 0: "

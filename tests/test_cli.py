@@ -152,3 +152,60 @@ def test_train_takes_the_test_share_from_the_command_line(tmp_path: Path, monkey
     assert "stop here" in result.output
     outside = runner.invoke(app, ["train", str(tmp_path / "x.csv"), "--test-fraction", "0.9"])
     assert outside.exit_code == 2 and "Error" in outside.output  # typer: outside 0.05-0.5
+
+
+def test_runs_show_a_missing_figure_as_a_dash_not_nan() -> None:
+    from l2c.cli import _fmt
+
+    assert _fmt(float("nan")) == "–" and _fmt(0.12345) == "0.1235" and _fmt(None) == ""
+
+
+def test_promote_prints_its_answer_without_mlflow_progress_bars(trained, small_log) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from training.config import TrainConfig
+    from training.train import train
+
+    # a one-tree model, refused by the comparison with the champion (whose test data
+    # promote downloads); the honesty gates relaxed so that it gets that far
+    weak = train(small_log, None, "outcome", TrainConfig(
+        lgbm={"n_estimators": 1, "num_leaves": 2}, win_base=None, calibration="none",
+        select_kind=False, learning_curve=False))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"}
+    env.update(L2C_PROMOTE_AUC_TOLERANCE="1", L2C_PROMOTE_MAX_ECE="1")
+    # in a process of its own, as a user runs it: MLflow's bars go to the real stderr
+    done = subprocess.run([sys.executable, "-m", "l2c.cli", "promote", weak.run_id,
+                           "--target", "outcome"], capture_output=True, text=True, env=env,
+                          timeout=180)
+    assert done.returncode == 1 and "worse than champion version" in done.stderr, done.stderr
+    assert "Downloading artifacts" not in done.stderr + done.stdout, done.stderr
+
+
+def test_runs_show_what_was_shipped_in_order_and_the_score_stability(trained) -> None:
+    from training.runs import compare_runs
+
+    table = compare_runs(max_runs=100)  # what `l2c runs` prints, the session's run among them
+    rows = list(table[trained.run_id[:12]].dropna().index)
+    assert "outcome.kind" in rows and "outcome.low_data" in rows
+    assert "outcome.stability.median_jump" in rows and "outcome.stability.p90_jump" in rows
+    auc = [r for r in rows if r.startswith("outcome.") and r.endswith(".auc")]
+    assert auc[0] == "outcome.auc"  # the shipped model's figure first, then its baselines
+    assert auc.index("outcome.baseline_stage_rate.auc") < auc.index(
+        "outcome.selection_lightgbm.auc")
+    assert not any(".learning_curve." in r for r in rows)
+    result = runner.invoke(app, ["runs", "--max-runs", "3"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "outcome.stability.p90_jump" in result.output and " nan " not in result.output
+
+
+def test_train_help_says_how_thin_data_is_flagged() -> None:
+    from training.data import MIN_CASES
+
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert f"{MIN_CASES['outcome']['won']} won and {MIN_CASES['outcome']['lost']} lost" in text
+    assert f"{MIN_CASES['payment_delay']['paid']} completed / paid" in text
+    assert '"low data"' in text

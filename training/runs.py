@@ -42,12 +42,28 @@ def compare_runs(experiment: str = "lead-to-cash", max_runs: int = 10) -> pd.Dat
     return table
 
 
+#: the order of a metric's rows: the shipped model's test figure, its baselines' on the
+#: same test data, the oracle's (simulated logs), then each candidate's on the latest
+#: training block (how the kind was chosen)
+_SOURCES = ("", "baseline_", "oracle", "selection_")
+
+
 def _metrics_of(target: str, runs: pd.DataFrame) -> list[str]:
     wanted = {"outcome": ["auc", "log_loss", "ece"], "remaining_time": ["mae_days", "coverage_80"],
               "payment_delay": ["mae_days", "coverage_80"]}[target]
     names = []
     for metric in wanted:
-        names += [c.removeprefix("metrics.") for c in runs.columns
-                  if c.startswith(f"metrics.{target}.") and c.endswith(f".{metric}")
-                  and ".prefix_" not in c]
+        found = [c.removeprefix("metrics.") for c in runs.columns
+                 if c.startswith(f"metrics.{target}.") and c.endswith(f".{metric}")
+                 and ".prefix_" not in c and ".learning_curve." not in c]
+        names += sorted(found, key=lambda name: (_source(target, metric, name), name))
+    if target == "outcome":  # how much a deal's score swings between its events (issue 19)
+        names += [f"outcome.stability.{m}" for m in ("median_jump", "p90_jump")
+                  if f"metrics.outcome.stability.{m}" in runs.columns]
     return sorted(set(names), key=names.index)
+
+
+def _source(target: str, metric: str, name: str) -> int:
+    middle = name.removeprefix(f"{target}.").removesuffix(f".{metric}").removesuffix(metric)
+    return next((i for i, s in reversed(list(enumerate(_SOURCES))) if middle.startswith(s)),
+                len(_SOURCES))

@@ -11,7 +11,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from serving.pages import data
-from serving.pages.views import SHOWN, page, page_router, problem, served_snapshot
+from serving.pages.views import (
+    SHOWN,
+    caveats,
+    page,
+    page_router,
+    problem,
+    served_snapshot,
+)
 from serving.schemas import PredictRequest
 from serving.threads import in_scoring_thread
 
@@ -36,7 +43,7 @@ async def deals_page(request: Request, rep: str | None = None, region: str | Non
             shown = shown[shown[column].astype(str).str.casefold() == value.casefold()]
     return page(request, "deals.html", active="deals", deals=shown.head(limit).to_dict(
         "records"), total=len(shown), limit=limit, options=options, chosen=chosen,
-        as_of=deals.as_of)
+        as_of=deals.as_of, caveats=caveats(request))
 
 
 def _whatif_from_query(discount: str | None, terms: str | None, step: str | None
@@ -81,7 +88,7 @@ async def deal_page(request: Request, case_id: str, discount: str | None = None,
     except SHOWN as exc:
         return problem(request, "deals", exc)
     return page(request, "deal.html", active="deals", events=events.to_dict("records"),
-                choices=choices, reliable=reliable, **context)
+                choices=choices, reliable=reliable, caveats=caveats(request), **context)
 
 
 @router.get("/deals/{case_id}/whatif", response_class=HTMLResponse)

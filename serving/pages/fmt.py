@@ -30,6 +30,17 @@ def whole_days(value: Any) -> str:
     return "1 day" if n == 1 else f"{n:,} days"
 
 
+def days_late(value: Any) -> str:
+    """A payment delay in days -> "3 days late", "15 days early" or "on the due date":
+    "-15 days late" makes a reader do the sign in their head."""
+    if _missing(value):
+        return "–"
+    n = round(float(value))
+    if n == 0:
+        return "on the due date"
+    return f"{whole_days(abs(n))} {'late' if n > 0 else 'early'}"
+
+
 def as_date(value: Any) -> str:
     """A date as a date (the time of day and zone of a forecast mean nothing to a rep)."""
     if _missing(value):
@@ -71,4 +82,5 @@ def or_dash(value: Any) -> str:
 
 
 FILTERS = {"percent_points": percent_points, "or_dash": or_dash, "percent": percent,
-           "whole_days": whole_days, "as_date": as_date, "money": money, "month": month}
+           "whole_days": whole_days, "days_late": days_late, "as_date": as_date,
+           "money": money, "month": month}

@@ -13,8 +13,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from features.io import neutralise_formulas
+from serving.forecast import FORECAST_TARGETS
 from serving.pages import data
-from serving.pages.views import SHOWN, page, page_router, problem, served_snapshot
+from serving.pages.views import SHOWN, caveats, page, page_router, problem, served_snapshot
 from serving.settings import Settings
 from serving.store import Snapshot
 from serving.threads import in_scoring_thread
@@ -51,7 +52,8 @@ async def pipeline_page(request: Request, currency: str | None = None,
     chart = await run_in_threadpool(data.kept, key, functools.partial(
         _forecast_chart, result, shown["currency"]))
     return page(request, "pipeline.html", active="pipeline", group_by=group_by,
-                groups=data.GROUPS, chart=chart, **shown)
+                groups=data.GROUPS, chart=chart, caveats=caveats(request, FORECAST_TARGETS),
+                **shown)
 
 
 @router.get("/pipeline.csv")

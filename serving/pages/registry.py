@@ -4,17 +4,25 @@ logged figures and plots, and promotion by the gate of ``l2c promote``
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from models.promotion import PromotionError, promote
 from models.registry import configure_mlflow, current_champion, versions_newest_first
+from models.selection import BASELINE_KINDS, KIND_LABELS
 from models.targets import TARGETS
 
 RECENT = 4
 #: figures shown side by side, per kind of target
-_METRICS = {"classification": ("auc", "pr_auc", "brier", "ece", "log_loss"),
-            "regression": ("mae_days", "rmse_days", "coverage", "interval_width_days")}
+_METRICS = {"classification": ("auc", "pr_auc", "brier", "ece", "log_loss",
+                               "stability.median_jump", "stability.p90_jump"),
+            "regression": ("mae_days", "rmse_days", "coverage_80", "interval_width_days")}
+
+
+#: column heads other than the metric's logged name (the win probability's median and
+#: P90 jump between a test deal's consecutive events)
+HEADS = {"stability.median_jump": "jump p50", "stability.p90_jump": "jump p90"}
 
 
 def _client() -> Any:
@@ -34,7 +42,7 @@ def overview() -> dict[str, Any]:
     except Exception as exc:  # an unreachable or broken tracking store
         return {"error": f"the model registry cannot be read ({type(exc).__name__}: {exc})",
                 "targets": []}
-    return {"error": None, "targets": targets,
+    return {"error": None, "targets": targets, "heads": HEADS,
             "empty": all(not t["versions"] for t in targets)}
 
 
@@ -63,7 +71,8 @@ def _target(client: Any, target: Any) -> dict[str, Any]:
         listed.append({
             "version": int(version.version), "run_id": version.run_id,
             "champion": int(version.version) == champion,
-            "created": version.creation_timestamp, "metrics": main,
+            "created": _registered_at(version.creation_timestamp), "metrics": main,
+            **_shipped(dict(version.tags or {})),
             "by_prefix": dict(sorted(by_prefix.items(),
                                      key=lambda kv: int(kv[0].split("-")[0].split("_")[0]))),
             "trained_on": run["trained_on"],
@@ -71,6 +80,22 @@ def _target(client: Any, target: Any) -> dict[str, Any]:
     return {"name": target.name, "registered_name": name, "main_metric": target.main_metric,
             "higher_is_better": target.higher_is_better, "champion": champion,
             "versions": listed, "description": target.description}
+
+
+def _registered_at(millis: int | None) -> datetime | None:
+    """When the version was registered (MLflow keeps milliseconds since the epoch)."""
+    return None if millis is None else datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def _shipped(tags: dict[str, str]) -> dict[str, Any]:
+    """What the version is (LightGBM, the logistic base, or a baseline), why it was
+    shipped, and its "low data" message, from the tags training put on the version;
+    a version trained before those tags existed has none of them."""
+    kind = tags.get("kind")
+    low = tags.get("low_data")
+    return {"kind": kind, "kind_label": KIND_LABELS.get(kind, kind) if kind else None,
+            "is_baseline": kind in BASELINE_KINDS, "kind_reason": tags.get("kind_reason"),
+            "low_data": low if low and low != "no" else None}
 
 
 _RUNS: dict[str, dict[str, Any]] = {}
@@ -117,12 +142,15 @@ def promote_version(target: str, version: int) -> dict[str, Any]:
     or why it was refused, in its own words."""
     try:
         result = promote(target, version)
-    except PromotionError as exc:
-        return {"promoted": False, "message": str(exc)}
+    except PromotionError as exc:  # a page has no --force: say where it is
+        return {"promoted": False,
+                "message": str(exc).replace("; use --force to", "; `l2c promote --force` can")}
     if result.previous is None or result.candidate_score is None:
         text = f"{target}: version {result.version} is now the champion"
     else:
         text = (f"{target}: version {result.version} is now the champion (was "
                 f"{result.previous}; {result.metric} {result.candidate_score:.3f} vs "
                 f"{result.champion_score:.3f} on its test data)")
+    if result.warnings:  # a low-data model is said to be one here too, as by l2c promote
+        text += ". " + "; ".join(result.warnings)
     return {"promoted": True, "message": text}

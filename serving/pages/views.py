@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from features.errors import EventLogError
+from serving.caveats import Caveat, served_caveats
 from serving.deps import key_is_valid
 from serving.errors import ApiError
 from serving.pages import auth, data
@@ -59,7 +60,15 @@ def page(request: Request, name: str, status_code: int = 200, **context: Any) ->
     settings: Settings = request.app.state.settings
     return templates.TemplateResponse(request, name, {
         "open_mode": auth.is_open(settings), "active": context.pop("active", ""),
-        **context}, status_code=status_code)
+        "caveats": [], **context}, status_code=status_code)
+
+
+def caveats(request: Request, targets: tuple[str, ...] | None = None) -> list[Caveat]:
+    """What the pages that show the served models' numbers say above them (low data, a
+    baseline shipped): the words of ``GET /v1/models`` and the predictions' notes; only
+    of the ``targets`` whose numbers the page shows, when given."""
+    return [c for c in served_caveats(served_snapshot(request))
+            if targets is None or c.target in targets]
 
 
 def problem(request: Request, active: str, exc: Exception, status_code: int = 503
