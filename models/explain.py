@@ -37,6 +37,7 @@ def explain_rows(bundle: TargetBundle, features: EncodedPrefixes, top_k: int,
                  M: np.ndarray | None = None, values: np.ndarray | None = None
                  ) -> list[dict[str, Any]]:
     """Top-k SHAP contributions per row, in words; they add up with the rest to the output.
+    Terms of exactly zero are not listed, so a row may list fewer than ``top_k``.
 
     Features an encoder groups (a discount's min, max and mean; the two quarter
     positions) are explained as one item, their contributions summed: a linear base
@@ -73,6 +74,8 @@ def explain_rows(bundle: TargetBundle, features: EncodedPrefixes, top_k: int,
             totals.tolist(), strict=True)):
         listed = []
         for u, amount in zip(row_top, row_picked, strict=True):
+            if amount == 0.0:  # moves nothing, yet would read "raises the win chance"
+                continue  # (a shipped baseline's features all are; they stay in the sum)
             members = units.members[u]
             key = (u, cells[members[0]][i]) if len(members) == 1 else None
             value = texts.get(key) if key is not None else None

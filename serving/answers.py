@@ -77,17 +77,8 @@ def _assemble(scored: ScoredCases, snapshot: Snapshot, explain: bool,
             if target in thin:
                 entry["notes"].append(thin[target])
             if explained is not None:
-                entry["explanations"][target] = _moving(explained[i])
+                entry["explanations"][target] = explained[i]
     return list(out.values())
-
-
-def _moving(explanation: dict[str, Any]) -> dict[str, Any]:
-    """The explanation without its terms of exactly zero: such a term moves nothing, yet
-    would be worded "raises the win chance" (a shipped baseline's features all are)."""
-    listed = explanation["contributions"]
-    if all(c["contribution"] != 0.0 for c in listed):
-        return explanation
-    return {**explanation, "contributions": [c for c in listed if c["contribution"] != 0.0]}
 
 
 def _finite_answer(answer: Any) -> bool:
