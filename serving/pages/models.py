@@ -22,7 +22,7 @@ _RUN = re.compile(r"^[0-9a-f]{32}$")
 @router.get("/models", response_class=HTMLResponse)
 async def models_view(request: Request, message: str | None = None,
                       refused: str | None = None) -> HTMLResponse:
-    overview = await run_in_threadpool(registry.overview)
+    overview = await run_in_threadpool(registry.overview, _process(request))
     return page(request, "models.html", active="models", overview=overview,
                 message=message, refused=refused)
 
@@ -30,14 +30,21 @@ async def models_view(request: Request, message: str | None = None,
 @router.post("/models/promote", response_class=HTMLResponse)
 async def models_promote(request: Request, target: Annotated[str, Form()],
                          version: Annotated[int, Form()]) -> HTMLResponse:
-    outcome = await run_in_threadpool(registry.promote_version, target, version)
-    overview = await run_in_threadpool(registry.overview)
+    process = _process(request)
+    outcome = await run_in_threadpool(registry.promote_version, target, version, process)
+    overview = await run_in_threadpool(registry.overview, process)
     if outcome["promoted"]:
         await run_in_threadpool(request.app.state.store.reload_if_promoted)
     return page(request, "models.html", active="models", overview=overview,
                 message=outcome["message"] if outcome["promoted"] else None,
                 refused=None if outcome["promoted"] else outcome["message"],
                 status_code=200)  # a refusal is an answer shown on the page
+
+
+def _process(request: Request) -> str | None:
+    """The process whose models the app serves (``L2C_PROCESS``): the page shows and
+    promotes those, not the default names."""
+    return request.app.state.settings.process
 
 
 @router.get("/models/plots/{run_id}/{name}")

@@ -32,13 +32,14 @@ def _client() -> Any:
     return MlflowClient()
 
 
-def overview() -> dict[str, Any]:
+def overview(process: str | None = None) -> dict[str, Any]:
     """Per target: its champion, its recent versions with their runs' test figures (by
     prefix length too) and logged plots; or, when the registry cannot be read or holds
-    nothing, what to do."""
+    nothing, what to do. ``process``: whose models (``L2C_PROCESS``; None: the default
+    names), the same ones the API serves."""
     try:
         client = _client()
-        targets = [_target(client, target) for target in TARGETS.values()]
+        targets = [_target(client, target, process) for target in TARGETS.values()]
     except Exception as exc:  # an unreachable or broken tracking store
         return {"error": f"the model registry cannot be read ({type(exc).__name__}: {exc})",
                 "targets": []}
@@ -46,8 +47,8 @@ def overview() -> dict[str, Any]:
             "empty": all(not t["versions"] for t in targets)}
 
 
-def _target(client: Any, target: Any) -> dict[str, Any]:
-    name = target.registered_name
+def _target(client: Any, target: Any, process: str | None = None) -> dict[str, Any]:
+    name = target.model_name(process)
     try:
         versions = versions_newest_first(client, name)
     except Exception:  # the registered model does not exist yet
@@ -137,11 +138,12 @@ def plot_bytes(run_id: str, name: str) -> bytes | None:
         return None
 
 
-def promote_version(target: str, version: int) -> dict[str, Any]:
+def promote_version(target: str, version: int, process: str | None = None
+                    ) -> dict[str, Any]:
     """Promote by the gate of ``l2c promote`` (never forced from a page): what happened,
     or why it was refused, in its own words."""
     try:
-        result = promote(target, version)
+        result = promote(target, version, process=process)
     except PromotionError as exc:  # a page has no --force: say where it is
         return {"promoted": False,
                 "message": str(exc).replace("; use --force to", "; `l2c promote --force` can")}

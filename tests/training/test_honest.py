@@ -154,6 +154,20 @@ def test_two_processes_keep_their_own_models_and_all_trains_what_it_can(
         assert report["outcome"]["loaded"], report
         assert store.snapshot.models["outcome"].run_id == outcome.run_id
         assert store.reload_if_promoted() is None  # it watches that process's champion
+    # the cockpit's models page of that server shows and promotes that process's models
+    from serving.pages import registry
+
+    south_page = registry.overview("south")
+    [shown] = [t for t in south_page["targets"] if t["name"] == "outcome"]
+    assert shown["registered_name"] == "l2c-south-outcome"
+    assert [v["run_id"] for v in shown["versions"]] == [south.run_id]
+    promoted = registry.promote_version("outcome", 1, "south")
+    assert promoted["promoted"], promoted["message"]
+    assert client.get_model_version_by_alias("l2c-south-outcome", "champion").version == "1"
+    north_page = registry.overview("North Sales")
+    [shown] = [t for t in north_page["targets"] if t["name"] == "outcome"]
+    assert shown["registered_name"] == "l2c-north-sales-outcome"
+    assert shown["versions"][0]["run_id"] == north.run_id
 
 
 def test_target_all_fails_only_when_no_target_can_be_trained(tmp_path: Path) -> None:
