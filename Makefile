@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/l2c insight $(DEMO_DIR)/l2c.csv --out $(DEMO_DIR)/insight.html
 	@echo "Process insight: open $(CURDIR)/$(DEMO_DIR)/insight.html in a browser"
 	@echo "Serve the champions: .venv/bin/l2c serve   (API docs at http://127.0.0.1:8000/docs)"
-	@echo "MLflow UI: .venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
+	@echo "MLflow UI: .venv/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"
 	@echo "The cockpit (pipeline, deals, process, models), once l2c serve runs: http://127.0.0.1:8000/"
 
 test: $(STAMP) browser
