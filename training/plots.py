@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -64,7 +66,9 @@ def shap_summary_plot(values: np.ndarray, X: pd.DataFrame, title: str) -> Figure
     # shap draws into matplotlib's *current* figure: without a fresh one it would draw
     # over whichever figure was made last (the run's previous plot)
     fig = plt.figure()
-    shap.summary_plot(values, coded.astype("float64"), show=False, max_display=15)
+    with warnings.catch_warnings():  # a column missing on every row (a baseline's unused
+        warnings.simplefilter("ignore", RuntimeWarning)  # feature) has no colour range
+        shap.summary_plot(values, coded.astype("float64"), show=False, max_display=15)
     if plt.gcf() is not fig:  # a shap that makes its own figure: take that one
         plt.close(fig)
         fig = plt.gcf()

@@ -39,3 +39,15 @@ def test_the_logged_shap_summary_differs_from_the_plot_logged_before_it(
     for target, previous in (("outcome", "auc_by_prefix"), ("payment_delay", "residuals")):
         shap_png = (folder / f"{target}_shap_summary.png").read_bytes()
         assert shap_png != (folder / f"{target}_{previous}.png").read_bytes()
+
+
+def test_a_feature_missing_on_every_row_draws_without_warnings() -> None:
+    """A shipped baseline's features all contribute 0, and some are never filled: the
+    beeswarm must not print numpy's "All-NaN slice" to the user's terminal."""
+    import warnings
+
+    X = pd.DataFrame({"amount": np.arange(50.0), "never": np.full(50, np.nan)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fig = shap_summary_plot(np.zeros((50, 2)), X, "outcome: SHAP summary")
+    plt.close(fig)
