@@ -38,8 +38,7 @@ from benchmarks.real_logs import (  # noqa: E402
     LOGS,
     PEERS,
     available_peers,
-    build_peer,
-    build_skpm_peer,
+    build_named_peer,
     fit_peer,
     load,
     main_metric,
@@ -65,8 +64,7 @@ def run(log_name: str, target_name: str, seeds: list[int], peer_names: list[str]
     spec = LOGS[log_name]
     target = BENCH_TARGETS[target_name]
     prep = prepare(spec, load(spec, data_dir, max_cases), TrainConfig(learning_curve=False))
-    peers = {name: build_peer(prep, 0) if name == "pm4py" else build_skpm_peer(prep, name)
-             for name in peer_names}
+    peers = {name: build_named_peer(prep, name, 0) for name in peer_names}
     figures: dict[str, list[float]] = {"ours": [], **{name: [] for name in peers}}
     for seed in seeds:
         started = time.perf_counter()

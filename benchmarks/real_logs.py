@@ -391,6 +391,11 @@ def build_skpm_peer(prep: Prepared, encoding: str) -> PeerData:
 PEERS = ("pm4py", *SKPM_ENCODINGS)
 
 
+def build_named_peer(prep: Prepared, name: str, seed: int) -> PeerData:
+    """The features of the peer ``name`` (one of :data:`PEERS`)."""
+    return build_peer(prep, seed) if name == "pm4py" else build_skpm_peer(prep, name)
+
+
 @dataclass
 class CachedPeer:
     """A peer whose test predictions were stored by an earlier run (``--peer-cache``)."""
@@ -443,7 +448,7 @@ def build_one_peer(prep: Prepared, name: str, targets: list[Target],
                                                        for f in wanted):
         err.print(f"[{prep.spec.name}] {name}: stored predictions ({timing.parent})")
         return CachedPeer(name, json.loads(timing.read_text())["features_s"])
-    peer = build_peer(prep, seed) if name == "pm4py" else build_skpm_peer(prep, name)
+    peer = build_named_peer(prep, name, seed)
     err.print(f"[{prep.spec.name}] {name} features in {peer.features_s:.1f}s")
     if timing is not None:
         timing.write_text(json.dumps({"features_s": peer.features_s}))
