@@ -44,7 +44,8 @@ class Choice:
         return self.kind in BASELINE_KINDS
 
 
-def _label(kind: str) -> str:
+def kind_label(kind: str) -> str:
+    """The kind as people read it (``KIND_LABELS``), or its code if it has no label."""
     return KIND_LABELS.get(kind, kind)
 
 
@@ -87,8 +88,8 @@ def choose(y: np.ndarray, candidates: dict[str, np.ndarray], classification: boo
         for simpler in kinds[kinds.index(kind) + 1:]:
             metrics_lost = worse(kind, simpler)
             if metrics_lost:
-                return (f"{_label(kind)} ({figures(kind)}) was worse on "
-                        f"{' and '.join(metrics_lost)} than {_label(simpler)} "
+                return (f"{kind_label(kind)} ({figures(kind)}) was worse on "
+                        f"{' and '.join(metrics_lost)} than {kind_label(simpler)} "
                         f"({figures(simpler)})")
         return None
 
@@ -98,8 +99,8 @@ def choose(y: np.ndarray, candidates: dict[str, np.ndarray], classification: boo
         if why is not None:
             rejected.append(why)
             continue
-        simpler = [_label(k) for k in kinds[kinds.index(kind) + 1:]]
-        reason = f"{_label(kind)}: {figures(kind)} on the latest training block ({len(y)} rows)"
+        simpler = [kind_label(k) for k in kinds[kinds.index(kind) + 1:]]
+        reason = f"{kind_label(kind)}: {figures(kind)} on the latest training block ({len(y)} rows)"
         reason += (f", at least as good as {', '.join(simpler)}" if simpler
                    else ", the simplest answer")
         if rejected:

@@ -23,7 +23,7 @@ from models.metrics import (
     ece_sampling_floor,
     regression_metrics,
 )
-from models.selection import BASELINE_KINDS, KIND_LABELS
+from models.selection import BASELINE_KINDS, kind_label
 from models.targets import Target
 from training.config import TrainConfig
 from training.data import TrainingData
@@ -139,7 +139,7 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
                                 "split_time": data.split.split_time.isoformat(),
                                 "metrics": metrics, "config": config.flat_params(),
                                 "test_baselines": baselines,
-                                "kind": kind, "kind_label": KIND_LABELS.get(kind, kind),
+                                "kind": kind, "kind_label": kind_label(kind),
                                 "kind_is_baseline": kind in BASELINE_KINDS,
                                 "kind_reason": reason, "low_data": low_data,
                                 "registered_name": target.model_name(config.process),

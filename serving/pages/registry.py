@@ -10,7 +10,7 @@ from typing import Any
 
 from models.promotion import PromotionError, promote
 from models.registry import configure_mlflow, current_champion, versions_newest_first
-from models.selection import BASELINE_KINDS, KIND_LABELS
+from models.selection import BASELINE_KINDS, kind_label
 from models.targets import TARGETS
 
 RECENT = 4
@@ -94,7 +94,7 @@ def _shipped(tags: dict[str, str]) -> dict[str, Any]:
     a version trained before those tags existed has none of them."""
     kind = tags.get("kind")
     low = tags.get("low_data")
-    return {"kind": kind, "kind_label": KIND_LABELS.get(kind, kind) if kind else None,
+    return {"kind": kind, "kind_label": kind_label(kind) if kind else None,
             "is_baseline": kind in BASELINE_KINDS, "kind_reason": tags.get("kind_reason"),
             "low_data": low if low and low != "no" else None}
 
