@@ -13,7 +13,7 @@ case scored alone still sees its rep's and account's history.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -313,6 +313,17 @@ def column_features(out: Encoded, column: str, at: Callable[..., np.ndarray], ro
         out["account_mean_payment_delay_days"] = _ratio(paid)
 
 
+def key_feature_names(keys: Sequence[str], roles: Roles) -> list[str]:
+    """The features of the key columns ``keys``, in their order: read off the one rule
+    (``column_features``) run on a probe row, so names and values cannot part."""
+    t = np.zeros(1, dtype=np.int64)
+    out: Encoded = {}
+    for column in keys:
+        column_features(out, column, lambda kind, times=None: np.zeros((1, 2)), roles, t, 0,
+                        lambda: np.zeros(1))
+    return list(out)
+
+
 class CrossCaseEncoder(PrefixEncoder):
     """Workload, track record and payment habits of the rep, region and account.
 
@@ -330,19 +341,25 @@ class CrossCaseEncoder(PrefixEncoder):
     #: facts of other cases, known at the prefix end, some from events after their own
     #: kept prefixes: the encoder reads every event given
     reads_other_cases = True
+    #: the key columns the training log fills (``fit``); models pickled before keys
+    #: without values were left out built the features of all of them
+    keys_: tuple[str, ...] = tuple(FACT_KINDS)
 
     def __init__(self, roles: Roles | None = None, recent_days: float = 30.0) -> None:
         self.roles = roles
         self.recent_days = recent_days
 
     def fit(self, prepared: pd.DataFrame | EventRows, y: object = None) -> CrossCaseEncoder:
-        self.set_history(prepared)
-        names = ["rep_started_recent", "rep_decided_cases", "rep_win_rate",
-                 "rep_mean_cycle_days", "account_prior_cases", "account_won_cases",
-                 "account_paid_cases", "account_mean_payment_delay_days"]
-        if self.resolved_roles().end_activities:
-            names = ["rep_open_cases", "region_open_cases", *names]
-        self.feature_names_out_ = names
+        roles = self.resolved_roles()
+        facts = case_facts(event_rows(prepared), roles)
+        # a key no training case fills (Helpdesk has no rep) would give columns missing on
+        # every row, and one whose features the roles rule out (a region without end
+        # activities) none: neither is indexed nor looked up
+        self.keys_ = tuple(column for column in FACT_KINDS
+                           if bool(pd.notna(facts[column]).any())
+                           and key_feature_names([column], roles))
+        self._store(facts)
+        self.feature_names_out_ = key_feature_names(self.keys_, roles)
         return self
 
     def resolved_roles(self) -> Roles:
@@ -351,11 +368,14 @@ class CrossCaseEncoder(PrefixEncoder):
 
     def set_history(self, prepared: pd.DataFrame | EventRows) -> CrossCaseEncoder:
         """Remember these cases' facts for scoring cases that arrive without history."""
-        self.facts_ = case_facts(event_rows(prepared), self.resolved_roles())
+        return self._store(case_facts(event_rows(prepared), self.resolved_roles()))
+
+    def _store(self, facts: CaseFacts) -> CrossCaseEncoder:
+        self.facts_ = facts
         self.cases_ = Lookup(self.facts_.ids)
         self.groups_: dict[str, Lookup] = {}
         self.index_: dict[str, dict[str, AsOf]] = {}
-        for column in FACT_KINDS:
+        for column in self.keys_:
             values = self.facts_[column]
             self.groups_[column] = Lookup(pd.unique(values[~pd.isna(values)]))
             codes = self.groups_[column].positions(values)
@@ -383,7 +403,7 @@ class CrossCaseEncoder(PrefixEncoder):
         t = rows.sec + TIME_OFFSET
         recent = int(self.recent_days * DAY_SECONDS)
         out: Encoded = {}
-        for column in FACT_KINDS:
+        for column in self.keys_:
             query_values = rows.last_known(column)
             groups, new = self.groups_[column], {}
             added = _codes_with_new(groups, current[column], new)

@@ -3,7 +3,9 @@
 An encoder whose every input column is empty in the training log produces columns that
 are missing on every row: they cost time at every transform (the cross-case encoder
 indexes the whole history) and tell a model nothing. Public logs without a rep, region
-or account (loan applications, traffic fines) are the common case.
+or account (loan applications, traffic fines) are the common case. Within the cross-case
+encoder the same holds per key: a log with accounts but no rep (Helpdesk) gets the
+account's features only (``CrossCaseEncoder.keys_``).
 """
 
 from __future__ import annotations
@@ -12,18 +14,18 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from features.crosscase import CrossCaseEncoder
+from features.crosscase import FACT_KINDS, CrossCaseEncoder, key_feature_names
 from features.encoders import PrefixEncoder
-
-#: the key columns of the cross-case facts (``features.crosscase``)
-CROSS_CASE_KEYS = ("rep", "region", "account")
 
 
 def reads_something(encoder: PrefixEncoder, events: pd.DataFrame) -> bool:
-    """Whether ``encoder`` has an input column the training events fill."""
-    if isinstance(encoder, CrossCaseEncoder):  # as-of facts per rep, region and account
+    """Whether ``encoder`` has an input column the training events fill (the cross-case
+    encoder: a rep, region or account with features under its roles; it leaves out
+    the other keys itself when fitted)."""
+    if isinstance(encoder, CrossCaseEncoder):
+        roles = encoder.resolved_roles()
         return any(column in events and bool(events[column].notna().any())
-                   for column in CROSS_CASE_KEYS)
+                   and key_feature_names([column], roles) for column in FACT_KINDS)
     return True
 
 

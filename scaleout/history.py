@@ -113,7 +113,7 @@ def set_history(encoder: CrossCaseEncoder, facts: CaseFacts) -> CrossCaseEncoder
     encoder.cases_ = Lookup(facts.ids)
     encoder.groups_ = {}
     encoder.index_ = {}
-    for column in FACT_KINDS:
+    for column in encoder.keys_:
         encoder.groups_[column], encoder.index_[column] = _index(facts, column)
     return encoder
 
@@ -134,7 +134,7 @@ def needs(encoder: CrossCaseEncoder) -> dict[str, list[Need]]:
     recent = int(encoder.recent_days * DAY_SECONDS)
     t = np.array([10 * TIME_SPAN // 11], dtype=np.int64)
     out: dict[str, list[Need]] = {}
-    for column in FACT_KINDS:
+    for column in encoder.keys_:
         asked: list[Need] = []
 
         def probe(kind: str, times: np.ndarray | None = None, asked=asked) -> np.ndarray:
@@ -207,14 +207,15 @@ def _route_values(rows: EventRows, column: str, kept: np.ndarray, buckets: int
     return uniques, codes, unique_bucket, query_bucket
 
 
-def route(rows: EventRows, kept: np.ndarray, roles: Roles, buckets: int,
+def route(rows: EventRows, kept: np.ndarray, encoder: CrossCaseEncoder, buckets: int,
           store: str | None) -> list[Any]:
     """Step 1: per bucket, ``({column: facts of this partition's cases whose value the
-    bucket owns}, {column: queries of the kept prefixes whose value it owns})``."""
-    facts = case_facts(rows, roles)
+    bucket owns}, {column: queries of the kept prefixes whose value it owns})``, for the
+    key columns the encoder reads."""
+    facts = case_facts(rows, encoder.resolved_roles())
     t = rows.sec[kept] + TIME_OFFSET
     pieces: list[dict[str, tuple[CaseFacts, Queries]]] = [{} for _ in range(buckets)]
-    for column in FACT_KINDS:
+    for column in encoder.keys_:
         values = facts[column]
         known = ~pd.isna(values)
         fact_bucket = np.full(len(values), -1, dtype=np.int64)
@@ -299,7 +300,7 @@ def encode_answered(encoder: CrossCaseEncoder, rows: EventRows, kept: np.ndarray
     t = rows.sec[kept] + TIME_OFFSET
     recent = int(encoder.recent_days * DAY_SECONDS)
     out: Encoded = {}
-    for column in FACT_KINDS:
+    for column in encoder.keys_:
         query_bucket = _route_values(rows, column, kept, buckets)[3]
         widths = {kind: arrays[2].shape[1] for kind, arrays in facts_by_kind(
             current, column, np.zeros(len(current), dtype=np.int64)).items()}

@@ -82,7 +82,7 @@ def route_partition(pipeline: PrefixPipeline, events: pd.DataFrame, last_only: b
     encoder = _cross_case(pipeline)
     assert encoder is not None  # only called when the pipeline has one
     kept = _queried(pipeline, rows, last_only, only_cases, events)
-    return route(rows, kept, encoder.resolved_roles(), buckets, store)
+    return route(rows, kept, encoder, buckets, store)
 
 
 def answers_in_process(pipeline: PrefixPipeline, events: pd.DataFrame, last_only: bool,

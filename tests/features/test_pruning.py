@@ -23,4 +23,19 @@ def test_cross_case_features_only_where_a_rep_region_or_account_is_given() -> No
     assert len(frame) == 8 and "n_events" in frame
     with_rep = PrefixPipeline(roles=ROLES, min_frequency=1).fit(_log(rep="R1"))
     assert "rep_win_rate" in with_rep.feature_names_out_
-    assert "account_prior_cases" in with_rep.feature_names_out_
+    both = PrefixPipeline(roles=ROLES, min_frequency=1).fit(_log(rep="R1", account="A1"))
+    assert {"rep_win_rate", "account_prior_cases"} <= set(both.feature_names_out_)
+
+
+def test_a_key_no_case_fills_gets_no_columns() -> None:
+    """Helpdesk has accounts but no rep: the rep's four columns would be missing on
+    every row; the account's are built and keep their values."""
+    only_account = PrefixPipeline(roles=ROLES, min_frequency=1).fit(_log(account="A1"))
+    names = only_account.feature_names_out_
+    assert not [n for n in names if n.startswith(("rep_", "region_"))]
+    assert "account_prior_cases" in names
+    frame = only_account.transform(_log(account="A1"))
+    both = PrefixPipeline(roles=ROLES, min_frequency=1).fit(_log(rep="R1", account="A1"))
+    full = both.transform(_log(rep="R1", account="A1"))
+    account = [n for n in names if n.startswith("account_")]
+    pd.testing.assert_frame_equal(frame[account], full[account])

@@ -165,6 +165,25 @@ def test_open_case_scoring_features_equal_transform_last_only(client):
     _assert_same_bits(_in_log_order(found), pipeline.transform(log.events, last_only=True))
 
 
+def test_a_log_without_reps_joins_only_the_keys_it_has(client):
+    """Helpdesk-like: accounts but no rep. The encoder builds no rep columns, the key
+    join neither routes nor asks for the rep, and the features still equal the single
+    process's."""
+    mapping = default_mapping()
+    events = canonicalize(simulate_log(n_cases=200, seed=9)[0], mapping).events
+    events["rep"] = pd.Series(pd.NA, index=events.index, dtype=events["rep"].dtype)
+    pipeline = PrefixPipeline(roles=mapping.roles).fit(events)
+    encoder = pipeline.encoders_[-1]
+    assert "rep" not in encoder.keys_ and "rep" not in needs(encoder)
+    assert not [n for n in pipeline.feature_names_out_ if n.startswith("rep_")]
+    parts = scatter_events(client, events, mapping, partitions=3)
+    found = pd.concat(client.gather(featurize(client, parts.parts, pipeline)),
+                      ignore_index=True)
+    expected = pipeline.transform(events)
+    assert expected["account_prior_cases"].gt(0).any()
+    _assert_same_bits(_in_log_order(found), expected)
+
+
 _MAPPING = default_mapping()
 _EVENTS = canonicalize(simulate_log(n_cases=150, seed=21)[0], _MAPPING).events
 _PIPELINE = PrefixPipeline(roles=_MAPPING.roles).fit(_EVENTS)
