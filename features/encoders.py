@@ -375,16 +375,24 @@ class TimeEncoder(PrefixEncoder):
         position in the quarter and the days to its end single out the day, so a model
         learns the dates of the training cases' outcomes, and answers for later dates
         from whatever the training block's end looked like."""
-        sec = event_rows(prepared).sec if len(prepared) else np.zeros(0)
+        rows = event_rows(prepared)
+        sec = rows.sec if len(prepared) else np.zeros(0)
         span_days = float(sec.max() - sec.min()) / 86400.0 if len(sec) else 0.0
         self.span_days_ = span_days
         self.dropped_calendar_ = [name for name, cycle in self.CALENDAR_CYCLES.items()
                                   if span_days < self.min_calendar_cycles * cycle]
+        # a log without stages or without invoices (most public logs) would give these
+        # columns missing on every row: nothing to read (``features.pruning``)
+        unread = set()
+        if not len(prepared) or np.isnan(self._days_in_stage(rows)).all():
+            unread.add("days_in_stage")
+        if not len(prepared) or np.isnan(self._days_since_invoice(rows)).all():
+            unread |= {"days_since_invoice", "days_past_due"}
         self.feature_names_out_ = [
             name for name in ("elapsed_days", "gap_days", "max_gap_days", "mean_gap_days",
                               "days_in_stage", "hour", "weekday", "day_in_quarter",
                               "days_to_quarter_end", "days_since_invoice", "days_past_due")
-            if name not in self.dropped_calendar_]
+            if name not in self.dropped_calendar_ and name not in unread]
         return self
 
     def encode(self, rows: EventRows) -> Encoded:

@@ -5,7 +5,8 @@ are missing on every row: they cost time at every transform (the cross-case enco
 indexes the whole history) and tell a model nothing. Public logs without a rep, region
 or account (loan applications, traffic fines) are the common case. Within the cross-case
 encoder the same holds per key: a log with accounts but no rep (Helpdesk) gets the
-account's features only (``CrossCaseEncoder.keys_``).
+account's features only (``CrossCaseEncoder.keys_``); the time encoder leaves out its
+stage and invoice-ageing columns on a log without stages or invoices.
 """
 
 from __future__ import annotations

@@ -236,12 +236,15 @@ def test_time_position_in_the_fiscal_quarter(fiscal_start: int, day_in_quarter: 
         "day_in_quarter": day_in_quarter, "days_to_quarter_end": to_quarter_end})
 
 
-def test_time_without_invoice_roles_or_stages_is_missing() -> None:
+def test_time_without_invoice_roles_or_stages_leaves_their_columns_out() -> None:
     log = make_log([("A", "Lead Captured", "2024-01-01T00:00Z"),
                     ("A", "Invoice Created", "2024-01-02T00:00Z")], "")
-    out = fit_transform(TimeEncoder(), log)
-    assert out["days_since_invoice"].isna().all()
-    assert out["days_in_stage"].isna().all()
+    encoder = TimeEncoder()
+    out = fit_transform(encoder, log)
+    # missing on every training row: left out, not built (features.pruning)
+    unread = {"days_since_invoice", "days_past_due", "days_in_stage"}
+    assert not unread & set(out.columns) and not unread & set(encoder.feature_names_out_)
+    assert out["elapsed_days"].tolist() == [0.0, 1.0]
 
 
 # ------------------------------------------------------------------ conformance

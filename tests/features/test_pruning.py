@@ -39,3 +39,19 @@ def test_a_key_no_case_fills_gets_no_columns() -> None:
     full = both.transform(_log(rep="R1", account="A1"))
     account = [n for n in names if n.startswith("account_")]
     pd.testing.assert_frame_equal(frame[account], full[account])
+
+
+def test_stage_and_invoice_ageing_only_where_the_log_has_them() -> None:
+    """A log without stages or invoices (most public logs) gets no days-in-stage or
+    invoice-ageing columns; one with them keeps the columns, with values."""
+    plain = PrefixPipeline(roles=ROLES, min_frequency=1).fit(_log())
+    assert not {"days_in_stage", "days_since_invoice", "days_past_due"} & set(
+        plain.feature_names_out_)
+    rows = [{"case_id": f"C{i % 2}", "timestamp": T0 + pd.Timedelta(days=i),
+             "activity": ("Lead Captured", "Invoice Created", "Payment Received")[i // 2],
+             "stage": "Prospecting"} for i in range(6)]
+    log = canonical_frame(rows)
+    full = PrefixPipeline(roles=ROLES, min_frequency=1).fit(log)
+    frame = full.transform(log)
+    assert frame["days_in_stage"].notna().all()
+    assert frame["days_since_invoice"].notna().sum() == 4
