@@ -163,6 +163,15 @@ class PrefixEncoder(TransformerMixin, BaseEstimator):
         """
         return {}
 
+    def summary_names(self) -> list[str]:
+        """Features that restate the sequence in many sparse columns, or the calendar:
+        the trees read them only where they beat the other features by a wide margin
+        (``training.config.TrainConfig.summary_penalty``). On a log of short cases they
+        hold little the last state and the lags do not, and a tree still splits on them
+        for small gains that do not carry over to later cases (Helpdesk:
+        ``docs/benchmarks.md``)."""
+        return []
+
 
 class AttributeEncoder(PrefixEncoder):
     """Case and event attributes as known at the prefix end (last non-missing value).
@@ -426,6 +435,9 @@ class TimeEncoder(PrefixEncoder):
             "days_since_invoice": since_invoice,
             "days_past_due": since_invoice - terms,
         }
+
+    def summary_names(self) -> list[str]:
+        return list(self.feature_groups())  # the position in the fiscal quarter
 
     def feature_groups(self) -> dict[str, tuple[str, str]]:
         quarter = ("quarter_position", "position in the fiscal quarter (days in, days left)")

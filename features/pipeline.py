@@ -251,6 +251,11 @@ class PrefixPipeline(BaseEstimator):
             groups.update(enc.feature_groups())
         return groups
 
+    def summary_names(self) -> list[str]:
+        """The features the encoders call summaries (``PrefixEncoder.summary_names``)."""
+        check_is_fitted(self, "encoders_")
+        return [name for enc in self.encoders_ for name in enc.summary_names()]
+
     def feature_matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Only the features, in schema order, after checking the schema."""
         self.check_features(frame)

@@ -146,6 +146,9 @@ class SequenceEncoder(PrefixEncoder):
             days.append(since)
         return days
 
+    def summary_names(self) -> list[str]:
+        return [*self.transition_names_, *self.recency_names_]
+
     def readable_names(self) -> dict[str, str]:
         names = {name: f"activity {step} steps back"
                  for step, name in zip(self.lags_, self.lag_names_, strict=True)}
@@ -218,6 +221,9 @@ class ChangingAttributeEncoder(PrefixEncoder):
             names.update({n: f"events with {words} '{v}' so far"
                           for n, v in zip(self.count_names_[column], values, strict=True)})
         return names
+
+    def summary_names(self) -> list[str]:
+        return [n for column in self.values_ for n in self.count_names_[column]]
 
     def feature_groups(self) -> dict[str, tuple[str, str]]:
         """An attribute's value counts read together (they sum to the events so far)."""

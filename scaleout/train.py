@@ -211,8 +211,9 @@ def fit_target_scaled(data: ScaledTrainingData, target: Target, config: TrainCon
     info: dict[str, Any] = {"sample_cases": sample.cases, "sample_rows": len(X)}
     step(f"{target.name}: choosing the number of trees on a driver sample of "
          f"{len(X):,} prefixes")
+    lgbm = config.lgbm_params(names, pipeline.summary_names())
     if target.kind == "classification":
-        model = WinProbabilityModel(config.lgbm, config.calibration, config.seed,
+        model = WinProbabilityModel(lgbm, config.calibration, config.seed,
                                     base=config.win_base)
         model.fit(*folds[0], *folds[1], *folds[2])
         info["n_trees"] = model.n_trees_
@@ -228,7 +229,7 @@ def fit_target_scaled(data: ScaledTrainingData, target: Target, config: TrainCon
                      "logreg": LogisticBaseline(seed=config.seed).fit(X, y)}
     else:
         base_rule, params = regression_base(target)
-        model = IntervalRegressor({**params, **config.lgbm}, config.interval_alpha,
+        model = IntervalRegressor({**params, **lgbm}, config.interval_alpha,
                                   config.seed, base=base_rule)
         model.fit(*folds[0], *folds[1], *folds[2])
         base = model.base_prediction if model.base_ is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +31,11 @@ class TrainConfig(BaseModel):
     interval_alpha: float = Field(0.2, gt=0, lt=1, description="0.2 -> a 10-90% interval")
     seed: int = 0
     lgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM overrides")
+    summary_penalty: float = Field(
+        0.1, gt=0, le=1, description="LightGBM's split gain on the features the encoders "
+        "call summaries (transition counts, days since each activity, counts of each "
+        "value, position in the quarter) is multiplied by this; 1 reads them like the "
+        "others")
     shap_sample: int = 1000
     select_kind: bool = Field(
         True, description="ship the best of LightGBM, the logistic base and the baselines on "
@@ -41,6 +47,17 @@ class TrainConfig(BaseModel):
         True, description="log the test metric when training on 10, 25, 50 and 100% of "
         "the training cases")
     experiment: str = "lead-to-cash"
+
+    def lgbm_params(self, feature_names: Sequence[str],
+                    summaries: Collection[str]) -> dict[str, Any]:
+        """The LightGBM overrides for a matrix of ``feature_names``: ``lgbm`` and, unless
+        it names its own, the penalty on the summaries (a gain factor per column, in
+        the matrix's order)."""
+        if self.summary_penalty == 1 or "feature_penalty" in self.lgbm or not summaries:
+            return dict(self.lgbm)
+        penalised = set(summaries)
+        return {**self.lgbm, "feature_penalty": [
+            self.summary_penalty if name in penalised else 1.0 for name in feature_names]}
 
     def flat_params(self) -> dict[str, Any]:
         params = self.model_dump(exclude={"lgbm"})

@@ -71,8 +71,14 @@ def _folds(data: TrainingData, target: Target) -> list[tuple[pd.DataFrame, np.nd
     return [(X[rows & (data.blocks == b)], y[rows & (data.blocks == b)]) for b in range(3)]
 
 
+def lgbm_params(data: TrainingData, config: TrainConfig) -> dict[str, Any]:
+    """LightGBM overrides for this data's feature matrix (``TrainConfig.lgbm_params``)."""
+    return config.lgbm_params(data.pipeline.feature_names_out_, data.pipeline.summary_names())
+
+
 def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> TargetResult:
     (X_fit, y_fit), (X_valid, y_valid), (X_cal, y_cal) = _folds(data, target)
+    lgbm = lgbm_params(data, config)
     test_rows = target.rows(data.test_labels)
     test_frame = data.test_frame[test_rows].reset_index(drop=True)
     X_test = data.pipeline.feature_matrix(test_frame)
@@ -83,7 +89,7 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
 
     if target.kind == "classification":
         # boosts from a logistic regression, then refits on all blocks (WinProbabilityModel)
-        model = WinProbabilityModel(config.lgbm, config.calibration, config.seed,
+        model = WinProbabilityModel(lgbm, config.calibration, config.seed,
                                     base=config.win_base, select=config.select_kind)
         model.fit(X_fit, y_fit.astype(int), X_valid, y_valid.astype(int), X_cal, y_cal.astype(int))
         p = model.predict_proba(X_test)
@@ -112,7 +118,7 @@ def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> Targe
         base, params = regression_base(target)
         fallbacks = ({regression_baseline_kind(target): regression_baseline(target)}
                      if config.select_kind else {})
-        model = IntervalRegressor({**params, **config.lgbm}, config.interval_alpha, config.seed,
+        model = IntervalRegressor({**params, **lgbm}, config.interval_alpha, config.seed,
                                   base=base, fallbacks=fallbacks)
         model.fit(X_fit, y_fit, X_valid, y_valid, X_cal, y_cal)
         point, lower, upper = model.predict_interval(X_test)
@@ -168,6 +174,7 @@ def learning_curve(target: Target, config: TrainConfig, *folds_and_test: Any) ->
     rank = order.reindex(cases).to_numpy() / max(len(unique), 1)
     block_of = data.blocks[rows]
     ranks = [rank[block_of == b] for b in range(3)]
+    lgbm = lgbm_params(data, config)
     points = []
     for share in CURVE_SHARES:
         picked = [(X[r < share], y[r < share]) for (X, y), r in zip((fit, valid, cal), ranks,
@@ -177,14 +184,14 @@ def learning_curve(target: Target, config: TrainConfig, *folds_and_test: Any) ->
             continue
         if target.kind == "classification":
             args = [a for X, y in picked for a in (X, y.astype(int))]
-            model = WinProbabilityModel(config.lgbm, config.calibration, config.seed,
+            model = WinProbabilityModel(lgbm, config.calibration, config.seed,
                                         base=config.win_base, select=False).fit(*args)
             value = classification_metrics(y_test, model.predict_proba(X_test))[
                 target.main_metric]
         else:
             base, params = regression_base(target)
             args = [a for X, y in picked for a in (X, y)]
-            model = IntervalRegressor({**params, **config.lgbm}, config.interval_alpha,
+            model = IntervalRegressor({**params, **lgbm}, config.interval_alpha,
                                       config.seed, base=base).fit(*args)
             value = regression_metrics(y_test, model.predict(X_test))[target.main_metric]
         points.append({"percent": share * 100, "cases": int(pd.unique(cases[rank < share]
