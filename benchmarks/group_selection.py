@@ -106,6 +106,7 @@ class Folds:
     X: list[pd.DataFrame]  # fit, valid, cal
     y: list[np.ndarray]
     valid_cases: np.ndarray
+    summaries: list[str] = field(default_factory=list)  # penalised as fit_target does
 
 
 def folds_of(data: TrainingData, target: Target, max_fit_cases: int | None = None,
@@ -122,7 +123,8 @@ def folds_of(data: TrainingData, target: Target, max_fit_cases: int | None = Non
         picked = np.random.default_rng(seed).choice(fit_cases, max_fit_cases, replace=False)
         masks[0] = masks[0] & np.isin(cases, picked)
     return Folds([X[m] for m in masks], [y[m] for m in masks],
-                 data.train_frame.loc[masks[1], "case_id"].to_numpy())
+                 data.train_frame.loc[masks[1], "case_id"].to_numpy(),
+                 data.pipeline.summary_names())
 
 
 def metric(target: Target, y: np.ndarray, p: np.ndarray, w: np.ndarray | None = None) -> float:
@@ -137,14 +139,15 @@ def valid_predictions(target: Target, folds: Folds, columns: list[str], seed: in
     valid block; its predictions of the valid block (uncalibrated)."""
     X_fit, X_valid = folds.X[0][columns], folds.X[1][columns]
     y_fit, y_valid = folds.y[0], folds.y[1]
+    lgbm = config.lgbm_params(columns, folds.summaries)
     if target.kind == "classification":
-        model = WinProbabilityModel(config.lgbm, "none", seed, base=config.win_base,
+        model = WinProbabilityModel(lgbm, "none", seed, base=config.win_base,
                                     refit=False, select=False)
         model.fit(X_fit, y_fit.astype(int), X_valid, y_valid.astype(int), X_valid,
                   y_valid.astype(int))  # no calibration, no refit: the cal block is unused
         return model.raw_proba(X_valid)
     base, params = regression_base(target)
-    params = {**DEFAULT_PARAMS, **REGRESSION_PARAMS, **params, **config.lgbm}
+    params = {**DEFAULT_PARAMS, **REGRESSION_PARAMS, **params, **lgbm}
     init = (None, None)
     if base is not None:
         base = copy.deepcopy(base).fit(X_fit, y_fit)

@@ -13,7 +13,7 @@ case scored alone still sees its rep's and account's history.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -222,6 +222,19 @@ def facts_by_kind(history: CaseFacts, column: str,
     return facts
 
 
+def index_key(facts: CaseFacts, column: str, kinds: Collection[str] | None = None
+              ) -> tuple[Lookup, dict[str, AsOf]]:
+    """The groups of key ``column`` among ``facts`` and the as-of index of each of its
+    fact kinds (only ``kinds`` if given): the encoder's history and, in the Dask path,
+    a key bucket's."""
+    values = facts[column]
+    groups = Lookup(pd.unique(values[~pd.isna(values)]))
+    codes = groups.positions(values)
+    return groups, {kind: AsOf.build(*arrays, TIME_SPAN)
+                    for kind, arrays in facts_by_kind(facts, column, codes).items()
+                    if kinds is None or kind in kinds}
+
+
 def _codes_with_new(groups: Lookup, values: np.ndarray, new: dict[object, int]) -> np.ndarray:
     """Group codes of ``values``; a value not in ``groups`` gets the next free code,
     the same for every call sharing ``new``."""
@@ -314,14 +327,25 @@ def column_features(out: Encoded, column: str, at: Callable[..., np.ndarray], ro
 
 
 def key_feature_names(keys: Sequence[str], roles: Roles) -> list[str]:
-    """The features of the key columns ``keys``, in their order: read off the one rule
-    (``column_features``) run on a probe row, so names and values cannot part."""
+    """The features of the key columns ``keys``: read off the one rule
+    (``column_features``) run on a probe row, so names and values cannot part. The
+    open-case counts come first, as they did when every key was always built (a
+    column's place decides which trees' column samples draw it)."""
     t = np.zeros(1, dtype=np.int64)
     out: Encoded = {}
     for column in keys:
         column_features(out, column, lambda kind, times=None: np.zeros((1, 2)), roles, t, 0,
                         lambda: np.zeros(1))
-    return list(out)
+    names = list(out)
+    return sorted(names, key=lambda name: not name.endswith("_open_cases"))
+
+
+def readable_keys(filled: Callable[[str], bool], roles: Roles) -> tuple[str, ...]:
+    """The key columns (rep, region, account) that are ``filled`` and have features
+    under ``roles`` (a region without end activities has none): the encoder's keys, and
+    whether it is built at all (``features.pruning``)."""
+    return tuple(column for column in FACT_KINDS
+                 if filled(column) and key_feature_names([column], roles))
 
 
 class CrossCaseEncoder(PrefixEncoder):
@@ -341,8 +365,8 @@ class CrossCaseEncoder(PrefixEncoder):
     #: facts of other cases, known at the prefix end, some from events after their own
     #: kept prefixes: the encoder reads every event given
     reads_other_cases = True
-    #: the key columns the training log fills (``fit``); models pickled before keys
-    #: without values were left out built the features of all of them
+    #: the key columns the training log fills (``fit``); the default is for encoders
+    #: pickled before per-key pruning: all keys
     keys_: tuple[str, ...] = tuple(FACT_KINDS)
 
     def __init__(self, roles: Roles | None = None, recent_days: float = 30.0) -> None:
@@ -355,10 +379,8 @@ class CrossCaseEncoder(PrefixEncoder):
         # a key no training case fills (Helpdesk has no rep) would give columns missing on
         # every row, and one whose features the roles rule out (a region without end
         # activities) none: neither is indexed nor looked up
-        self.keys_ = tuple(column for column in FACT_KINDS
-                           if bool(pd.notna(facts[column]).any())
-                           and key_feature_names([column], roles))
-        self._store(facts)
+        self.keys_ = readable_keys(lambda column: bool(pd.notna(facts[column]).any()), roles)
+        self.set_facts(facts)
         self.feature_names_out_ = key_feature_names(self.keys_, roles)
         return self
 
@@ -368,20 +390,17 @@ class CrossCaseEncoder(PrefixEncoder):
 
     def set_history(self, prepared: pd.DataFrame | EventRows) -> CrossCaseEncoder:
         """Remember these cases' facts for scoring cases that arrive without history."""
-        return self._store(case_facts(event_rows(prepared), self.resolved_roles()))
+        return self.set_facts(case_facts(event_rows(prepared), self.resolved_roles()))
 
-    def _store(self, facts: CaseFacts) -> CrossCaseEncoder:
+    def set_facts(self, facts: CaseFacts) -> CrossCaseEncoder:
+        """Remember these cases' facts (built from events, or joined from partitions by
+        the Dask path) and index them per key."""
         self.facts_ = facts
-        self.cases_ = Lookup(self.facts_.ids)
+        self.cases_ = Lookup(facts.ids)
         self.groups_: dict[str, Lookup] = {}
         self.index_: dict[str, dict[str, AsOf]] = {}
         for column in self.keys_:
-            values = self.facts_[column]
-            self.groups_[column] = Lookup(pd.unique(values[~pd.isna(values)]))
-            codes = self.groups_[column].positions(values)
-            self.index_[column] = {kind: AsOf.build(*arrays, TIME_SPAN)
-                                   for kind, arrays in facts_by_kind(self.facts_, column,
-                                                              codes).items()}
+            self.groups_[column], self.index_[column] = index_key(facts, column)
         return self
 
     @property

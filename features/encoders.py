@@ -392,7 +392,7 @@ class TimeEncoder(PrefixEncoder):
                                   if span_days < self.min_calendar_cycles * cycle]
         # a log without stages or without invoices (most public logs) would give these
         # columns missing on every row: nothing to read (``features.pruning``)
-        unread = set()
+        unread: set[str] = set()
         if not len(prepared) or np.isnan(self._days_in_stage(rows)).all():
             unread.add("days_in_stage")
         if not len(prepared) or np.isnan(self._days_since_invoice(rows)).all():
@@ -437,7 +437,8 @@ class TimeEncoder(PrefixEncoder):
         }
 
     def summary_names(self) -> list[str]:
-        return list(self.feature_groups())  # the position in the fiscal quarter
+        return [n for n in ("day_in_quarter", "days_to_quarter_end")
+                if n in self.feature_names_out_]
 
     def feature_groups(self) -> dict[str, tuple[str, str]]:
         quarter = ("quarter_position", "position in the fiscal quarter (days in, days left)")

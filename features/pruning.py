@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from features.crosscase import FACT_KINDS, CrossCaseEncoder, key_feature_names
+from features.crosscase import CrossCaseEncoder, readable_keys
 from features.encoders import PrefixEncoder
 
 
@@ -24,9 +24,9 @@ def reads_something(encoder: PrefixEncoder, events: pd.DataFrame) -> bool:
     encoder: a rep, region or account with features under its roles; it leaves out
     the other keys itself when fitted)."""
     if isinstance(encoder, CrossCaseEncoder):
-        roles = encoder.resolved_roles()
-        return any(column in events and bool(events[column].notna().any())
-                   and key_feature_names([column], roles) for column in FACT_KINDS)
+        return bool(readable_keys(
+            lambda column: column in events and bool(events[column].notna().any()),
+            encoder.resolved_roles()))
     return True
 
 

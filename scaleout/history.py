@@ -23,7 +23,7 @@ sums, and the features, are those of the single-process transform bit for bit
 (``tests/scaleout`` compares them).
 
 The driver still joins every partition's facts into one history (``join_facts``,
-``set_history``): that is the history the trained bundle keeps for serving, as
+``CrossCaseEncoder.set_facts``): that is the history the trained bundle keeps for serving, as
 ``refresh_history(whole log)`` would set it; no worker receives it.
 """
 
@@ -45,16 +45,16 @@ from features.crosscase import (
     FACT_KINDS,
     TIME_OFFSET,
     TIME_SPAN,
-    AsOf,
     CaseFacts,
     CrossCaseEncoder,
     case_facts,
     column_features,
     facts_by_kind,
+    index_key,
 )
 from features.encoders import Encoded
 from features.mapping import Roles
-from features.prefixes import EventRows, Lookup, prepare_rows, sort_key
+from features.prefixes import EventRows, prepare_rows, sort_key
 
 #: a lookup the features need: (fact kind, seconds added to the prefix's time)
 Need = tuple[str, int]
@@ -95,34 +95,11 @@ def join_facts(parts: Sequence[CaseFacts]) -> CaseFacts:
     return joined
 
 
-def _index(facts: CaseFacts, column: str, kinds: Sequence[str] | None = None
-           ) -> tuple[Lookup, dict[str, AsOf]]:
-    """The groups of ``column`` and the as-of index of each fact kind, as
-    ``CrossCaseEncoder.set_history`` builds them."""
-    values = facts[column]
-    groups = Lookup(pd.unique(values[~pd.isna(values)]))
-    codes = groups.positions(values)
-    return groups, {kind: AsOf.build(*arrays, TIME_SPAN)
-                    for kind, arrays in facts_by_kind(facts, column, codes).items()
-                    if kinds is None or kind in kinds}
-
-
-def set_history(encoder: CrossCaseEncoder, facts: CaseFacts) -> CrossCaseEncoder:
-    """Store ``facts`` as the encoder's history, as ``set_history`` does from events."""
-    encoder.facts_ = facts
-    encoder.cases_ = Lookup(facts.ids)
-    encoder.groups_ = {}
-    encoder.index_ = {}
-    for column in encoder.keys_:
-        encoder.groups_[column], encoder.index_[column] = _index(facts, column)
-    return encoder
-
-
 def without_history(encoder: CrossCaseEncoder) -> CrossCaseEncoder:
     """The fitted encoder with an empty history: what a worker is given (its lookups
     go to the key buckets), so that no worker holds a history growing with the log."""
     empty = encoder.facts_.take(np.zeros(0, dtype=np.int64))
-    return set_history(encoder, empty)
+    return encoder.set_facts(empty)
 
 
 # ------------------------------------------------------------------ the key join
@@ -269,7 +246,7 @@ def answer(asked: dict[str, list[Need]], store: str | None, *pieces: Any) -> lis
     for column, column_needs in asked.items():
         given = [f[column] for f in facts if len(f[column])]
         kinds = {kind for kind, _ in column_needs}
-        indexes[column] = _index(join_facts(given) if given else facts[0][column], column,
+        indexes[column] = index_key(join_facts(given) if given else facts[0][column], column,
                                  kinds)
     del facts
     answers = []

@@ -23,7 +23,7 @@ from features.crosscase import CaseFacts, CrossCaseEncoder
 from features.encoders import Coded, Encoded
 from features.pipeline import FRAME_KEYS, EncodedPrefixes, PrefixPipeline
 from features.prefixes import EventRows, prepare_rows, select_prefixes
-from scaleout.history import answer, encode_answered, needs, route, set_history, without_history
+from scaleout.history import answer, encode_answered, needs, route, without_history
 from scaleout.input import OnEvents
 
 
@@ -33,7 +33,7 @@ def with_history(pipeline: PrefixPipeline, facts: CaseFacts) -> PrefixPipeline:
     ``refresh_history(whole log)`` would set it."""
     check_is_fitted(pipeline, "encoders_")
     out = copy.copy(pipeline)
-    out.encoders_ = [set_history(copy.copy(enc), facts) if isinstance(enc, CrossCaseEncoder)
+    out.encoders_ = [copy.copy(enc).set_facts(facts) if isinstance(enc, CrossCaseEncoder)
                      else enc for enc in pipeline.encoders_]
     return out
 

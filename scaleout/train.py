@@ -48,7 +48,7 @@ from models.targets import Target
 from scaleout.build import PrefixPart, ScaledTrainingData
 from training.config import TrainConfig
 from training.data import NotTrainableError
-from training.fit import TargetResult, regression_base
+from training.fit import TargetResult, lgbm_params, regression_base
 
 #: training cases in the driver's run (trees count, baselines, calibration)
 SAMPLE_CASES = 20_000
@@ -211,7 +211,7 @@ def fit_target_scaled(data: ScaledTrainingData, target: Target, config: TrainCon
     info: dict[str, Any] = {"sample_cases": sample.cases, "sample_rows": len(X)}
     step(f"{target.name}: choosing the number of trees on a driver sample of "
          f"{len(X):,} prefixes")
-    lgbm = config.lgbm_params(names, pipeline.summary_names())
+    lgbm = lgbm_params(pipeline, config)
     if target.kind == "classification":
         model = WinProbabilityModel(lgbm, config.calibration, config.seed,
                                     base=config.win_base)

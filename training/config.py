@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.promotion import PromotionSettings  # noqa: F401  (its home is models/)
 
+#: LightGBM's names for the per-column gain factor (``feature_penalty`` and its aliases)
+FEATURE_PENALTY_NAMES = frozenset({"feature_penalty", "feature_contri", "feature_contrib",
+                                   "fc", "fp"})
+
 
 class TrainConfig(BaseModel):
     """Everything that decides a training run; logged to MLflow as parameters."""
@@ -53,7 +57,8 @@ class TrainConfig(BaseModel):
         """The LightGBM overrides for a matrix of ``feature_names``: ``lgbm`` and, unless
         it names its own, the penalty on the summaries (a gain factor per column, in
         the matrix's order)."""
-        if self.summary_penalty == 1 or "feature_penalty" in self.lgbm or not summaries:
+        if (self.summary_penalty == 1 or not summaries
+                or FEATURE_PENALTY_NAMES & set(self.lgbm)):
             return dict(self.lgbm)
         penalised = set(summaries)
         return {**self.lgbm, "feature_penalty": [

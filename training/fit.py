@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.pipeline import PrefixPipeline
 from models.baselines import (
     LogisticBaseline,
     PaymentDelayBaseline,
@@ -71,14 +72,15 @@ def _folds(data: TrainingData, target: Target) -> list[tuple[pd.DataFrame, np.nd
     return [(X[rows & (data.blocks == b)], y[rows & (data.blocks == b)]) for b in range(3)]
 
 
-def lgbm_params(data: TrainingData, config: TrainConfig) -> dict[str, Any]:
-    """LightGBM overrides for this data's feature matrix (``TrainConfig.lgbm_params``)."""
-    return config.lgbm_params(data.pipeline.feature_names_out_, data.pipeline.summary_names())
+def lgbm_params(pipeline: PrefixPipeline, config: TrainConfig) -> dict[str, Any]:
+    """LightGBM overrides for the feature matrix of ``pipeline``
+    (``TrainConfig.lgbm_params``); the Dask fit asks the same."""
+    return config.lgbm_params(pipeline.feature_names_out_, pipeline.summary_names())
 
 
 def fit_target(data: TrainingData, target: Target, config: TrainConfig) -> TargetResult:
     (X_fit, y_fit), (X_valid, y_valid), (X_cal, y_cal) = _folds(data, target)
-    lgbm = lgbm_params(data, config)
+    lgbm = lgbm_params(data.pipeline, config)
     test_rows = target.rows(data.test_labels)
     test_frame = data.test_frame[test_rows].reset_index(drop=True)
     X_test = data.pipeline.feature_matrix(test_frame)
@@ -174,7 +176,7 @@ def learning_curve(target: Target, config: TrainConfig, *folds_and_test: Any) ->
     rank = order.reindex(cases).to_numpy() / max(len(unique), 1)
     block_of = data.blocks[rows]
     ranks = [rank[block_of == b] for b in range(3)]
-    lgbm = lgbm_params(data, config)
+    lgbm = lgbm_params(data.pipeline, config)
     points = []
     for share in CURVE_SHARES:
         picked = [(X[r < share], y[r < share]) for (X, y), r in zip((fit, valid, cal), ranks,

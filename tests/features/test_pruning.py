@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from features.crosscase import key_feature_names
 from features.pipeline import PrefixPipeline
 from tests.features.test_pipeline_properties import ROLES, canonical_frame
 
@@ -25,6 +26,15 @@ def test_cross_case_features_only_where_a_rep_region_or_account_is_given() -> No
     assert "rep_win_rate" in with_rep.feature_names_out_
     both = PrefixPipeline(roles=ROLES, min_frequency=1).fit(_log(rep="R1", account="A1"))
     assert {"rep_win_rate", "account_prior_cases"} <= set(both.feature_names_out_)
+
+
+def test_the_cross_case_columns_keep_their_order() -> None:
+    """A column's place decides which trees' column samples draw it: the per-key
+    names keep the order they had when every key was built."""
+    assert key_feature_names(["rep", "region", "account"], ROLES) == [
+        "rep_open_cases", "region_open_cases", "rep_started_recent", "rep_decided_cases",
+        "rep_win_rate", "rep_mean_cycle_days", "account_prior_cases", "account_won_cases",
+        "account_paid_cases", "account_mean_payment_delay_days"]
 
 
 def test_a_key_no_case_fills_gets_no_columns() -> None:

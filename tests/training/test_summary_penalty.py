@@ -46,6 +46,8 @@ def test_the_penalty_follows_the_matrix_columns_and_yields_to_an_override() -> N
                                                                                   summaries)
     own = TrainConfig(lgbm={"feature_penalty": [1.0] * 4}).lgbm_params(names, summaries)
     assert own["feature_penalty"] == [1.0] * 4
+    alias = TrainConfig(lgbm={"feature_contri": [1.0] * 4}).lgbm_params(names, summaries)
+    assert "feature_penalty" not in alias  # LightGBM's other name for it wins, unwarned
     assert "feature_penalty" not in TrainConfig().lgbm_params(names, [])
 
 
@@ -63,5 +65,7 @@ def test_the_shipped_trees_carry_the_penalty_of_the_pipelines_summaries(tmp_path
     assert {"day_in_quarter", "days_to_quarter_end"} & set(names) <= summaries
     assert not summaries & {"last_activity", "elapsed_days", "n_events"}
     result = fit_target(data, TARGETS["remaining_time"], config)
-    penalty = result.bundle.model.model_.get_params()["feature_penalty"]
-    assert penalty == [0.1 if n in summaries else 1.0 for n in names]
+    expected = [0.1 if n in summaries else 1.0 for n in names]
+    model = result.bundle.model
+    for trees in (model.model_, model.lower_, model.upper_):  # the point and the interval
+        assert trees.get_params()["feature_penalty"] == expected
