@@ -149,6 +149,12 @@ def validate(
         raise typer.Exit(1)
 
 
+def _no_progress_bars() -> None:
+    """MLflow's download and upload progress bars would sit between the user and the
+    answer (train, score, promote)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def _print_summary(summary: dict) -> None:
     table = Table(title=f"Event log {escape(summary['source'])}", show_header=False)
     table.add_column("figure")
@@ -227,7 +233,7 @@ def train(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     # MLflow's own chatter (progress bars, signature hints) would bury the result table
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _no_progress_bars()
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -277,7 +283,7 @@ def score(
     partitions: PartitionsOption = None,
 ) -> None:
     """Score every open case of a log (its latest prefix) with the champion models."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as in promote
+    _no_progress_bars()
     from models.targets import resolve_targets
     from scaleout.cluster import ClusterSpec
     from scaleout.run import score_log
@@ -387,8 +393,7 @@ def promote(
 ) -> None:
     """Make a model the champion, unless it is worse than the current one or than its own
     baseline, or its calibration error is above the bound (L2C_PROMOTE_MAX_ECE)."""
-    # MLflow's download progress bars would sit between the user and the answer
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _no_progress_bars()
     from training.promote import PromotionError
     from training.promote import promote as run_promotion
 
