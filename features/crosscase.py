@@ -326,17 +326,31 @@ def column_features(out: Encoded, column: str, at: Callable[..., np.ndarray], ro
         out["account_mean_payment_delay_days"] = _ratio(paid)
 
 
-def key_feature_names(keys: Sequence[str], roles: Roles) -> list[str]:
-    """The features of the key columns ``keys``: read off the one rule
-    (``column_features``) run on a probe row, so names and values cannot part. The
-    open-case counts come first, as they did when every key was always built (a
-    column's place decides which trees' column samples draw it)."""
-    t = np.zeros(1, dtype=np.int64)
+def probe_key(column: str, roles: Roles, recent: int
+              ) -> tuple[list[str], list[tuple[str, int]]]:
+    """The one rule (``column_features``) of key ``column`` run on a probe row: the names
+    of its features, and the lookups it makes as (fact kind, seconds added to the
+    prefix's time). The names and the Dask key join's lookups are read off the rule,
+    so neither can part from the values it computes."""
+    t = np.array([10 * TIME_SPAN // 11], dtype=np.int64)
+    asked: list[tuple[str, int]] = []
+
+    def at(kind: str, times: np.ndarray | None = None) -> np.ndarray:
+        need = (kind, 0 if times is None else int(times[0] - t[0]))
+        if need not in asked:
+            asked.append(need)
+        return np.zeros((1, 2))
+
     out: Encoded = {}
-    for column in keys:
-        column_features(out, column, lambda kind, times=None: np.zeros((1, 2)), roles, t, 0,
-                        lambda: np.zeros(1))
-    names = list(out)
+    column_features(out, column, at, roles, t, recent, lambda: np.zeros(1))
+    return list(out), asked
+
+
+def key_feature_names(keys: Sequence[str], roles: Roles) -> list[str]:
+    """The features of the key columns ``keys`` (``probe_key``). The open-case counts
+    come first, as they did when every key was always built (a column's place decides
+    which trees' column samples draw it)."""
+    names = [name for column in keys for name in probe_key(column, roles, 0)[0]]
     return sorted(names, key=lambda name: not name.endswith("_open_cases"))
 
 

@@ -44,13 +44,13 @@ from features.crosscase import (
     DAY_SECONDS,
     FACT_KINDS,
     TIME_OFFSET,
-    TIME_SPAN,
     CaseFacts,
     CrossCaseEncoder,
     case_facts,
     column_features,
     facts_by_kind,
     index_key,
+    probe_key,
 )
 from features.encoders import Encoded
 from features.mapping import Roles
@@ -109,20 +109,7 @@ def needs(encoder: CrossCaseEncoder) -> dict[str, list[Need]]:
     the buckets answer, rather than silently reading a lookup nobody computed."""
     roles = encoder.resolved_roles()
     recent = int(encoder.recent_days * DAY_SECONDS)
-    t = np.array([10 * TIME_SPAN // 11], dtype=np.int64)
-    out: dict[str, list[Need]] = {}
-    for column in encoder.keys_:
-        asked: list[Need] = []
-
-        def probe(kind: str, times: np.ndarray | None = None, asked=asked) -> np.ndarray:
-            need = (kind, 0 if times is None else int(times[0] - t[0]))
-            if need not in asked:
-                asked.append(need)
-            return np.zeros((1, 2))
-
-        column_features({}, column, probe, roles, t, recent, lambda: np.zeros(1))
-        out[column] = asked
-    return out
+    return {column: probe_key(column, roles, recent)[1] for column in encoder.keys_}
 
 
 def bucket_of(values: np.ndarray, buckets: int) -> np.ndarray:
